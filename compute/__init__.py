@@ -1,0 +1,1 @@
+"""Lexiscope compute: pure stages (vocabulary, embeddings, geometry, SAE, projections) and the pipeline."""
