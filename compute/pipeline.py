@@ -1,0 +1,186 @@
+"""Chains the stages (vocabulary -> embeddings -> geometry -> projections -> SAE) and writes one run
+per (model, layer) through store/. Every stage is seeded from the plan, so a rerun reproduces it."""
+import logging
+import re
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from compute import embeddings, geometry, projections, similarity, vocabulary
+from compute.config import Plan, PlanError, RunConfig
+from compute.embeddings import ModelError
+from compute.progress import Progress
+from store import Catalog, RunWriter, default_root
+
+log = logging.getLogger("lexiscope.compute")
+
+
+@dataclass
+class LayerInput:
+    layer: int
+    X: np.ndarray                       # (n, d) word vectors analysed in this run
+    extra: dict = field(default_factory=dict)   # more stage output, e.g. words/n_contexts, tokens/*
+    tokens: np.ndarray | None = None    # (m, d) token sample for the token-level geometry
+
+
+def resolve_device(device: str = "auto") -> str:
+    if device != "auto":
+        return device
+    try:
+        import torch
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def run_id_for(cfg: RunConfig, layer: int) -> str:
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", cfg.name or cfg.model.rsplit("/", 1)[-1]).strip("-").lower()
+    return f"{slug or 'run'}-L{layer}-{cfg.config_hash(layer)[:8]}"
+
+
+def precompute(plan: Plan, store=None, device: str = "auto", force: bool = False,
+               progress: Progress | None = None) -> list[str]:
+    """Run every run of the plan; returns the run ids written or already present."""
+    progress = progress or Progress()
+    ids = []
+    for cfg in plan.runs:
+        if cfg.sts is not None and cfg.sts.path is None and plan.sts_dir:
+            cfg = cfg.model_copy(update={"sts": cfg.sts.model_copy(update={"path": plan.sts_dir})})
+        ids += precompute_run(cfg, store, device, force, progress)
+    return ids
+
+
+def precompute_run(cfg: RunConfig, store=None, device: str = "auto", force: bool = False,
+                   progress: Progress | None = None) -> list[str]:
+    """All layers of one run config. Layers whose config hash is already stored are skipped."""
+    root = default_root(store)
+    catalog = Catalog(root)
+    device = resolve_device(device)
+    progress = progress or Progress()
+    name = cfg.name or cfg.model
+
+    if embeddings.is_static(cfg.model):
+        kind = "static"
+    else:
+        from compute import contextual
+        if not contextual.is_transformer(cfg.model):
+            raise ModelError(f"unknown model '{cfg.model}': not a bundled model (glove-6b-50d, minilm-l6), "
+                             f"not a word-vector file and not a transformer directory or Hugging Face id")
+        kind = "contextual"
+
+    if kind == "static":
+        if cfg.layers != "all" and cfg.layers != [0]:
+            raise PlanError(f"layers: static model '{cfg.model}' has only layer 0")
+        if not force and (found := catalog.find_hash(cfg.config_hash(0))):
+            log.info("%s: already in the store as %s", name, found)
+            return [found]
+        with progress.child(name).stage("vocabulary"):
+            vocab = vocabulary.build(cfg.vocabulary)
+            source = embeddings.load_static(cfg.model)
+            rows = source.lookup(vocab.words)
+            keep = np.flatnonzero(rows >= 0)
+            if len(keep) < 10:
+                raise PlanError(f"vocabulary: only {len(keep)} words are in model '{cfg.model}'")
+            vocab = vocab.subset(keep)
+            X = source.vectors[rows[keep]]
+        inputs, n_layers = [LayerInput(0, X)], 1
+        full_words, full_X = source.words, source.vectors
+    else:
+        inputs, n_layers, vocab = _contextual_inputs(cfg, catalog, device, force, progress.child(name))
+        if not inputs:
+            return [catalog.find_hash(cfg.config_hash(layer)) for layer in _requested_layers(cfg, n_layers)]
+        full_words = full_X = None
+
+    written, next_decoder = [], None
+    # Last layer first, so each layer's SAE features can be matched to those of the layer above.
+    for item in sorted(inputs, key=lambda i: -i.layer):
+        p = progress.child(f"{name} L{item.layer}")
+        out, decoder = analyse_layer(cfg, item, vocab, full_words, full_X, device, p, next_decoder)
+        next_decoder = decoder
+        run_id = run_id_for(cfg, item.layer)
+        with p.stage("write"):
+            with RunWriter(root, run_id, model=cfg.model, layer=item.layer, n_layers=n_layers, source=kind,
+                           config=cfg.model_dump(mode="json"), config_hash=cfg.config_hash(item.layer)) as w:
+                w.write_all(out)
+        written.append(run_id)
+    return written
+
+
+def _requested_layers(cfg: RunConfig, n_layers: int) -> list[int]:
+    if cfg.layers == "all":
+        return list(range(n_layers))
+    bad = [layer for layer in cfg.layers if layer >= n_layers]
+    if bad:
+        raise PlanError(f"layers: model '{cfg.model}' has layers 0..{n_layers - 1}, not {bad}")
+    return sorted(set(cfg.layers))
+
+
+def _contextual_inputs(cfg, catalog, device, force, progress):
+    from compute import contextual
+    with progress.stage("load model"):
+        tokenizer, model = contextual.load_transformer(cfg.model, device)
+    n_layers = model.config.num_hidden_layers + 1
+    layers = _requested_layers(cfg, n_layers)
+    todo = [layer for layer in layers if force or not catalog.find_hash(cfg.config_hash(layer))]
+    if not todo:
+        return [], n_layers, None
+    with progress.stage("vocabulary"):
+        vocab = vocabulary.build(cfg.vocabulary)
+        sentences = contextual.read_corpus(cfg.corpus or "lee")
+    with progress.stage("extract") as update:
+        ext = contextual.extract(tokenizer, model, sentences, vocab.words, todo,
+                                 token_sample=cfg.geometry.token_sample, seed=cfg.geometry.seed,
+                                 batch_size=cfg.batch_size, device=device, progress=update)
+    inputs = []
+    for i, layer in enumerate(ext.layers):
+        extra = {"words/n_contexts": ext.n_contexts.astype(np.int32),
+                 "tokens/text": list(ext.token_text), "tokens/positions": ext.token_positions.astype(np.int32)}
+        inputs.append(LayerInput(layer, ext.word_vectors[i], extra, ext.token_vectors[i]))
+    return inputs, n_layers, vocab
+
+
+def analyse_layer(cfg: RunConfig, item: LayerInput, vocab, full_words, full_X, device, progress,
+                  next_decoder=None) -> tuple[dict, np.ndarray | None]:
+    """Every stage for one layer; returns the run's output dict and its SAE decoder (or None)."""
+    X = np.ascontiguousarray(item.X, dtype=np.float32)
+    g = cfg.geometry
+    out = {**vocab.output(), "embeddings": X, **item.extra}
+    with progress.stage("geometry"):
+        out.update(geometry.analyse(X, g, vocab.zipf))
+        if item.tokens is not None and len(item.tokens) > 1:
+            out.update(geometry.analyse(item.tokens, g, None, group="geometry_tokens"))
+        if len(set(vocab.langs)) > 1:
+            out.update(geometry.per_language(X, np.asarray(vocab.langs), g))
+    with progress.stage("enhancement") as update:
+        enh = geometry.fit_enhancement(X, g.clusters, g.pcs_removed, g.seed)
+        X_enh = enh.apply(X)
+        out.update(geometry.enhancement_output(X, enh, g))
+        idx, dist = projections.knn_cosine(X_enh, cfg.projections.neighbors, g.seed, progress=update)
+        out.update(projections.neighbors_output(idx, dist, cfg.projections.neighbors, group="enhanced/neighbors"))
+    with progress.stage("word similarity"):
+        sim_words, sim_X = (full_words, full_X) if full_words is not None else (vocab.words, X)
+        before = similarity.word_similarity(sim_words, sim_X)
+        after = similarity.word_similarity(sim_words, sim_X, transform=enh.apply)
+        out.update(similarity.similarity_output(before, after))
+    with progress.stage("projections") as update, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # umap's notes about seeds and precomputed graphs
+        out.update(projections.projections_output(X, cfg.projections, progress=update))
+    decoder = None
+    if cfg.sae is not None:
+        from compute import features, sae
+        with progress.stage("sae") as update:
+            model = sae.fit(X, cfg.sae, device=device, progress=update)
+        with progress.stage("features") as update:
+            out.update(features.sae_output(model, X, vocab.words, vocab.groups, vocab.group_names, cfg.sae,
+                                           model.history, seed=cfg.sae.seed))
+            out.update(features.sae_similarity_output(model, sim_words, sim_X))
+            decoder = out["sae/W_dec"]
+            if next_decoder is not None:
+                match, cos = features.match_features(decoder, next_decoder)
+                out["sae/next_layer_match"], out["sae/next_layer_cos"] = match, cos
+    if cfg.sts is not None and item.tokens is not None:
+        from compute import sts
+        with progress.stage("sts"):
+            out.update(sts.sts_output(cfg, item.layer, enh))
+    return out, decoder
