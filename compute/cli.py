@@ -32,7 +32,8 @@ def precompute(plan: Optional[Path] = typer.Argument(None, help="YAML plan (defa
                device: str = typer.Option("auto", help="auto, cpu or cuda"),
                force: bool = typer.Option(False, "--force", help="recompute runs already in the store")):
     """Compute every run of a plan into the store (runs already there are skipped)."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("lexiscope").setLevel(logging.INFO)
     try:
         from compute.config import load_plan
         from compute.pipeline import precompute as run_plan

@@ -1,0 +1,35 @@
+"""Shared fixtures. Expensive stores are built once per session and only read by tests."""
+import os
+from pathlib import Path
+
+import pytest
+
+from compute.config import parse_plan
+
+REPO = Path(__file__).resolve().parents[1]
+# Real STS-B data sits beside the repo (never copied into it); LEXISCOPE_STS_DIR overrides.
+STS_DIR = Path(os.environ.get("LEXISCOPE_STS_DIR") or REPO.parent / "shared" / "data" / "stsb-multi-mt")
+
+SMALL_GLOVE_RUN = {
+    "name": "glove-small",
+    "model": "glove-6b-50d",
+    "vocabulary": {"top_n": 2000, "concept_groups": "default"},
+    "projections": {"n_neighbors": 10, "umap_epochs": 100},
+    "sae": {"arch": "topk", "d_sae": 256, "k": 8, "seed": 0},
+}
+
+
+@pytest.fixture(scope="session")
+def sts_dir() -> Path:
+    if not (STS_DIR / "stsb-en-test.csv").is_file():
+        pytest.fail(f"STS-B data not found at {STS_DIR}; set LEXISCOPE_STS_DIR")
+    return STS_DIR
+
+
+@pytest.fixture(scope="session")
+def glove_store(tmp_path_factory):
+    """A store with one small GloVe run (2,000+ words, geometry, projections, a 256-feature SAE)."""
+    from compute.pipeline import precompute
+    root = tmp_path_factory.mktemp("glove-store")
+    ids = precompute(parse_plan({"runs": [SMALL_GLOVE_RUN]}), store=root, device="cpu")
+    return root, ids[0]
