@@ -18,8 +18,12 @@ if [ "${1:-}" = "--test" ]; then
 fi
 [ -d .venv ] || python3 -m venv .venv
 . .venv/bin/activate
-python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+log=$(mktemp)
+pipq() {  # quiet pip that still shows everything when it fails
+  python -m pip install -q "$@" >"$log" 2>&1 || { cat "$log"; exit 1; }
+}
+pipq --upgrade pip
 # The CPU build first: a bare `torch` requirement would pull several GB of CUDA packages.
-python -c "import torch" 2>/dev/null || python -m pip install -q torch==2.13.0 2>&1 | grep -v '^WARNING: Location' || true
-python -m pip install -q -e ".$extra" 2>&1 | grep -v '^WARNING: Location' || true
+python -c "import torch" 2>/dev/null || pipq torch==2.13.0
+pipq -e ".$extra"
 python -c "import compute, store, dashboard, torch" # fail here, not in the tests, if the install broke
