@@ -165,7 +165,11 @@ def analyse_layer(cfg: RunConfig, item: LayerInput, vocab, full_words, full_X, d
         out.update(similarity.similarity_output(before, after))
     with progress.stage("projections") as update, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # umap's notes about seeds and precomputed graphs
-        out.update(projections.projections_output(X, cfg.projections, progress=update))
+        # The word-map PCA is the frequency-bias PCA the geometry stage already computed.
+        proj_cfg = cfg.projections.model_copy(update={"pca2": False})
+        out.update(projections.projections_output(X, proj_cfg, progress=update))
+        if cfg.projections.pca2:
+            out["projections/pca2"] = out["geometry/pca2"]
     decoder = None
     if cfg.sae is not None:
         from compute import features, sae
