@@ -30,10 +30,13 @@ def _user_errors():
 def precompute(plan: Optional[Path] = typer.Argument(None, help="YAML plan (default: the bundled plan)"),
                store: Optional[Path] = StoreOpt,
                device: str = typer.Option("auto", help="auto, cpu or cuda"),
-               force: bool = typer.Option(False, "--force", help="recompute runs already in the store")):
+               force: bool = typer.Option(False, "--force", help="recompute runs already in the store"),
+               queue: bool = typer.Option(False, "--queue", help="send each run to the job queue instead")):
     """Compute every run of a plan into the store (runs already there are skipped)."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("lexiscope").setLevel(logging.INFO)
+    if queue is True:  # `is True`: demo() calls this function directly, leaving the typer default object
+        return queue_plan(plan, store)
     try:
         from compute.config import load_plan
         from compute.pipeline import precompute as run_plan
@@ -43,6 +46,65 @@ def precompute(plan: Optional[Path] = typer.Argument(None, help="YAML plan (defa
     except _user_errors() as e:
         fail(str(e).strip("'\""))
     typer.echo(f"{len(ids)} run(s) ready in {time.perf_counter() - start:.0f} s: {', '.join(ids)}")
+
+
+def queue_plan(plan, store=None):
+    """Each run of the plan becomes one job (trusted: the admin's plan skips the dashboard's caps)."""
+    from compute import queue as jobqueue
+    from compute.config import load_plan
+    try:
+        p = load_plan(plan)
+        for cfg in p.runs:
+            if cfg.sts is not None and cfg.sts.path is None and p.sts_dir:
+                cfg = cfg.model_copy(update={"sts": cfg.sts.model_copy(update={"path": p.sts_dir})})
+            job = jobqueue.submit(cfg.model_dump(mode="json"), store, user=os.environ.get("USER") or "cli",
+                                  trusted=True, source="cli")
+            typer.echo(f"queued {job['id']}  {cfg.name or cfg.model}")
+    except (*_user_errors(), jobqueue.QueueError) as e:
+        fail(str(e).strip("'\""))
+    if jobqueue.is_embedded(jobqueue.broker_url(store)) and not jobqueue.embedded_worker_pid(store):
+        typer.echo("no broker configured: the jobs wait for `lexiscope serve` or `lexiscope worker` on this store")
+
+
+@app.command()
+def jobs(store: Optional[Path] = StoreOpt,
+         cancel: Optional[str] = typer.Option(None, "--cancel", metavar="JOB_ID", help="cancel this job"),
+         limit: int = typer.Option(30, help="show the newest N jobs")):
+    """List the jobs of the queue (newest first), or cancel one."""
+    from store import StoreError
+    from store import jobs as jobstore
+    if cancel:
+        from compute import queue as jobqueue
+        try:
+            job = jobqueue.cancel(cancel, store)
+        except StoreError as e:
+            fail(str(e))
+        typer.echo(f"{job['id']}: {job['status']}{' (stopping)' if job['status'] == 'running' else ''}")
+        return
+    rows = jobstore.list_jobs(store)[:limit]
+    if not rows:
+        typer.echo(f"no jobs in {jobstore.jobs_dir(store)}")
+        return
+    typer.echo(f"{'job':<23} {'status':<9} {'prog':>4}  {'user':<10} {'model':<14} {'worker':<24} result")
+    for j in rows:
+        result = ", ".join(j.get("run_ids") or []) or j.get("error") or j.get("stage") or ""
+        typer.echo(f"{j['id']:<23} {j['status']:<9} {100 * (j.get('progress') or 0):>3.0f}%  "
+                   f"{(j.get('user') or '')[:10]:<10} {j['config'].get('model', '')[:14]:<14} "
+                   f"{(j.get('worker') or '-')[:24]:<24} {result}")
+
+
+@app.command()
+def worker(store: Optional[Path] = StoreOpt,
+           device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N; one GPU per worker"),
+           broker: Optional[str] = typer.Option(None, help="broker URL (default $LEXISCOPE_BROKER_URL, "
+                                                          "else a SQLite queue in the store)"),
+           name: Optional[str] = typer.Option(None, help="Celery node name (default lexiscope-<pid>@<host>)"),
+           loglevel: str = typer.Option("INFO"),
+           parent_pid: Optional[int] = typer.Option(None, hidden=True)):
+    """Run queued jobs, one at a time, until stopped (Ctrl-C finishes the job in hand first)."""
+    from compute import queue as jobqueue
+    jobqueue.start_worker(store, device=device, broker=broker, hostname=name, loglevel=loglevel,
+                          parent_pid=parent_pid)
 
 
 @app.command()

@@ -26,7 +26,8 @@ class VocabularyConfig(_Strict):
     top_n: int = Field(20000, ge=0, le=2_000_000, description="top N words per language by wordfreq")
     word_lists: list[str] = Field(default_factory=list, description="extra word-list files, one word a line")
     words: list[str] = Field(default_factory=list, description="extra words given inline")
-    concept_groups: str | None = Field("default", description="'default', a YAML/TSV file, or null")
+    concept_groups: str | dict[str, list[str]] | None = Field(
+        "default", description="'default', a YAML/TSV file, an inline {group: [words]} mapping, or null")
     include_group_words: bool = True
 
 

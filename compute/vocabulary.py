@@ -32,10 +32,12 @@ class Vocabulary:
                 "groups/names": list(self.group_names)}
 
 
-def load_concept_groups(spec: str | None) -> dict[str, list[str]]:
-    """'default', a YAML mapping {group: [words]}, or a TSV of 'group<TAB>word' lines."""
+def load_concept_groups(spec: str | dict | None) -> dict[str, list[str]]:
+    """'default', a YAML mapping {group: [words]}, or a TSV of 'group<TAB>word' lines; or the mapping itself."""
     if spec is None:
         return {}
+    if isinstance(spec, dict):
+        return parse_groups(spec, "vocabulary.concept_groups")
     path = DEFAULT_GROUPS if spec == "default" else Path(spec)
     if not path.is_file():
         raise PlanError(f"vocabulary.concept_groups: file {path} does not exist")

@@ -1,0 +1,233 @@
+"""Job records: one JSON file per job under <store>/jobs/, shared by every dashboard user, the CLI and
+the workers. Records are written atomically (temporary file + os.replace) under a per-job file lock, so a
+reader never sees half a record and a progress update never loses a concurrent cancel.
+
+Fields of a record (a plain dict):
+  id, config (the validated run config, JSON), status (queued|running|done|failed|cancelled), stage,
+  progress (0..1), worker, device, host, pid, user, source, submitted, started, ended, heartbeat (ISO UTC),
+  error (one line or None), run_ids (list), task_id, cancel_requested (bool).
+
+A running job whose worker died is marked failed by whoever lists the jobs (`list_jobs`): at once when
+its worker ran on this host and its process is gone, otherwise once its heartbeat is older than
+`heartbeat_timeout()` seconds. Imports neither torch nor celery.
+"""
+import datetime as _dt
+import json
+import os
+import secrets
+import socket
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from store.schema import TMP_PREFIX, StoreError, default_root, runs_dir
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: records are still replaced atomically, just not locked
+    fcntl = None
+
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
+ACTIVE = ("queued", "running")
+TERMINAL = ("done", "failed", "cancelled")
+FIELDS = ("id", "config", "status", "stage", "progress", "worker", "device", "host", "pid", "user", "source",
+          "submitted", "started", "ended", "heartbeat", "error", "run_ids", "task_id", "cancel_requested")
+
+
+def heartbeat_timeout() -> float:
+    """Seconds without a heartbeat after which a running job counts as crashed ($LEXISCOPE_HEARTBEAT_TIMEOUT)."""
+    return float(os.environ.get("LEXISCOPE_HEARTBEAT_TIMEOUT", 60))
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _age_seconds(iso: str | None) -> float:
+    if not iso:
+        return float("inf")
+    return time.time() - _dt.datetime.fromisoformat(iso).timestamp()
+
+
+def jobs_dir(root=None) -> Path:
+    return default_root(root) / "jobs"
+
+
+def _path(root, job_id: str) -> Path:
+    if not job_id or "/" in job_id or job_id.startswith("."):
+        raise StoreError(f"job id {job_id!r} is not valid")
+    return jobs_dir(root) / f"{job_id}.json"
+
+
+def _cancel_flag(root, job_id: str) -> Path:
+    return jobs_dir(root) / f"{job_id}.cancel"
+
+
+@contextmanager
+def _locked(root, job_id: str):
+    d = jobs_dir(root) / ".locks"
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / f"{job_id}.lock", "a") as fh:
+        if fcntl:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _write(root, job: dict):
+    final = _path(root, job["id"])
+    tmp = final.with_name(f"{TMP_PREFIX}{job['id']}-{os.getpid()}-{secrets.token_hex(3)}.json")
+    tmp.write_text(json.dumps(job, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, final)
+
+
+def _read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StoreError(f"job {path.stem} does not exist in {path.parent}") from None
+    except ValueError:
+        raise StoreError(f"job file {path.name} is not valid JSON") from None
+
+
+def new_job_id() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+def create_job(config: dict, root=None, user: str = "anonymous", source: str = "dashboard") -> dict:
+    """Write a new queued job for a validated run config (a JSON-able dict) and return its record."""
+    jobs_dir(root).mkdir(parents=True, exist_ok=True)
+    job = {f: None for f in FIELDS}
+    job.update(id=new_job_id(), config=config, status="queued", stage="queued", progress=0.0, user=user or
+               "anonymous", source=source, submitted=now_iso(), run_ids=[], cancel_requested=False)
+    with _locked(root, job["id"]):
+        _write(root, job)
+    return job
+
+
+def read_job(job_id: str, root=None) -> dict:
+    job = _read(_path(root, job_id))
+    job["cancel_requested"] = bool(job.get("cancel_requested")) or _cancel_flag(root, job_id).exists()
+    return job
+
+
+def update_job(job_id: str, root=None, **fields) -> dict:
+    """Read-modify-write one record under its lock; returns the new record."""
+    unknown = set(fields) - set(FIELDS)
+    if unknown:
+        raise ValueError(f"job fields {sorted(unknown)} are not known; known fields: {', '.join(FIELDS)}")
+    with _locked(root, job_id):
+        job = _read(_path(root, job_id))
+        job.update(fields)
+        _write(root, job)
+    return job
+
+
+def _transition(job_id, root, allowed_from, **fields) -> dict | None:
+    """Like update_job, but only if the job's current status is in `allowed_from`; else None."""
+    with _locked(root, job_id):
+        job = _read(_path(root, job_id))
+        if job["status"] not in allowed_from:
+            return None
+        job.update(fields)
+        _write(root, job)
+    return job
+
+
+def claim_job(job_id: str, root=None, **fields) -> dict | None:
+    """queued -> running, atomically; None when the job is no longer queued (cancelled, redelivered)."""
+    return _transition(job_id, root, ("queued",), status="running", started=now_iso(), heartbeat=now_iso(),
+                       stage="starting", **fields)
+
+
+def request_cancel(job_id: str, root=None) -> dict:
+    """Ask a job to stop. A queued job is cancelled at once; a running one stops at its next progress
+    update (the worker checks the flag file, which no record write can lose)."""
+    _path(root, job_id)
+    if not _path(root, job_id).exists():
+        raise StoreError(f"job {job_id} does not exist in {jobs_dir(root)}")
+    _cancel_flag(root, job_id).touch()
+    job = _transition(job_id, root, ("queued",), status="cancelled", stage="cancelled", ended=now_iso(),
+                      cancel_requested=True)
+    return job or update_job(job_id, root, cancel_requested=True)
+
+
+def cancel_requested(job_id: str, root=None) -> bool:
+    return _cancel_flag(root, job_id).exists()
+
+
+def list_jobs(root=None, reap: bool = True) -> list[dict]:
+    """Every job, newest first. With `reap`, running jobs whose worker is gone are marked failed first."""
+    d = jobs_dir(root)
+    if not d.is_dir():
+        return []
+    jobs = []
+    for entry in os.scandir(d):
+        if entry.name.startswith(".") or not entry.name.endswith(".json"):
+            continue
+        try:
+            job = _read(Path(entry.path))
+        except StoreError:
+            continue
+        if reap and job.get("status") == "running" and _worker_gone(job):
+            job = reap_job(job["id"], root) or job
+        job["cancel_requested"] = bool(job.get("cancel_requested")) or _cancel_flag(root, job["id"]).exists()
+        jobs.append(job)
+    return sorted(jobs, key=lambda j: j.get("submitted") or "", reverse=True)
+
+
+def _pid_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, TypeError, ValueError):
+        return True
+    # A zombie (killed, not yet waited for by its parent) is gone too.
+    try:
+        with open(f"/proc/{int(pid)}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _worker_gone(job: dict) -> bool:
+    """On this host a dead process is seen at once; elsewhere (or hung) the heartbeat tells."""
+    if job.get("host") == socket.gethostname() and job.get("pid") and not _pid_alive(job["pid"]):
+        return True
+    return _age_seconds(job.get("heartbeat")) > heartbeat_timeout()
+
+
+def reap_job(job_id: str, root=None) -> dict | None:
+    """Mark a running job whose worker is gone as failed, and delete its writer's temporary file."""
+    with _locked(root, job_id):
+        job = _read(_path(root, job_id))
+        if job["status"] != "running" or not _worker_gone(job):
+            return None
+        age = _age_seconds(job.get("heartbeat"))
+        job.update(status="failed", ended=now_iso(),
+                   error=f"worker {job.get('worker') or '?'} stopped during stage '{job.get('stage')}' "
+                         f"(no heartbeat for {age:.0f} s): it crashed or was killed; the run was not stored")
+        _write(root, job)
+    _drop_writer_tmp(root, job)
+    return job
+
+
+def _drop_writer_tmp(root, job: dict):
+    """A killed RunWriter leaves runs/.tmp-<run_id>-<pid>.h5; the catalog ignores it, we remove it."""
+    d = runs_dir(root)
+    if not job.get("pid") or not d.is_dir():
+        return
+    for p in d.glob(f"{TMP_PREFIX}*-{int(job['pid'])}.h5"):
+        try:
+            if job.get("host") == socket.gethostname() or time.time() - p.stat().st_mtime > heartbeat_timeout():
+                p.unlink()
+        except OSError:
+            pass
+
+
+def count_active(root=None, user: str | None = None) -> int:
+    return sum(1 for j in list_jobs(root) if j["status"] in ACTIVE and (user is None or j.get("user") == user))
