@@ -1,0 +1,337 @@
+"""The job queue, for real: a redis-server on loopback and `lexiscope worker` processes (distributed
+mode), the embedded SQLite broker with its local worker, the admin policy, cancel, crash and GPU OOM."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from compute import queue as jobqueue
+from compute.config import PlanError, parse_run
+from store import Catalog
+from store import jobs as jobstore
+from store.schema import TMP_PREFIX, runs_dir
+
+REPO = Path(__file__).resolve().parents[1]
+# A few seconds per job: 500 GloVe words, no UMAP, a tiny SAE.
+SMALL = {"model": "glove-6b-50d", "vocabulary": {"top_n": 500},
+         "projections": {"umap3d": False, "umap2d": False},
+         "sae": {"arch": "topk", "d_sae": 64, "k": 4, "steps": 30, "batch_size": 256}}
+# Long enough to be caught mid-run: 5,000 words with both UMAP maps.
+LONG = {"model": "glove-6b-50d", "vocabulary": {"top_n": 5000}, "projections": {"umap_epochs": 200},
+        "sae": {"arch": "topk", "d_sae": 64, "k": 4, "steps": 30}}
+
+
+def with_seed(cfg: dict, seed: int) -> dict:
+    return {**cfg, "geometry": {"seed": seed}}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(fn, timeout: float, what: str, every: float = 0.25):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = fn()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def job(root, job_id):
+    return next(j for j in jobstore.list_jobs(root) if j["id"] == job_id)
+
+
+def no_partial_files(root) -> list[str]:
+    d = runs_dir(root)
+    return [p.name for p in d.iterdir() if p.name.startswith(TMP_PREFIX)] if d.is_dir() else []
+
+
+@pytest.fixture(autouse=True)
+def _no_broker_env(monkeypatch):
+    for var in ("LEXISCOPE_BROKER_URL", "LEXISCOPE_MODELS", "LEXISCOPE_JOBS_POLICY", "LEXISCOPE_MAX_VOCABULARY",
+                "LEXISCOPE_MAX_SAE_STEPS", "LEXISCOPE_MAX_JOBS_PER_USER", "LEXISCOPE_STORE"):
+        monkeypatch.delenv(var, raising=False)
+
+
+class Workers:
+    """`lexiscope worker` subprocesses, each logging to a file; all killed at the end."""
+
+    def __init__(self, tmp: Path):
+        self.tmp, self.procs = tmp, []
+
+    def start(self, root, broker=None) -> subprocess.Popen:
+        log = self.tmp / f"worker-{len(self.procs)}.log"
+        cmd = [sys.executable, "-m", "compute.cli", "worker", "--store", str(root), "--device", "cpu"]
+        if broker:
+            cmd += ["--broker", broker]
+        with open(log, "wb") as fh:
+            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO)
+        proc.log = log
+        self.procs.append(proc)
+        return proc
+
+    def wait_ready(self, proc):
+        wait_for(lambda: proc.poll() is not None or b" ready." in proc.log.read_bytes(), 60, "a worker to start")
+        assert proc.poll() is None, proc.log.read_text()[-3000:]
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait(timeout=30)
+
+
+@pytest.fixture
+def workers(tmp_path):
+    w = Workers(tmp_path)
+    yield w
+    w.stop()
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    exe = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not Path(exe).is_file():
+        pytest.fail("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    import redis
+    client = redis.Redis(port=port)
+
+    def up():
+        try:
+            return client.ping()
+        except redis.ConnectionError:
+            return False
+    wait_for(up, 20, "redis-server")
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+# -- distributed mode -----------------------------------------------------------------------------
+
+def test_redis_two_workers_share_jobs_and_a_killed_worker_fails_its_job(tmp_path, redis_url, workers):
+    root = tmp_path / "store"
+    procs = [workers.start(root, redis_url) for _ in range(2)]
+    for p in procs:
+        workers.wait_ready(p)
+    pids = {p.pid for p in procs}
+
+    cfgs = [with_seed(SMALL, seed) for seed in range(4)]
+    ids = [jobqueue.submit(c, root, user="tester", trusted=True, broker=redis_url)["id"] for c in cfgs]
+    done = wait_for(lambda: all(job(root, i)["status"] in jobstore.TERMINAL for i in ids) and
+                    [job(root, i) for i in ids], 180, "4 jobs to finish")
+    assert [j["status"] for j in done] == ["done"] * 4, [j["error"] for j in done]
+    assert {j["pid"] for j in done} == pids, "both workers should have taken work"
+    assert all(j["progress"] == 1.0 and len(j["run_ids"]) == 1 for j in done)
+
+    # Every job's run is in the store, and is the run of that job's config (its seed).
+    cat = Catalog(root)
+    assert sorted(cat.run_ids()) == sorted(j["run_ids"][0] for j in done)
+    for j, cfg in zip(done, cfgs):
+        run = cat.open(j["run_ids"][0])
+        assert run.config["geometry"]["seed"] == cfg["geometry"]["seed"]
+        assert run.attrs["config_hash"] == parse_run(cfg).config_hash(0)
+
+    # Kill a worker mid-job: the job is marked failed, nothing of it reaches the store.
+    long_cfg = with_seed(LONG, 7)
+    long_id = jobqueue.submit(long_cfg, root, user="tester", trusted=True, broker=redis_url)["id"]
+    running = wait_for(lambda: (j := job(root, long_id))["status"] == "running" and " L0 " in (j["stage"] or "")
+                       and j, 120, "the long job to reach its first layer stage")
+    assert running["pid"] in pids
+    os.kill(running["pid"], signal.SIGKILL)
+    failed = wait_for(lambda: (j := job(root, long_id))["status"] != "running" and j,
+                      jobstore.heartbeat_timeout() + 10, "the killed job to be marked failed")
+    assert failed["status"] == "failed"
+    assert "crashed or was killed" in failed["error"]
+    assert Catalog(root).find_hash(parse_run(long_cfg).config_hash(0)) is None
+    assert no_partial_files(root) == []
+    assert len(Catalog(root).run_ids()) == 4
+
+
+# -- embedded mode: the local worker, cancel -------------------------------------------------------
+
+def test_embedded_worker_runs_a_job_and_cancel_stops_a_running_one(tmp_path):
+    root = tmp_path / "store"
+    proc = jobqueue.ensure_embedded_worker(root, device="cpu")
+    try:
+        assert proc is not None and jobqueue.ensure_embedded_worker(root) is None, "one local worker per store"
+        assert jobqueue.embedded_worker_pid(root) == proc.pid
+
+        long_cfg = with_seed(LONG, 3)
+        long_id = jobqueue.submit(long_cfg, root, user="ann")["id"]
+        wait_for(lambda: "enhancement" in (job(root, long_id)["stage"] or ""), 120, "the job to run")
+        jobqueue.cancel(long_id, root)
+        stopped = wait_for(lambda: (j := job(root, long_id))["status"] != "running" and j, 60, "the job to stop")
+        assert stopped["status"] == "cancelled" and stopped["error"] is None
+        assert Catalog(root).find_hash(parse_run(long_cfg).config_hash(0)) is None
+        assert no_partial_files(root) == []
+        assert proc.poll() is None, "cancelling a job must not stop the worker"
+
+        # The same worker then runs the next job to the end.
+        small_id = jobqueue.submit(SMALL, root, user="ann")["id"]
+        done = wait_for(lambda: (j := job(root, small_id))["status"] in jobstore.TERMINAL and j, 120, "a job")
+        assert done["status"] == "done", done["error"]
+        assert Catalog(root).run_ids() == done["run_ids"]
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+def test_cancel_before_start_skips_the_job(tmp_path):
+    root = tmp_path / "store"
+    job_id = jobqueue.submit(SMALL, root)["id"]          # no worker: it stays queued
+    assert jobqueue.cancel(job_id, root)["status"] == "cancelled"
+    # A worker that gets the message later (here: run in-process) skips it and writes nothing.
+    assert jobqueue.run_job(job_id, root, device="cpu")["status"] == "cancelled"
+    assert not runs_dir(root).exists() or not any(runs_dir(root).iterdir())
+
+
+# -- safety ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cfg, message", [
+    ({"model": "bert-base-uncased"}, "model: 'bert-base-uncased' is not on this server's model list"),
+    ({"model": "/home/admin/secret.model"}, "is not on this server's model list"),
+    ({"model": "glove-6b-50d", "vocabulary": {"top_n": 400000}}, "vocabulary.top_n: 400,000 words is over"),
+    ({"model": "glove-6b-50d", "vocabulary": {"top_n": 1000, "words": ["w"] * 60000}}, "vocabulary.top_n"),
+    ({"model": "glove-6b-50d", "sae": {"steps": 10 ** 6}}, "sae.steps: 1,000,000 steps is over"),
+    ({"model": "glove-6b-50d", "sae": {"d_sae": 10 ** 6}}, "sae.d_sae"),
+    ({"model": "glove-6b-50d", "sae": {"k": "many"}}, "run.sae.k: Input should be a valid integer"),
+    ({"model": "glove-6b-50d", "colour": "red"}, "run.colour: Extra inputs are not permitted"),
+    ({"layers": [0]}, "run.model: Field required"),
+    ({"model": "glove-6b-50d", "vocabulary": {"word_lists": ["/etc/passwd"]}}, "vocabulary.word_lists"),
+    ({"model": "glove-6b-50d", "vocabulary": {"concept_groups": "/etc/groups.yaml"}}, "concept_groups"),
+    ({"model": "minilm-l6", "corpus": "/etc/passwd"}, "run.corpus"),
+])
+def test_unsafe_or_malformed_configs_are_refused_and_nothing_is_queued(tmp_path, cfg, message):
+    root = tmp_path / "store"
+    with pytest.raises(PlanError) as e:
+        jobqueue.submit(cfg, root, user="mallory")
+    assert message in str(e.value) and "\n" not in str(e.value)
+    assert jobstore.list_jobs(root) == []
+    assert not (root / "queue.sqlite").exists()
+
+
+def test_policy_from_env_and_yaml_and_the_per_user_cap(tmp_path, monkeypatch):
+    root = tmp_path / "store"
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text("models: [minilm-l6]\nmax_jobs_per_user: 2\n")
+    monkeypatch.setenv("LEXISCOPE_JOBS_POLICY", str(policy_file))
+    with pytest.raises(PlanError, match="'glove-6b-50d' is not on this server's model list \\(minilm-l6\\)"):
+        jobqueue.submit({"model": "glove-6b-50d"}, root)
+    monkeypatch.setenv("LEXISCOPE_MODELS", "glove-6b-50d")   # env overrides the file
+    inline_groups = {"pets": ["dog", "cat"], "fruit": ["apple", "pear"]}
+    cfg = {**SMALL, "vocabulary": {"top_n": 0, "words": ["one", "two"], "concept_groups": inline_groups}}
+    first = jobqueue.submit(cfg, root, user="bob")
+    assert first["config"]["vocabulary"]["concept_groups"] == inline_groups
+    jobqueue.submit(SMALL, root, user="bob")
+    with pytest.raises(PlanError, match="user 'bob' already has 2 queued or running jobs \\(limit 2\\)"):
+        jobqueue.submit(SMALL, root, user="bob")
+    jobqueue.submit(SMALL, root, user="carol")                  # the cap is per user
+    jobqueue.cancel(first["id"], root)
+    jobqueue.submit(SMALL, root, user="bob")                    # a cancelled job frees a slot
+    assert sorted(j["user"] for j in jobstore.list_jobs(root) if j["status"] == "queued") == ["bob", "bob", "carol"]
+
+
+# -- crash detection without the worker's host ---------------------------------------------------
+
+def test_a_stale_heartbeat_from_another_host_fails_the_job_and_removes_its_temp_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEXISCOPE_HEARTBEAT_TIMEOUT", "30")
+    root = tmp_path / "store"
+    stale = jobstore.create_job(parse_run(SMALL).model_dump(mode="json"), root)["id"]
+    fresh = jobstore.create_job(parse_run(SMALL).model_dump(mode="json"), root)["id"]
+    old = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(time.time() - 45))
+    jobstore.claim_job(stale, root, host="gpu-node-7", pid=4242, worker="w@gpu-node-7")
+    jobstore.update_job(stale, root, heartbeat=old, stage="glove L0 sae")
+    jobstore.claim_job(fresh, root, host="gpu-node-8", pid=4242, worker="w@gpu-node-8")
+    runs_dir(root).mkdir(parents=True)
+    tmp_file = runs_dir(root) / f"{TMP_PREFIX}glove-L0-abc-4242.h5"
+    tmp_file.write_bytes(b"partial")
+    os.utime(tmp_file, (time.time() - 60, time.time() - 60))
+
+    by_id = {j["id"]: j for j in jobstore.list_jobs(root)}
+    assert by_id[stale]["status"] == "failed"
+    assert "w@gpu-node-7 stopped during stage 'glove L0 sae'" in by_id[stale]["error"]
+    assert by_id[fresh]["status"] == "running"
+    assert not tmp_file.exists()
+
+
+# -- GPU out of memory -----------------------------------------------------------------------------
+
+def test_oom_retries_once_with_half_the_batch_sizes_then_fails_clearly(tmp_path, monkeypatch):
+    import torch
+    cfg = parse_run({**SMALL, "batch_size": 64, "sae": {**SMALL["sae"], "batch_size": 256}})
+    seen = []
+
+    def oom_once(c):
+        seen.append((c.batch_size, c.sae.batch_size))
+        if len(seen) == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return ["ok"]
+    assert jobqueue.run_with_oom_retry(cfg, oom_once) == ["ok"]
+    assert seen == [(64, 256), (32, 128)]
+
+    # Through a job: the pipeline always runs out of memory -> failed, with both batch sizes named.
+    import compute.pipeline
+
+    def always_oom(c, **kw):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+    monkeypatch.setattr(compute.pipeline, "precompute_run", always_oom)
+    root = tmp_path / "store"
+    job_id = jobstore.create_job(cfg.model_dump(mode="json"), root)["id"]
+    out = jobqueue.run_job(job_id, root, device="cpu")
+    assert out["status"] == "failed"
+    assert out["error"] == ("GPU out of memory at batch_size 64, sae.batch_size 256 and again at batch_size 32, "
+                            "sae.batch_size 128; lower the batch sizes, the SAE width or the vocabulary")
+
+    # Other errors are not retried.
+    calls = []
+
+    def broken(c):
+        calls.append(c)
+        raise ValueError("vocabulary: only 3 words are in model 'glove-6b-50d'")
+    with pytest.raises(ValueError):
+        jobqueue.run_with_oom_retry(cfg, broken)
+    assert len(calls) == 1
+
+
+# -- CLI ------------------------------------------------------------------------------------------
+
+def test_cli_precompute_queue_lists_and_cancels_jobs(tmp_path):
+    from typer.testing import CliRunner
+    from compute.cli import app
+    root = tmp_path / "store"
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(json.dumps({"runs": [{**SMALL, "name": "a"}, {**SMALL, "name": "b"}]}))
+    runner = CliRunner()
+    res = runner.invoke(app, ["precompute", str(plan), "--queue", "--store", str(root)])
+    assert res.exit_code == 0, res.output
+    queued = jobstore.list_jobs(root)
+    assert sorted(j["config"]["name"] for j in queued) == ["a", "b"]
+    assert all(j["status"] == "queued" and j["source"] == "cli" for j in queued)
+    assert all(f"queued {j['id']}" in res.output for j in queued)
+
+    res = runner.invoke(app, ["jobs", "--store", str(root)])
+    assert res.exit_code == 0 and all(j["id"] in res.output for j in queued)
+    res = runner.invoke(app, ["jobs", "--store", str(root), "--cancel", queued[0]["id"]])
+    assert res.exit_code == 0 and "cancelled" in res.output
+    assert jobstore.read_job(queued[0]["id"], root)["status"] == "cancelled"
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("runs:\n  - model: glove-6b-50d\n    sae: {k: many}\n")
+    res = runner.invoke(app, ["precompute", str(bad), "--queue", "--store", str(root)])
+    assert res.exit_code == 2 and "bad.yaml.runs[0].sae.k" in res.output
+    assert len(jobstore.list_jobs(root)) == 2
