@@ -7,7 +7,6 @@ geometry.
 """
 from __future__ import annotations
 
-import csv
 import os
 import re
 import socket
@@ -18,6 +17,8 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from compute.embeddings import ModelError  # one error class for every kind of model
 
 
 def _minilm_dir() -> str:
@@ -36,8 +37,6 @@ _STATIC_SUFFIXES = (".txt", ".bin", ".vec", ".kv", ".gz", ".npy", ".model")
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?$")
 
 
-class ModelError(ValueError):
-    """A model that cannot be loaded; the message is one line saying how to make it available."""
 
 
 def is_transformer(model: str) -> bool:
@@ -123,23 +122,10 @@ def split_sentences(text: str) -> list[str]:
 
 
 def read_sts_sentences(folder, lang: str) -> list[str]:
-    """Unique sentences (both columns, all splits) of stsb-<lang>-{train,dev,test}.csv; a header row is skipped."""
-    folder = Path(folder)
-    files = [folder / f"stsb-{lang}-{split}.csv" for split in ("train", "dev", "test")]
-    files = [f for f in files if f.is_file()]
-    if not files:
-        raise ValueError(f"corpus 'stsb:{lang}': no stsb-{lang}-{{train,dev,test}}.csv in {folder}")
-    seen = {}
-    for f in files:
-        with open(f, newline="", encoding="utf-8") as fh:
-            for row in csv.reader(fh):
-                if len(row) < 2 or row[:2] == ["sentence1", "sentence2"]:
-                    continue
-                for s in row[:2]:
-                    s = s.strip()
-                    if s:
-                        seen.setdefault(s, None)
-    return list(seen)
+    """Unique sentences (both columns, all splits) of stsb-<lang>-{train,dev,test}.csv, read strictly
+    (a malformed row raises an error naming file and line); a header row is skipped."""
+    from compute.sts import read_sts_sentences as read_strict
+    return read_strict(folder, lang)
 
 
 def read_corpus(spec: str, sts_dir=None) -> list[str]:
@@ -247,10 +233,20 @@ def _align(enc, sentences, key, type_of) -> tuple[list[np.ndarray], list[np.ndar
     return tok_type, tok_weight, occ_count
 
 
-def _batches(lengths: np.ndarray, batch_size: int):
-    """Length-bucketed batches: sentence indices sorted by token length, cut into runs of batch_size."""
+def _batches(lengths: np.ndarray, batch_size: int, max_tokens: int | None = None):
+    """Length-bucketed batches: sentence indices sorted by token length, at most batch_size per batch and
+    at most max_tokens padded tokens (default batch_size x 128), so long sentences come in smaller batches."""
+    max_tokens = max_tokens or batch_size * 128
     order = np.argsort(lengths, kind="stable")
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches, start = [], 0
+    for end in range(1, len(order) + 1):
+        # Sorted ascending, so the padded size of order[start:end] is (end - start) * lengths[order[end - 1]].
+        if end - start > batch_size or (end - start) * lengths[order[end - 1]] > max_tokens and end - start > 1:
+            batches.append(order[start:end - 1])
+            start = end - 1
+    if start < len(order):
+        batches.append(order[start:])
+    return batches
 
 
 def _pad(ids_list, pad_id: int, with_types: bool, device: str):
@@ -274,15 +270,31 @@ def _forward(model, inputs, layers, device: str) -> torch.Tensor:
     return torch.stack([hs[l] for l in layers]).float()
 
 
-def _encode_isolated(tokenizer, model, texts, layers, batch_size, device, progress, max_length):
-    """(len(layers), len(texts), d): each text encoded alone, mean over its non-special tokens."""
-    enc = tokenizer(texts, add_special_tokens=True, truncation=True, max_length=max_length,
-                    return_special_tokens_mask=True)
+class _Meter:
+    """One progress measure over the corpus and the isolated words: tokens encoded / tokens to encode."""
+
+    def __init__(self, total: int, progress=None):
+        self.total, self.done, self.progress = max(int(total), 1), 0, progress
+        self.bar = tqdm(total=self.total, desc="contextual extraction", unit="tok", leave=False,
+                        disable=progress is not None)
+
+    def advance(self, n: int):
+        self.done += int(n)
+        self.bar.update(int(n))
+        if self.progress:
+            self.progress("extract", min(1.0, self.done / self.total))
+
+    def close(self):
+        self.bar.close()
+
+
+def _encode_isolated(tokenizer, model, enc, layers, batch_size, device, meter):
+    """(len(layers), n_texts, d) from a tokenizer encoding of texts each encoded alone: mean of the
+    non-special tokens."""
     with_types = "token_type_ids" in tokenizer.model_input_names
-    d = model.config.hidden_size
-    out = torch.zeros((len(layers), len(texts), d))
+    out = torch.zeros((len(layers), len(enc["input_ids"]), model.config.hidden_size))
     batches = _batches(np.array([len(x) for x in enc["input_ids"]]), batch_size)
-    for bi, idx in enumerate(tqdm(batches, desc="isolated words", leave=False, disable=len(batches) < 2)):
+    for idx in batches:
         inputs, T = _pad([enc["input_ids"][i] for i in idx], tokenizer.pad_token_id or 0, with_types, device)
         keep = torch.zeros((len(idx), T))
         for r, i in enumerate(idx):
@@ -290,9 +302,19 @@ def _encode_isolated(tokenizer, model, texts, layers, batch_size, device, progre
             keep[r, :len(sm)] = 1 - sm
         h = _forward(model, inputs, layers, device).cpu()                  # (L, B, T, d)
         out[:, torch.as_tensor(idx)] = (h * keep[None, :, :, None]).sum(2) / keep.sum(1).clamp(min=1)[None, :, None]
-        if progress:
-            progress("extract: isolated words", (bi + 1) / len(batches))
+        meter.advance(int(inputs["attention_mask"].sum()))
     return out
+
+
+def _sample_positions(special_masks, lengths: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """(m, 2) int32 (sentence, token) of min(k, #non-special tokens) seeded positions, in corpus order."""
+    special = np.concatenate([np.asarray(x, bool) for x in special_masks]) if len(lengths) else np.zeros(0, bool)
+    flat = np.flatnonzero(~special)
+    m = min(int(k), len(flat))
+    picked = np.sort(np.random.default_rng(seed).choice(flat, size=m, replace=False)) if m else flat[:0]
+    sent_start = np.concatenate([[0], np.cumsum(lengths)])
+    sent = np.searchsorted(sent_start, picked, side="right") - 1
+    return np.stack([sent, picked - sent_start[sent]], 1).astype(np.int32).reshape(-1, 2)
 
 
 def extract(tokenizer, model, sentences: list[str], words: list[str], layers: list[int] | None,
@@ -313,26 +335,20 @@ def extract(tokenizer, model, sentences: list[str], words: list[str], layers: li
 
     max_length = _max_length(tokenizer, model)
     enc = tokenizer(list(sentences), add_special_tokens=True, truncation=True, max_length=max_length,
-                    return_offsets_mapping=True, return_special_tokens_mask=True)
+                    return_offsets_mapping=True, return_special_tokens_mask=True) if len(sentences) else \
+        {"input_ids": [], "offset_mapping": [], "special_tokens_mask": []}
     tok_type, tok_weight, occ_count = _align(enc, sentences, key, type_of)
     lengths = np.array([len(x) for x in enc["input_ids"]])
 
-    # Token sample: seeded positions among all non-special tokens, drawn before the pass.
-    special = np.concatenate([np.asarray(m, bool) for m in enc["special_tokens_mask"]]) if len(lengths) else \
-        np.zeros(0, bool)
-    flat = np.flatnonzero(~special)
-    m = min(int(token_sample), len(flat))
-    picked = np.sort(np.random.default_rng(seed).choice(flat, size=m, replace=False)) if m else flat[:0]
-    sent_start = np.concatenate([[0], np.cumsum(lengths)])
-    pos_s = np.searchsorted(sent_start, picked, side="right") - 1
-    token_positions = np.stack([pos_s, picked - sent_start[pos_s]], 1).astype(np.int32).reshape(-1, 2)
+    token_positions = _sample_positions(enc["special_tokens_mask"], lengths, token_sample, seed)
+    m = len(token_positions)
     token_text = np.array(tokenizer.convert_ids_to_tokens(
         [enc["input_ids"][s][t] for s, t in token_positions.tolist()]), dtype=object)
     sample_row = {}  # sentence -> (rows in the sample, token indices)
     for r, (s, t) in enumerate(token_positions.tolist()):
-        sample_row.setdefault(s, ([], []))
-        sample_row[s][0].append(r)
-        sample_row[s][1].append(t)
+        rows, toks = sample_row.setdefault(s, ([], []))
+        rows.append(r)
+        toks.append(t)
 
     sums = torch.zeros((L, n_types, d), dtype=torch.float32)
     token_vectors = torch.zeros((L, m, d), dtype=torch.float32)
@@ -340,8 +356,13 @@ def extract(tokenizer, model, sentences: list[str], words: list[str], layers: li
     pad_id = tokenizer.pad_token_id or 0
     batches = _batches(lengths, batch_size)
     n_tokens = int(lengths.sum())
+    # Words absent from the corpus are known before the pass (alignment is precomputed).
+    missing = np.flatnonzero(occ_count == 0)
+    iso_enc = tokenizer([type_word[t] for t in missing.tolist()], add_special_tokens=True, truncation=True,
+                        max_length=max_length, return_special_tokens_mask=True) if len(missing) else None
+    meter = _Meter(n_tokens + (sum(map(len, iso_enc["input_ids"])) if len(missing) else 0), progress)
     with torch.inference_mode():
-        for bi, idx in enumerate(tqdm(batches, desc="contextual extraction", leave=False)):
+        for idx in batches:
             inputs, T = _pad([enc["input_ids"][i] for i in idx], pad_id, with_types, device)
             h = _forward(model, inputs, layers, device).reshape(L, len(idx) * T, d)
             # Word occurrences: weighted scatter-add of the batch's matched tokens into their types.
@@ -366,19 +387,17 @@ def extract(tokenizer, model, sentences: list[str], words: list[str], layers: li
             if rows:
                 token_vectors[:, torch.as_tensor(rows)] = h.index_select(
                     1, torch.as_tensor(pos, device=h.device)).cpu()
-            if progress:
-                progress("extract: corpus", (bi + 1) / len(batches))
+            meter.advance(int(lengths[idx].sum()))
 
-        type_vectors = sums / torch.as_tensor(np.maximum(occ_count, 1), dtype=torch.float32)[None, :, None]
-        missing = np.flatnonzero(occ_count == 0)
+        type_vectors = sums.div_(torch.as_tensor(np.maximum(occ_count, 1), dtype=torch.float32)[None, :, None])
         if len(missing):
             type_vectors[:, torch.as_tensor(missing)] = _encode_isolated(
-                tokenizer, model, [type_word[t] for t in missing.tolist()], layers,
-                max(batch_size, 256), device, progress, max_length)
+                tokenizer, model, iso_enc, layers, max(batch_size, 256), device, meter)
+    meter.close()
 
     return Extraction(
         layers=layers, n_layers=n_layers,
-        word_vectors=type_vectors[:, torch.as_tensor(row_type)].numpy().astype(np.float32),
+        word_vectors=type_vectors[:, torch.as_tensor(row_type)].numpy(),
         n_contexts=occ_count[row_type].astype(np.int32),
         token_vectors=token_vectors.numpy(),
         token_text=token_text,

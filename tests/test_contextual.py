@@ -21,12 +21,17 @@ def minilm():
     return load_transformer("minilm-l6")
 
 
+_HIDDEN = {}
+
+
 def _hidden(tok, model, text):
     """All hidden states of one sentence on its own: (n_layers, T, d), and its tokens."""
-    enc = tok(text, return_tensors="pt")
-    with torch.no_grad():
-        hs = model(**enc, output_hidden_states=True).hidden_states
-    return torch.stack([h[0] for h in hs]).numpy(), tok.convert_ids_to_tokens(enc["input_ids"][0])
+    if text not in _HIDDEN:
+        enc = tok(text, return_tensors="pt")
+        with torch.no_grad():
+            hs = model(**enc, output_hidden_states=True).hidden_states
+        _HIDDEN[text] = torch.stack([h[0] for h in hs]).numpy(), tok.convert_ids_to_tokens(enc["input_ids"][0])
+    return _HIDDEN[text]
 
 
 def _hand_word_vector(tok, model, sentences, word):
@@ -91,13 +96,22 @@ def test_token_sample_matches_direct_forward(minilm):
 
 def test_absent_words_are_encoded_in_isolation(minilm):
     tok, model = minilm
-    words = ["zyxwvut", "rain", "quantumly", "zyxwvut"]
-    ex = extract(tok, model, CORPUS, words, layers=[0, 4], token_sample=0)
-    assert ex.n_contexts.tolist() == [0, 1, 0, 0]
+    words = ["zyxwvut", "rain", "quantumly", "zyxwvut", "bushfires"]
+    seen = []
+    ex = extract(tok, model, CORPUS, words, layers=[0, 4], token_sample=0, batch_size=2,
+                 progress=lambda stage, f: seen.append(f))
+    assert ex.n_contexts.tolist() == [0, 1, 0, 0, 1]
     for row in (0, 2, 3):
         h, toks = _hidden(tok, model, words[row])
         assert toks[0] == "[CLS]" and toks[-1] == "[SEP]"
         np.testing.assert_allclose(ex.word_vectors[:, row], h[[0, 4], 1:-1].mean(1), atol=1e-5)
+    assert seen == sorted(seen) and seen[-1] == 1.0
+    # No corpus at all: every word is encoded alone.
+    alone = extract(tok, model, [], words, layers=[0, 4], token_sample=10)
+    assert alone.n_contexts.tolist() == [0] * 5 and alone.token_vectors.shape == (2, 0, 384)
+    np.testing.assert_allclose(alone.word_vectors[:, 0], ex.word_vectors[:, 0], atol=1e-5)
+    with pytest.raises(ValueError, match="words: empty word"):
+        extract(tok, model, CORPUS, ["rain", " "], layers=[0])
 
 
 def test_unknown_model_id_fails_with_a_clear_message(monkeypatch):
