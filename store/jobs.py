@@ -80,7 +80,7 @@ def _locked(root, job_id: str):
 def _write(root, job: dict):
     final = _path(root, job["id"])
     tmp = final.with_name(f"{TMP_PREFIX}{job['id']}-{os.getpid()}-{secrets.token_hex(3)}.json")
-    tmp.write_text(json.dumps(job, indent=1, sort_keys=True), encoding="utf-8")
+    tmp.write_text(json.dumps(job, indent=1), encoding="utf-8")
     os.replace(tmp, final)
 
 
