@@ -33,3 +33,18 @@ def glove_store(tmp_path_factory):
     root = tmp_path_factory.mktemp("glove-store")
     ids = precompute(parse_plan({"runs": [SMALL_GLOVE_RUN]}), store=root, device="cpu")
     return root, ids[0]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_setup_options():
+    """dash[testing]'s browser: headless Chromium (tests/test_dashboard.py). Selenium 3.141 passes a
+    sentinel timeout that urllib3 2 rejects, so give it a real one."""
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.remote.remote_connection import RemoteConnection
+    RemoteConnection.set_timeout(120)
+    options = Options()
+    options.binary_location = os.environ.get("DASH_TEST_CHROMEPATH", "/usr/bin/chromium")
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1440,1000",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync"):
+        options.add_argument(arg)
+    return options

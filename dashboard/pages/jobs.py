@@ -154,6 +154,8 @@ def job_row(job: dict):
 
 def job_list():
     jobs = jobstore.list_jobs(_root())[:MAX_SHOWN]
+    if any(j["status"] == "queued" for j in jobs):
+        jobqueue.ensure_embedded_worker(_root())  # e.g. jobs left queued when the server restarted
     if not jobs:
         return html.P("No jobs yet. Queue one with the form, or from a shell: "
                       "lexiscope precompute PLAN --queue", className="text-muted", id="jobs-empty")

@@ -1,0 +1,1 @@
+"""Lexiscope's dashboard: a multi-page Dash app over the store (never imports torch)."""

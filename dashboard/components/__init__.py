@@ -1,0 +1,1 @@
+"""Reusable pieces of layout: navbar, links, alerts, word search."""

@@ -1,0 +1,1 @@
+"""Data access for the dashboard: per-process store handles and per-run indexes."""

@@ -1,0 +1,200 @@
+"""Features: the SAE feature table and map, and one feature's page (sae_vis / Neuronpedia style)."""
+import dash
+import dash_bootstrap_components as dbc
+import numpy as np
+from dash import ALL, Input, Output, State, callback, ctx, dash_table, dcc, html
+from dash.exceptions import PreventUpdate
+
+from dashboard import figures
+from dashboard.components.alerts import notice
+from dashboard.components.jobs_links import train_another_sae
+from dashboard.components.links import feature_link, inline_list, word_link
+from dashboard.components.page import run_page
+from dashboard.components.widgets import card, chips, graph, stat_table
+from dashboard.components.wordmap import clicked_row, map_figure
+from dashboard.lib import store
+from dashboard.lib.urls import as_int, href, parse, with_params
+
+dash.register_page(__name__, path="/features", name="Features", title="Lexiscope · features", order=2)
+
+TABLE_COLUMNS = [("feature", "feature", "numeric"), ("density", "density", "numeric"),
+                 ("max_act", "max act", "numeric"), ("mono_score", "mono", "numeric"),
+                 ("best_group", "best group", "text"), ("feature_intrusion", "intrusion", "numeric"),
+                 ("top_words", "top words", "text")]
+
+
+@run_page
+def layout(v, feature=None, **_):
+    if not v.has_sae:
+        return html.Div([notice(["This run has no SAE, so it has no features. Add an ", html.Code("sae:"),
+                                 " section to its plan and precompute it again, or ",
+                                 train_another_sae(v.run_id, "alert-link")], id="features-no-sae")])
+    f = as_int(feature)
+    if f is not None and not 0 <= f < v.n_features:
+        detail = notice(f"Feature {feature} does not exist: this SAE has features 0–{v.n_features - 1}.",
+                        color="warning", id="features-bad")
+    elif f is None:
+        detail = card("Pick a feature", html.P("Click a row of the table or a point of the feature map.",
+                                                className="lx-muted mb-0"))
+    else:
+        detail = feature_detail(v, f)
+    return html.Div([
+        dcc.Location(id="features-nav", refresh="callback-nav"),
+        html.Div(train_another_sae(v.run_id), className="text-end"),
+        dbc.Row([
+            dbc.Col([feature_table(v, f), feature_map_card(v, f)], lg=5),
+            dbc.Col(detail, lg=7, id="features-detail"),
+        ]),
+    ])
+
+
+def feature_table(v, f):
+    records = v.feature_table
+    present = set(records[0]) if records else set()
+    columns = [{"id": k, "name": name, "type": t} for k, name, t in TABLE_COLUMNS if k in present]
+    a = v.sae_attrs
+    head = " · ".join(x for x in [f"{v.n_features:,} features", str(a.get("arch") or ""),
+                                  f"FVU {a['fvu']:.3f}" if isinstance(a.get("fvu"), float) else "",
+                                  f"L0 {a['l0']:.1f}" if isinstance(a.get("l0"), (int, float)) else ""] if x)
+    style = [{"if": {"filter_query": f"{{feature}} = {f}"}, "backgroundColor": "#ffe3e3"}] if f is not None else []
+    return card(f"Features ({head}) — sort, filter, click a row", dash_table.DataTable(
+        id="features-table", data=[{**r, "id": r["feature"]} for r in records], columns=columns,
+        sort_action="native", filter_action="native", page_size=12,
+        sort_by=[{"column_id": "mono_score", "direction": "desc"}] if "mono_score" in present else [],
+        style_cell={"fontSize": "0.82rem", "padding": "3px 6px", "fontFamily": "inherit", "cursor": "pointer",
+                    "maxWidth": "14rem", "overflow": "hidden", "textOverflow": "ellipsis"},
+        style_header={"fontWeight": "600", "backgroundColor": "#f1f3f5"}, style_data_conditional=style,
+        tooltip_duration=None, persistence=True, persisted_props=["sort_by", "filter_query", "page_current"]))
+
+
+def feature_map_card(v, f):
+    coords = v.sae_array("feature_map")
+    if coords is None:
+        return card("Feature map", html.P("No feature map stored for this run.", className="lx-muted"))
+    density = v.sae_array("density")
+    values = np.log10(np.maximum(density, 1e-6)) if density is not None else np.zeros(len(coords), np.float32)
+    fig = figures.feature_map(coords, values, selected=f, height=380)
+    return card("Feature map (click a point)", graph({"type": "features-map", "id": "map"}, fig))
+
+
+def feature_detail(v, f: int):
+    rid = v.run_id
+    a = v.sae_attrs
+    stats = []
+    for name, label in (("density", "density"), ("max_act", "max activation"), ("mono_score", "mono score"),
+                        ("feature_intrusion", "intrusion")):
+        arr = v.sae_array(name)
+        if arr is not None:
+            stats.append((label, float(arr[f])))
+    best = v.sae_array("best_group")
+    if best is not None and 0 <= best[f] < len(v.group_names):
+        stats.append(("best group", v.group_names[best[f]]))
+    hit_rows, hit_acts = v.feature_column(f)
+    stats.append(("fires on", f"{len(hit_rows):,} of {v.n:,} words"))
+    parts = [html.H4([f"Feature #{f}"], id="features-selected", className="mb-1"),
+             html.Div(f"{v.label} · {a.get('arch', '')} SAE with {v.n_features:,} features", className="lx-muted mb-2")]
+
+    top_rows, top_acts = _top(v, f, hit_rows, hit_acts)
+    parts.append(dbc.Row([
+        dbc.Col(card("Summary", stat_table(stats)), md=5),
+        dbc.Col(card("Top words", chips([word_link(rid, v.words[r], f"{v.words[r]} {x:.2f}") for r, x in
+                                         zip(top_rows[:30], top_acts[:30])], id="features-top-words")), md=7),
+    ]))
+    parts.append(card(None, graph("features-hist", figures.activation_histogram(hit_acts, v.n))))
+
+    qw, qa = v.sae_row("quantile_words", f), v.sae_row("quantile_acts", f)
+    if qw is not None:
+        rows = []
+        for q in range(qw.shape[0]):
+            ws = [(r, x) for r, x in zip(qw[q], qa[q] if qa is not None else np.zeros(qw.shape[1])) if r >= 0]
+            if not ws:
+                continue
+            lo, hi = min(x for _, x in ws), max(x for _, x in ws)
+            rows.append(html.Div([html.B(f"interval {q + 1} ({lo:.2f}–{hi:.2f})"),
+                                  *inline_list([word_link(rid, v.words[r]) for r, _ in ws])],
+                                 className="lx-quantile"))
+        parts.append(card("Quantile groups (words sampled across the activation range, lowest first)",
+                          html.Div(rows, id="features-quantiles")))
+
+    scores = v.sae_row("group_scores", f)
+    if scores is not None and len(v.group_names):
+        order = np.argsort(-scores)
+        parts.append(card("Concept-group scores", graph("features-groups", figures.hbar(
+            [v.group_names[g] for g in order], scores[order], x_label="score",
+            highlight=v.group_names[best[f]] if best is not None and best[f] >= 0 else None))))
+
+    nb, nbc = v.sae_row("decoder_neighbors", f), v.sae_row("decoder_neighbor_cos", f)
+    cols = []
+    if nb is not None:
+        cols.append(dbc.Col(card("Words nearest its decoder direction", chips(
+            [word_link(rid, v.words[r], f"{v.words[r]} {c:.2f}") for r, c in
+             zip(nb, nbc if nbc is not None else np.zeros(len(nb))) if r >= 0], id="features-decoder")), md=6))
+    cor, corc = v.sae_row("correlated", f), v.sae_row("correlated_cos", f)
+    if cor is not None:
+        cols.append(dbc.Col(card("Correlated features", chips(
+            [feature_link(rid, g, f"#{g} {c:.2f}") for g, c in
+             zip(cor, corc if corc is not None else np.zeros(len(cor))) if g >= 0], id="features-correlated")), md=6))
+    if cols:
+        parts.append(dbc.Row(cols))
+    layers = neighbour_layers(v, f)
+    if layers:
+        parts.append(card("Matched features in neighbouring layers", html.Div(layers, id="features-layers")))
+
+    fig = map_figure(v, "umap2d" if "umap2d" in v.projections() else None, "feature", feature=f,
+                     highlight=top_rows[:30], height=420, title="Its words on the word map")
+    if fig is not None:
+        parts.append(card(None, graph({"type": "features-wordmap", "id": "map"}, fig)))
+    return html.Div(parts)
+
+
+def _top(v, f, hit_rows, hit_acts):
+    """Stored top words (row ids, -1 padded) or, failing that, the strongest from the column."""
+    tw, ta = v.sae_row("top_words", f), v.sae_row("top_acts", f)
+    if tw is not None:
+        keep = tw >= 0
+        return tw[keep], (ta[keep] if ta is not None else np.zeros(keep.sum(), np.float32))
+    order = np.argsort(-hit_acts)[:50]
+    return hit_rows[order], hit_acts[order]
+
+
+def neighbour_layers(v, f):
+    """Links to the matched feature one layer up (stored) and one layer down (the run below stores
+    its match into this layer; read its match column to invert it)."""
+    out = []
+    up = store.neighbour_run(v, +1)
+    match = v.sae_array("next_layer_match")
+    if up is not None and match is not None and match[f] >= 0:
+        cos = v.sae_array("next_layer_cos")
+        c = f" (cos {cos[f]:.2f})" if cos is not None else ""
+        out.append(html.Div([f"layer {up.layer}: ", feature_link(up.run_id, match[f], f"feature #{match[f]}"), c]))
+    down = store.neighbour_run(v, -1)
+    if down is not None:
+        dm = down.get("sae/next_layer_match")
+        if dm is not None:
+            prev = np.flatnonzero(dm == f)
+            dc = down.get("sae/next_layer_cos")
+            links = [feature_link(down.run_id, g, f"#{g}" + (f" ({dc[g]:.2f})" if dc is not None else ""))
+                     for g in prev[:10]]
+            if links:
+                out.append(html.Div([f"layer {down.layer}: ", *inline_list(links)]))
+    return out
+
+
+@callback(Output("features-nav", "href"), Input("features-table", "active_cell"),
+          Input({"type": "features-map", "id": ALL}, "clickData"),
+          Input({"type": "features-wordmap", "id": ALL}, "clickData"),
+          State("_pages_location", "pathname"), State("_pages_location", "search"), prevent_initial_call=True)
+def navigate(cell, _map, _wordmap, pathname, search):
+    trigger = ctx.triggered_id
+    if trigger == "features-table":
+        if not cell or cell.get("row_id") is None:
+            raise PreventUpdate
+        return with_params(pathname, search, feature=int(cell["row_id"]))
+    click = ctx.triggered[0]["value"] if ctx.triggered else None
+    picked = clicked_row(click)
+    if picked is None:
+        raise PreventUpdate
+    if isinstance(trigger, dict) and trigger["type"] == "features-wordmap":
+        run = parse(search).get("run")
+        return href("/words", run=run, word=str(store.view(store.resolve_run_id(run)).words[picked]))
+    return with_params(pathname, search, feature=picked)

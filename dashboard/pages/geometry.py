@@ -1,0 +1,128 @@
+"""Geometry: isotropy of word types (and tokens) across layers, frequency bias, enhancement before/after,
+per-language and zero-shot values, and STS results where a run stores them."""
+import dash
+import dash_bootstrap_components as dbc
+import numpy as np
+import pandas as pd
+from dash import dash_table, dcc, html
+
+from dashboard import figures
+from dashboard.components.alerts import notice
+from dashboard.components.links import run_link
+from dashboard.components.page import run_page
+from dashboard.components.widgets import card, graph
+from dashboard.lib import store
+
+dash.register_page(__name__, path="/geometry", name="Geometry", title="Lexiscope · geometry", order=5)
+
+MEASURES = [("i_cos", "I_Cos (mean cosine)"), ("i_pc", "I_PC"), ("isoscore", "IsoScore")]
+SIMILARITY = [("wordsim353_spearman", "WordSim353 ρ"), ("simlex999_spearman", "SimLex-999 ρ")]
+
+
+def layer_table(v) -> pd.DataFrame:
+    """One row per layer of this run's family: isotropy of word types, tokens and enhanced vectors."""
+    rows = []
+    for layer, run_id in sorted(store.family(v).items()):
+        try:
+            r = store.view(run_id)
+        except store.StoreError:
+            continue
+        row = {"layer": layer, "run_id": run_id}
+        for group, suffix in (("geometry", ""), ("geometry_tokens", "_tokens"), ("enhanced", "_enhanced")):
+            a = r.group_attrs(group)
+            for k, _ in MEASURES:
+                row[k + suffix] = _num(a.get(k))
+        for k, _ in SIMILARITY:
+            s = r.group_attrs("similarity")
+            row[k] = _num(s.get(k))
+            row[k + "_enhanced"] = _num(s.get(k + "_enhanced"))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _num(x):
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return np.nan
+    return x
+
+
+def table(df: pd.DataFrame, id, fmt=4):
+    cols = [{"id": c, "name": c, "type": "numeric" if df[c].dtype.kind in "fi" else "text"} for c in df.columns]
+    data = df.round(fmt).replace({np.nan: None}).to_dict("records")
+    return dash_table.DataTable(id=id, data=data, columns=cols, sort_action="native",
+                                style_cell={"fontSize": "0.82rem", "padding": "3px 6px", "fontFamily": "inherit"},
+                                style_header={"fontWeight": "600", "backgroundColor": "#f1f3f5"},
+                                style_table={"overflowX": "auto"})
+
+
+@run_page
+def layout(v, **_):
+    g, enh, sim = v.group_attrs("geometry"), v.group_attrs("enhanced"), v.group_attrs("similarity")
+    parts = [html.H5(f"Geometry of {v.label}", className="mt-1")]
+    layers = layer_table(v)
+    shown = [c for c in layers.columns if c == "layer" or layers[c].notna().any()]
+    lines = []
+    if len(layers) > 1:
+        for key, label in MEASURES:
+            series = {"word types": layers[key]}
+            if (key + "_tokens") in layers and layers[key + "_tokens"].notna().any():
+                series["tokens"] = layers[key + "_tokens"]
+            if (key + "_enhanced") in layers and layers[key + "_enhanced"].notna().any():
+                series["word types, enhanced"] = layers[key + "_enhanced"]
+            lines.append(dbc.Col(graph(f"geometry-layers-{key}", figures.lines_by_category(
+                layers["layer"], series, "layer", label, f"{label} across layers")), md=4))
+    parts.append(card("Isotropy" + (" across layers (this model and plan)" if len(layers) > 1 else ""),
+                      table(layers[[c for c in shown if c != "run_id"]], "geometry-table"), dbc.Row(lines)))
+
+    before = {**g, **{k: sim.get(k) for k, _ in SIMILARITY}}
+    after = {**enh, **{k: sim.get(k + "_enhanced") for k, _ in SIMILARITY}}
+    labels = dict(MEASURES + SIMILARITY)
+    row = [dbc.Col(card(None, graph("geometry-enhancement", figures.before_after(
+        before, after, [k for k, _ in MEASURES + SIMILARITY], labels,
+        title=f"Cluster-based enhancement ({enh.get('clusters', '?')} clusters, "
+              f"{enh.get('pcs_removed', '?')} PCs removed): before and after"))), lg=6)]
+    pca2 = v.get("geometry/pca2")
+    if pca2 is not None:
+        fig = figures.frequency_scatter(pca2, v.zipf, v.words, v.get("geometry/pca2_explained"),
+                                        max_points=store.max_points())
+        rho = g.get("freq_pc1_spearman")
+        note = f"Spearman(PC1, Zipf) = {rho:.3f}; " if isinstance(rho, float) else ""
+        rho2 = g.get("freq_pc2_spearman")
+        note += f"Spearman(PC2, Zipf) = {rho2:.3f}" if isinstance(rho2, float) else ""
+        row.append(dbc.Col(card(None, graph("geometry-frequency", fig), html.Div(note, className="lx-muted")),
+                           lg=6))
+    parts.append(dbc.Row(row))
+
+    langs = v.group_attrs("languages")
+    if langs.get("table"):
+        df = pd.DataFrame(langs["table"])
+        src = langs.get("source")
+        parts.append(card(f"Per language (zero-shot: enhancement fitted on {src or 'another language'})",
+                          table(df, "geometry-languages")))
+    sts = sts_section(v)
+    if sts is not None:
+        parts.append(sts)
+    return html.Div(parts)
+
+
+def sts_section(v):
+    """STS results (/sts attrs) for this run and, across layers, for its family. Handles absence."""
+    rows = []
+    for layer, run_id in sorted(store.family(v).items()):
+        try:
+            a = store.view(run_id).group_attrs("sts")
+        except store.StoreError:
+            continue
+        if a:
+            rows.append({"layer": layer, **{k: x for k, x in a.items() if isinstance(x, (int, float, str))}})
+    if not rows:
+        return None
+    df = pd.DataFrame(rows)
+    numeric = [c for c in df.columns if c != "layer" and df[c].dtype.kind == "f"]
+    out = [table(df, "geometry-sts")]
+    if len(df) > 1 and numeric:
+        out.append(graph("geometry-sts-chart", figures.lines_by_category(
+            df["layer"], {c: df[c] for c in numeric[:8]}, "layer", "Spearman ρ", "STS across layers")))
+    return card("Semantic textual similarity (STS-B)", *out)

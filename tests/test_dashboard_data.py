@@ -1,0 +1,193 @@
+"""The dashboard's data layer (dashboard/lib/store.py) against independent brute-force computations,
+plus `synthetic_sae_run`: a run with a stand-in SAE section, so dashboard tests and the latency
+benchmark do not depend on SAE training (the SAE paths follow docs/store.md)."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from store import Catalog, RunWriter
+
+
+# -- a stand-in SAE --------------------------------------------------------------------------
+
+def synthetic_sae(X: np.ndarray, group: np.ndarray, n_groups: int, d_sae: int, k: int = 8, seed: int = 0,
+                  chunk: int = 16384) -> dict:
+    """A TopK 'SAE' without training: decoder = normalised random word vectors, activations = top-k of
+    ReLU(x̂·W_decᵀ). Every per-feature summary the dashboard reads is derived from it, by the
+    definitions in docs/store.md, so the views get realistic, consistent data."""
+    rng = np.random.default_rng(seed)
+    n, d = X.shape
+    Xn = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-8)
+    W_dec = Xn[rng.choice(n, d_sae, replace=n < d_sae)] + 0.05 * rng.standard_normal((d_sae, d))
+    W_dec = (W_dec / np.linalg.norm(W_dec, axis=1, keepdims=True)).astype(np.float32)
+    indptr, indices, data = [0], [], []
+    for lo in range(0, n, chunk):
+        pre = np.maximum(Xn[lo:lo + chunk] @ W_dec.T, 0)
+        top = np.argpartition(-pre, k - 1, axis=1)[:, :k]
+        val = np.take_along_axis(pre, top, axis=1)
+        for t, v in zip(top, val):
+            keep = v > 0
+            indices.append(np.sort(t[keep]))
+            data.append(v[keep][np.argsort(t[keep])])
+            indptr.append(indptr[-1] + int(keep.sum()))
+    acts = sp.csr_matrix((np.concatenate(data).astype(np.float32), np.concatenate(indices).astype(np.int32),
+                          np.asarray(indptr, np.int64)), shape=(n, d_sae))
+    csc = acts.tocsc()
+    density = (np.diff(csc.indptr) / n).astype(np.float32)
+    max_act = np.asarray(csc.max(axis=0).todense()).ravel().astype(np.float32)
+    top_words = np.full((d_sae, 50), -1, np.int32)
+    top_acts = np.zeros((d_sae, 50), np.float32)
+    qw = np.full((d_sae, 5, 5), -1, np.int32)
+    qa = np.zeros((d_sae, 5, 5), np.float32)
+    for f in range(d_sae):
+        rows, vals = csc.indices[csc.indptr[f]:csc.indptr[f + 1]], csc.data[csc.indptr[f]:csc.indptr[f + 1]]
+        order = np.argsort(-vals)[:50]
+        top_words[f, :len(order)], top_acts[f, :len(order)] = rows[order], vals[order]
+        if len(vals):
+            edges = np.linspace(0, vals.max(), 6)
+            for q in range(5):
+                inside = np.flatnonzero((vals > edges[q]) & (vals <= edges[q + 1]))[:5]
+                qw[f, q, :len(inside)], qa[f, q, :len(inside)] = rows[inside], vals[inside]
+    G = max(1, n_groups)
+    group_scores = np.zeros((d_sae, G), np.float32)
+    totals = np.asarray(acts.sum(axis=0)).ravel()
+    for g in range(n_groups):
+        members = np.flatnonzero(group == g)
+        if len(members):
+            group_scores[:, g] = np.asarray(acts[members].sum(axis=0)).ravel() / np.maximum(totals, 1e-8)
+    best = np.where(group_scores.max(axis=1) > 0, group_scores.argmax(axis=1), -1).astype(np.int16)
+    cos = W_dec @ W_dec.T
+    np.fill_diagonal(cos, -np.inf)
+    correlated = np.argsort(-cos, axis=1)[:, :10].astype(np.int32)
+    dec_nb = np.zeros((d_sae, 20), np.int32)
+    dec_cos = np.zeros((d_sae, 20), np.float32)
+    for lo in range(0, d_sae, 512):
+        sims = W_dec[lo:lo + 512] @ Xn.T
+        part = np.argpartition(-sims, 19, axis=1)[:, :20]
+        s = np.take_along_axis(sims, part, axis=1)
+        o = np.argsort(-s, axis=1)
+        dec_nb[lo:lo + 512], dec_cos[lo:lo + 512] = np.take_along_axis(part, o, 1), np.take_along_axis(s, o, 1)
+    centred = W_dec - W_dec.mean(0)
+    fmap = (centred @ np.linalg.svd(centred, full_matrices=False)[2][:2].T).astype(np.float32)
+    steps = np.arange(0, 1000, 50)
+    return {
+        "sae": {"arch": "topk", "d_sae": d_sae, "k": k, "fvu": 0.2, "l0": float(acts.nnz / n),
+                "dead_frac": float((density == 0).mean()), "intrusion": 0.5},
+        "sae/W_dec": W_dec, "sae/acts": acts, "sae/density": density, "sae/max_act": max_act,
+        "sae/mono_score": group_scores.max(axis=1), "sae/best_group": best, "sae/group_scores": group_scores,
+        "sae/top_words": top_words, "sae/top_acts": top_acts, "sae/quantile_words": qw, "sae/quantile_acts": qa,
+        "sae/decoder_neighbors": dec_nb, "sae/decoder_neighbor_cos": dec_cos,
+        "sae/correlated": correlated, "sae/correlated_cos": np.take_along_axis(cos, correlated, 1).astype(np.float32),
+        "sae/feature_map": fmap, "sae/feature_intrusion": rng.random(d_sae).astype(np.float32),
+        "sae/history/step": steps, "sae/history/loss": (1 / (1 + steps / 100)).astype(np.float32),
+    }
+
+
+def synthetic_sae_run(src_path, root, run_id: str, d_sae: int = 256, k: int = 8, seed: int = 0) -> str:
+    """Copy a precomputed run (without its /sae) into store `root` as `run_id`, adding synthetic_sae."""
+    import h5py
+    import json
+    with h5py.File(src_path, "r") as src:
+        a = dict(src.attrs)
+        X = src["embeddings"][()]
+        group = src["words/group"][()] if "words/group" in src else np.full(len(X), -1)
+        n_groups = len(src["groups/names"]) if "groups/names" in src else 0
+        with RunWriter(root, run_id, model=a["model"], layer=int(a["layer"]), n_layers=int(a["n_layers"]),
+                       source=a["source"], config=json.loads(a["config"]), config_hash=a["config_hash"]) as w:
+            for name in src:
+                if name != "sae":
+                    src.copy(src[name], w.f, name=name)
+            w.write_all(synthetic_sae(X, group, n_groups, d_sae, k, seed))
+    return run_id
+
+
+# -- tests of dashboard/lib/store.py -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_view(tmp_path_factory):
+    """A 600-word synthetic run (random vectors, three groups) with a 64-feature stand-in SAE."""
+    from dashboard.lib import store
+    rng = np.random.default_rng(1)
+    n, d = 600, 16
+    words = [f"w{i:03d}" for i in range(n - 4)] + ["Cat", "cat", "dog", "dogma"]
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    group = np.full(n, -1, np.int16)
+    group[:30], group[30:60], group[-4:] = 0, 1, 2
+    root = tmp_path_factory.mktemp("dash-data")
+    out = {"words/text": words, "words/zipf": np.linspace(7, 1, n).astype(np.float32), "words/group": group,
+           "groups/names": ["g0", "g1", "animals"], "embeddings": X,
+           "projections/umap2d": rng.standard_normal((n, 2)).astype(np.float32)}
+    out.update(synthetic_sae(X, group, 3, d_sae=64, k=4))
+    with RunWriter(root, "small", model="m", layer=0, n_layers=1, source="static", config={}, config_hash="x") as w:
+        w.write_all(out)
+    store.configure(root)
+    yield store.view("small"), out
+    store.configure(None)
+
+
+def test_complete_is_prefix_search_in_frequency_order(small_view):
+    v, out = small_view
+    words = out["words/text"]
+    for prefix in ("w01", "DOG", "ca", "w5", "zz"):
+        expected = [w for w in words if w.lower().startswith(prefix.lower())][:10]
+        assert v.complete(prefix, limit=10) == expected
+
+
+def test_find_prefers_exact_then_case_insensitive(small_view):
+    v, out = small_view
+    assert v.find("cat") == out["words/text"].index("cat")
+    assert v.find("Cat") == out["words/text"].index("Cat")
+    assert v.find("DOG") == out["words/text"].index("dog")
+    assert v.find("nope") is None
+
+
+def test_rank_features_matches_brute_force(small_view):
+    v, out = small_view
+    A = out["sae/acts"].toarray()
+    rows = np.arange(30)
+    ranked = v.rank_features_for(rows, limit=64)
+    inside = np.zeros(len(A), bool)
+    inside[rows] = True
+    for r in ranked[:10]:
+        col = A[:, r["feature"]]
+        recall = (col[inside] > 0).mean()
+        precision = col[inside].sum() / col.sum()
+        assert r["recall"] == pytest.approx(recall)
+        assert r["precision"] == pytest.approx(precision, rel=1e-5)
+        assert r["out_mean"] == pytest.approx(col[~inside].mean(), rel=1e-5)
+        assert r["score"] == pytest.approx(2 * recall * precision / (recall + precision), rel=1e-5)
+    scores = [r["score"] for r in ranked]
+    assert scores == sorted(scores, reverse=True)
+    fired = set(np.flatnonzero((A[rows] > 0).any(axis=0)))
+    assert {r["feature"] for r in ranked} == fired
+
+
+def test_word_features_and_feature_values(small_view):
+    v, out = small_view
+    A = out["sae/acts"].toarray()
+    i = 17
+    f, a = v.word_features(i, limit=10)
+    nz = np.flatnonzero(A[i])
+    assert set(f) == set(nz)
+    assert list(a) == sorted(A[i, nz], reverse=True)
+    rows = np.array([0, 5, 17, 300, 599])
+    for feat in (int(f[0]), 3, 63):
+        np.testing.assert_allclose(v.feature_values(feat, rows), A[rows, feat], rtol=1e-6)
+
+
+def test_map_rows_capped_and_keep_selection(small_view):
+    v, out = small_view
+    base = v.map_rows(100)
+    assert len(base) == 100
+    assert set(np.flatnonzero(out["words/group"] >= 0)) <= set(base)  # every group word is on the map
+    must = np.array([599, 400, 401])
+    rows = v.map_rows(100, must)
+    assert len(rows) == 100 and set(must) <= set(rows) and len(set(rows)) == 100
+
+
+def test_decoder_loadings(small_view):
+    v, out = small_view
+    W = out["sae/W_dec"]
+    feats, weights = v.decoder_loadings(3, 5)
+    assert list(feats) == list(np.argsort(-np.abs(W[:, 3]))[:5])
+    np.testing.assert_allclose(weights, W[feats, 3])
