@@ -4,7 +4,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -147,8 +147,20 @@ def demo(store: Optional[Path] = StoreOpt,
     serve(store=store, host=host, port=port)
 
 
-def serve(store=None, host="127.0.0.1", port=8050):
-    print_catalog(store)
+@app.command()
+def serve(store: Annotated[Optional[Path], typer.Option(
+              "--store", help="store root (default $LEXISCOPE_STORE or ./lexiscope-store)")] = None,
+          host: Annotated[str, typer.Option(help="interface to listen on (0.0.0.0 for all)")] = "127.0.0.1",
+          port: Annotated[int, typer.Option()] = 8050,
+          debug: Annotated[bool, typer.Option("--debug", help="Dash dev tools and reloading")] = False,
+          max_points: Annotated[Optional[int], typer.Option(
+              "--max-points", help="most points drawn on a word map (default 20000)")] = None):
+    """Serve the dashboard over a store (several workers: gunicorn -w 4 'dashboard.app:server')."""
+    from store import default_root
+    root = default_root(store)
+    typer.echo(f"Lexiscope dashboard on http://{host}:{port}/ over {root.resolve()}")
+    from dashboard.app import serve as run_app  # imported here: compute never imports dash at module level
+    run_app(root, host=host, port=port, debug=debug, max_points=max_points)
 
 
 def main():

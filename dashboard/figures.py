@@ -203,11 +203,7 @@ def dimension_bars(values: np.ndarray, *, outliers=(), selected=None, sigma_band
         lo, hi = sigma_band
         fig.add_hrect(y0=lo, y1=hi, fillcolor="#adb5bd", opacity=0.25, line_width=0,
                       annotation_text="mean ± 3σ", annotation_position="top left")
-    if np.any(out):
-        fig.add_trace(go.Bar(x=[None], y=[None], marker_color=OUTLIER, name="outlier dimension"))
-        fig.add_trace(go.Bar(x=[None], y=[None], marker_color=BASE, name="other dimensions"))
-    _layout(fig, title, height, bargap=0.15, showlegend=bool(np.any(out)),
-            legend=dict(orientation="h", y=1.15, x=0.5))
+    _layout(fig, title, height, bargap=0.15, showlegend=False)
     return label_axes_2d(fig, "dimension", y_label)
 
 

@@ -3,6 +3,7 @@
 The store: the session's small GloVe run (tests/conftest.py) when the SAE stage is available, else the
 same run without SAE plus a stand-in SAE (tests/test_dashboard_data.py), next to a corrupt run file.
 Expected values are read from the run file with plain h5py, independently of the dashboard."""
+import os
 import shutil
 import time
 from urllib.parse import parse_qs, urlparse
@@ -35,7 +36,10 @@ def dash_store(request, tmp_path_factory):
 
 
 def _glove_run(request, tmp_path_factory):
+    """The shared session run when the SAE stage exists (LEXISCOPE_TEST_SYNTHETIC_SAE=1 skips it)."""
     try:
+        if os.environ.get("LEXISCOPE_TEST_SYNTHETIC_SAE"):
+            raise ImportError
         import compute.features  # noqa: F401  (the SAE stage; the shared fixture needs it)
         root, run_id = request.getfixturevalue("glove_store")
     except ImportError:
@@ -95,6 +99,12 @@ def _click(dash_duo, element, tries=20):
 
 
 def _shot(dash_duo, tmp_path, name):
+    """A screenshot once every graph on the page has drawn (plotly loads lazily)."""
+    deadline = time.time() + 15
+    while time.time() < deadline and not dash_duo.driver.execute_script(
+            "return [...document.querySelectorAll('.dash-graph')].every(g => g.querySelector('.main-svg'))"):
+        time.sleep(0.2)
+    time.sleep(0.3)
     dash_duo.driver.save_screenshot(str(tmp_path / f"{name}.png"))
 
 

@@ -64,7 +64,7 @@ def feature_table(v, f):
         style_cell={"fontSize": "0.82rem", "padding": "3px 6px", "fontFamily": "inherit", "cursor": "pointer",
                     "maxWidth": "14rem", "overflow": "hidden", "textOverflow": "ellipsis"},
         style_header={"fontWeight": "600", "backgroundColor": "#f1f3f5"}, style_data_conditional=style,
-        tooltip_duration=None, persistence=True, persisted_props=["sort_by", "filter_query", "page_current"]))
+        style_table={"overflowX": "auto"}, tooltip_duration=None, persistence=True, persisted_props=["sort_by", "filter_query", "page_current"]))
 
 
 def feature_map_card(v, f):

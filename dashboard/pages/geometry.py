@@ -40,6 +40,22 @@ def layer_table(v) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+ROW_LABELS = {**{k: f"{label}, word types" for k, label in MEASURES},
+              **{k + "_tokens": f"{label}, tokens" for k, label in MEASURES},
+              **{k + "_enhanced": f"{label}, after enhancement" for k, label in MEASURES},
+              **{k: label for k, label in SIMILARITY},
+              **{k + "_enhanced": f"{label}, after enhancement" for k, label in SIMILARITY}}
+
+
+def by_measure(layers: pd.DataFrame, current: int) -> pd.DataFrame:
+    """Measures as rows and layers as columns (the current run's layer marked), readable at any width."""
+    out = {"measure": [ROW_LABELS.get(c, c) for c in layers.columns if c != "layer"]}
+    for _, r in layers.iterrows():
+        name = f"layer {int(r['layer'])}" + (" (this run)" if int(r["layer"]) == current and len(layers) > 1 else "")
+        out[name] = [r[c] for c in layers.columns if c != "layer"]
+    return pd.DataFrame(out)
+
+
 def _num(x):
     try:
         x = float(x)
@@ -73,8 +89,10 @@ def layout(v, **_):
                 series["word types, enhanced"] = layers[key + "_enhanced"]
             lines.append(dbc.Col(graph(f"geometry-layers-{key}", figures.lines_by_category(
                 layers["layer"], series, "layer", label, f"{label} across layers")), md=4))
-    parts.append(card("Isotropy" + (" across layers (this model and plan)" if len(layers) > 1 else ""),
-                      table(layers[[c for c in shown if c != "run_id"]], "geometry-table"), dbc.Row(lines)))
+    parts.append(card("Isotropy and word similarity" + (" across layers (this model and plan)" if len(layers) > 1
+                                                         else ""),
+                      table(by_measure(layers[[c for c in shown if c != "run_id"]], v.layer), "geometry-table"),
+                      dbc.Row(lines)))
 
     before = {**g, **{k: sim.get(k) for k, _ in SIMILARITY}}
     after = {**enh, **{k: sim.get(k + "_enhanced") for k, _ in SIMILARITY}}
