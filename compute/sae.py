@@ -135,19 +135,35 @@ def _normalisation(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mu_D, scale
 
 
+DECAY_FRAC = 0.2
+
+
 def _lr_factor(step: int, steps: int) -> float:
     # Short linear warm-up, then constant, then linear decay over the last 20% (Anthropic April 2024 update).
     warm = max(1, steps // 100)
     if step < warm:
         return (step + 1) / warm
-    decay_from = int(0.8 * steps)
+    decay_from = int((1 - DECAY_FRAC) * steps)
     if step >= decay_from:
         return max(0.0, (steps - step) / max(1, steps - decay_from))
     return 1.0
 
 
+def _gather_acts(sae: SAE, xc_BD, idx_BK):
+    """Differentiable pre-activations at the chosen (row, feature) pairs only: B*K*D work, and the backward
+    pass touches only those K encoder columns per row (Gao et al. 2024 §5 use sparse kernels likewise)."""
+    B, K = idx_BK.shape
+    W_DN = sae.W_enc.index_select(1, idx_BK.reshape(-1))  # columns of W_enc, N = B*K
+    x_DN = xc_BD.t().repeat_interleave(K, dim=1)
+    return ((x_DN * W_DN).sum(0).view(B, K) + sae.b_enc[idx_BK]).relu()
+
+
 def _topk_loss(sae: SAE, xn_BD, dead_F, aux_k):
-    vals_BK, idx_BK = sae.encode_topk(xn_BD)
+    xc_BD = xn_BD - sae.b_dec
+    with torch.no_grad():  # choose the active features with one dense matmul, no graph
+        pre_BF = torch.addmm(sae.b_enc, xc_BD, sae.W_enc).relu_()
+        idx_BK = pre_BF.topk(sae.k, dim=-1, sorted=False).indices
+    vals_BK = _gather_acts(sae, xc_BD, idx_BK)
     xhat_BD = sae.decode_sparse(vals_BK, idx_BK)
     err_BD = xn_BD - xhat_BD
     total_var = (xn_BD - xn_BD.mean(0)).pow(2).sum()
@@ -157,18 +173,20 @@ def _topk_loss(sae: SAE, xn_BD, dead_F, aux_k):
     if n_dead > 0 and sae.cfg.aux_coef > 0:
         # AuxK, Gao et al. 2024 §A.2: the top-k_aux dead latents reconstruct the residual.
         k_aux = min(aux_k, n_dead)
-        pre_BF = ((xn_BD - sae.b_dec) @ sae.W_enc + sae.b_enc).relu()
-        pre_BF = pre_BF.masked_fill(~dead_F, 0.0)
-        aux_vals_BK, aux_idx_BK = pre_BF.topk(k_aux, dim=-1, sorted=False)
+        with torch.no_grad():
+            aux_idx_BK = pre_BF.masked_fill_(~dead_F, -1.0).topk(k_aux, dim=-1, sorted=False).indices
+        aux_vals_BK = _gather_acts(sae, xc_BD, aux_idx_BK)
         ehat_BD = torch.bmm(aux_vals_BK.unsqueeze(1), sae.W_dec[aux_idx_BK]).squeeze(1)
         e_BD = err_BD.detach()
         aux = (ehat_BD - e_BD).pow(2).sum() / (e_BD - e_BD.mean(0)).pow(2).sum().clamp_min(1e-12)
-        # scale as sparsify does: min(num_dead / k_aux, 1)
+        # scaled as sparsify does: min(num_dead / k_aux, 1)
         loss = loss + sae.cfg.aux_coef * min(n_dead / aux_k, 1.0) * aux
-    l0 = float((vals_BK > 0).sum(-1).float().mean())
-    fired_F = torch.zeros(sae.d_sae, dtype=torch.bool, device=xn_BD.device)
-    fired_F[idx_BK[vals_BK > 0]] = True
-    return loss, err_BD, fvu, l0, fired_F
+    with torch.no_grad():
+        active_BK = vals_BK > 0
+        l0 = active_BK.sum(-1).float().mean()
+        fired_F = torch.zeros(sae.d_sae, dtype=torch.bool, device=xn_BD.device)
+        fired_F[idx_BK[active_BK]] = True
+    return loss, fvu, l0, fired_F
 
 
 def _relu_l1_loss(sae: SAE, xn_BD, l1_coef):
@@ -180,8 +198,8 @@ def _relu_l1_loss(sae: SAE, xn_BD, l1_coef):
     l1 = (acts_BF * sae.W_dec.norm(dim=-1)).sum(-1).mean()
     loss = sse + l1_coef * l1
     fvu = err_BD.pow(2).sum() / (xn_BD - xn_BD.mean(0)).pow(2).sum()
-    l0 = float((acts_BF > 0).sum(-1).float().mean())
-    return loss, err_BD, fvu, l0, (acts_BF > 0).any(0)
+    l0 = (acts_BF > 0).sum(-1).float().mean()
+    return loss, fvu, l0, (acts_BF > 0).any(0)
 
 
 def fit(X: np.ndarray, cfg: SAEConfig, device: str = "cpu", progress=None) -> SAE:
@@ -226,11 +244,11 @@ def fit(X: np.ndarray, cfg: SAEConfig, device: str = "cpu", progress=None) -> SA
 
         if cfg.arch == "topk":
             dead_F = since_fired_F >= cfg.dead_steps
-            loss, _, fvu, l0, fired_F = _topk_loss(sae, xn_BD, dead_F, aux_k)
+            loss, fvu, l0, fired_F = _topk_loss(sae, xn_BD, dead_F, aux_k)
         else:
             l1_coef = cfg.l1 * min(1.0, (step + 1) / warm_steps)  # L1 warm-up (Anthropic April 2024 update)
-            loss, _, fvu, l0, fired_F = _relu_l1_loss(sae, xn_BD, l1_coef)
-        loss_value = float(loss)
+            loss, fvu, l0, fired_F = _relu_l1_loss(sae, xn_BD, l1_coef)
+        loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
             bar.close()
             raise ValueError(f"SAE training diverged at step {step} (loss is NaN); lower lr")
@@ -251,7 +269,7 @@ def fit(X: np.ndarray, cfg: SAEConfig, device: str = "cpu", progress=None) -> SA
             rows["step"].append(step)
             rows["loss"].append(loss_value)
             rows["mse"].append(fvu_value * float(xn_BD.var(0, unbiased=False).sum()) / d)
-            rows["l0"].append(l0)
+            rows["l0"].append(float(l0))
             rows["fvu"].append(fvu_value)
             rows["dead"].append(int((since_fired_F >= cfg.dead_steps).sum()))
             if progress is not None:

@@ -1,0 +1,318 @@
+"""Per-feature statistics of a trained SAE, interpretability scores and cross-layer matching.
+
+`sae_output` builds the `/sae` OUTPUT dict of a run (see docs/store.md, section "SAE").
+Shapes in names: n words, D input dim, F features, G concept groups.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from compute.sae import SAE, encode_numpy, fvu as sae_fvu
+
+TOP_WORDS = 50
+QUANTILE_BINS, QUANTILE_WORDS = 5, 5
+DECODER_NEIGHBORS = 20
+CORRELATED = 10
+INTRUSION_TOP = 5
+
+
+def _unit_rows(M: np.ndarray) -> np.ndarray:
+    M = np.asarray(M, dtype=np.float32)
+    norms = np.linalg.norm(M, axis=1, keepdims=True)
+    return np.divide(M, norms, out=np.zeros_like(M), where=norms > 0)
+
+
+def _top_rows(S_nF: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of S, the m largest rows (descending) and their values."""
+    m = min(m, S_nF.shape[0])
+    part = np.argpartition(-S_nF, m - 1, axis=0)[:m]
+    vals = np.take_along_axis(S_nF, part, axis=0)
+    order = np.argsort(-vals, axis=0, kind="stable")
+    return np.take_along_axis(part, order, axis=0).T, np.take_along_axis(vals, order, axis=0).T
+
+
+def match_features(W_dec_L: np.ndarray, W_dec_next: np.ndarray, chunk: int = 4096):
+    """For every decoder direction of layer L, the nearest one in the other layer by cosine:
+    (idx (F,) int32, cos (F,) float32)."""
+    A, B = _unit_rows(W_dec_L), _unit_rows(W_dec_next)
+    if A.shape[1] != B.shape[1]:
+        raise ValueError(f"W_dec_next: input dims differ ({A.shape[1]} vs {B.shape[1]})")
+    idx = np.empty(len(A), dtype=np.int32)
+    cos = np.empty(len(A), dtype=np.float32)
+    for s in range(0, len(A), chunk):
+        C = A[s:s + chunk] @ B.T
+        idx[s:s + chunk] = C.argmax(1)
+        cos[s:s + chunk] = C[np.arange(len(C)), idx[s:s + chunk]]
+    return idx, cos
+
+
+def column_top(acts_nF: sp.csr_matrix, m: int = TOP_WORDS):
+    """Top-m rows per feature by activation: (words (F,m) int32, -1 padded; acts (F,m) float32, 0 padded)."""
+    csc = acts_nF.tocsc()
+    F = csc.shape[1]
+    words = np.full((F, m), -1, dtype=np.int32)
+    vals = np.zeros((F, m), dtype=np.float32)
+    for f in range(F):
+        lo, hi = csc.indptr[f], csc.indptr[f + 1]
+        data, rows = csc.data[lo:hi], csc.indices[lo:hi]
+        keep = data > 0
+        data, rows = data[keep], rows[keep]
+        order = np.lexsort((rows, -data))[:m]  # ties: lower row (more frequent word) first
+        words[f, :len(order)] = rows[order]
+        vals[f, :len(order)] = data[order]
+    return words, vals
+
+
+def quantile_groups(acts_nF: sp.csr_matrix, seed: int = 0, bins: int = QUANTILE_BINS,
+                    per_bin: int = QUANTILE_WORDS):
+    """sae_vis-style interval groups: the range (0, max] of each feature split into `bins` equal-width
+    intervals, highest first; from each, `per_bin` seeded random words, sorted by activation.
+    Returns (words (F,bins,per_bin) int32 -1 padded, acts (F,bins,per_bin) float32 0 padded)."""
+    rng = np.random.default_rng(seed)
+    csc = acts_nF.tocsc()
+    F = csc.shape[1]
+    words = np.full((F, bins, per_bin), -1, dtype=np.int32)
+    vals = np.zeros((F, bins, per_bin), dtype=np.float32)
+    for f in range(F):
+        lo, hi = csc.indptr[f], csc.indptr[f + 1]
+        data, rows = csc.data[lo:hi], csc.indices[lo:hi]
+        keep = data > 0
+        data, rows = data[keep], rows[keep]
+        if not len(data):
+            continue
+        top = data.max()
+        # bin 0 = (4/5 max, max], ..., bin 4 = (0, 1/5 max]
+        b = np.minimum(((top - data) / top * bins).astype(int), bins - 1)
+        for q in range(bins):
+            sel = np.flatnonzero(b == q)
+            if len(sel) > per_bin:
+                sel = rng.choice(sel, per_bin, replace=False)
+            sel = sel[np.argsort(-data[sel], kind="stable")]
+            words[f, q, :len(sel)] = rows[sel]
+            vals[f, q, :len(sel)] = data[sel]
+    return words, vals
+
+
+def concept_scores(acts_nF: sp.csr_matrix, groups: np.ndarray, n_groups: int):
+    """Mean activation per (feature, group) over the group's words, and mono_score / best_group.
+
+    mono_score_f = max_g m_fg / (sum_g m_fg + m_f,none), where m_fg is feature f's mean activation over the
+    words of group g and m_f,none its mean over the words in no group. Per-group means make the score
+    independent of group sizes; the ungrouped words count as one more group, so a feature that fires as
+    much on unrelated words scores low. In [0, 1]; 1 = fires only on one group's words; 0 if it never fires."""
+    groups = np.asarray(groups)
+    F = acts_nF.shape[1]
+    scores = np.zeros((F, n_groups), dtype=np.float32)
+    csr = acts_nF.tocsr()
+    for g in range(n_groups):
+        rows = np.flatnonzero(groups == g)
+        if len(rows):
+            scores[:, g] = np.asarray(csr[rows].mean(0)).ravel()
+    none_rows = np.flatnonzero(groups < 0)
+    m_none = np.asarray(csr[none_rows].mean(0)).ravel() if len(none_rows) else np.zeros(F)
+    if n_groups == 0:
+        return scores, np.zeros(F, np.float32), np.full(F, -1, np.int16)
+    best = scores.max(1)
+    denom = scores.sum(1) + m_none
+    mono = np.divide(best, denom, out=np.zeros(F, dtype=np.float64), where=denom > 0).astype(np.float32)
+    best_group = np.where(best > 0, scores.argmax(1), -1).astype(np.int16)
+    return scores, mono, best_group
+
+
+def correlated_features(acts_nF: sp.csr_matrix, m: int = CORRELATED):
+    """Top-m other features per feature by cosine of their activation columns: (idx (F,m) int32 -1 padded,
+    cos (F,m) float32)."""
+    A = acts_nF.tocsc().astype(np.float64)
+    G = (A.T @ A).toarray()
+    norms = np.sqrt(np.diag(G))
+    C = G / np.maximum(np.outer(norms, norms), 1e-30)
+    np.fill_diagonal(C, -np.inf)
+    idx, cos = _top_rows(C, m)
+    idx = idx.astype(np.int32)
+    cos = cos.astype(np.float32)
+    undefined = (cos <= 0) | ~np.isfinite(cos)
+    idx[undefined], cos[undefined] = -1, 0.0
+    return idx, cos
+
+
+def decoder_neighbors(sae: SAE, X: np.ndarray, m: int = DECODER_NEIGHBORS, chunk: int = 512):
+    """The m words whose centred vectors (x - mu) are nearest each decoder direction by cosine."""
+    U_nD = _unit_rows(np.asarray(X, np.float32) - sae.mu.numpy())
+    W_FD = _unit_rows(sae.W_dec.detach().numpy())
+    F = len(W_FD)
+    idx = np.empty((F, min(m, len(U_nD))), dtype=np.int32)
+    cos = np.empty(idx.shape, dtype=np.float32)
+    for s in range(0, F, chunk):
+        i, c = _top_rows(U_nD @ W_FD[s:s + chunk].T, m)
+        idx[s:s + chunk], cos[s:s + chunk] = i, c
+    return idx, cos
+
+
+def feature_map(W_dec: np.ndarray, seed: int = 0) -> np.ndarray:
+    """2-D UMAP of the decoder directions (cosine metric, seeded)."""
+    import umap
+
+    F = len(W_dec)
+    if F < 4:
+        return np.zeros((F, 2), dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        emb = umap.UMAP(n_components=2, metric="cosine", n_neighbors=min(15, F - 1), min_dist=0.1,
+                        random_state=seed).fit_transform(np.asarray(W_dec, np.float32))
+    return emb.astype(np.float32)
+
+
+def dist_ratio(S_nF, X: np.ndarray, seed: int = 0, top: int = INTRUSION_TOP, positive_only: bool = False):
+    """Automatic word-intrusion score (DistRatio, Sun et al. 2016) of the basis whose scores are the columns
+    of S (n, F), dense or sparse; distances are Euclidean between the rows of X (the original embeddings).
+
+    For feature f: T = its `top` highest-scoring words; the intruder is a seeded random word that lies in
+    the bottom half of f (score <= f's median) and in the top 10% of another random feature j. DistRatio_f =
+    mean ||x_intruder - x_t|| over t in T / mean ||x_t - x_t'|| over pairs in T. With `positive_only` (SAE
+    codes), top words and the top 10% of j must have activation > 0. Returns (per-feature (F,) float32, NaN
+    where undefined, i.e. fewer than `top` positive words or no intruder after 50 draws; their mean)."""
+    rng = np.random.default_rng(seed)
+    X = np.asarray(X, dtype=np.float64)
+    dense = not sp.issparse(S_nF)
+    S = np.asarray(S_nF) if dense else S_nF.tocsc()
+    n, F = S.shape
+    tenth = max(1, n // 10)
+
+    def column(f):
+        if dense:
+            return S[:, f]
+        col = np.zeros(n)
+        lo, hi = S.indptr[f], S.indptr[f + 1]
+        col[S.indices[lo:hi]] = S.data[lo:hi]
+        return col
+
+    top_words, top_sets, bottom_masks = [], [], []
+    for f in range(F):
+        c = column(f)
+        order = np.argsort(-c, kind="stable")
+        head = order[:max(tenth, top)]
+        if positive_only:
+            head = head[c[head] > 0]
+        top_words.append(head[:top])
+        top_sets.append(head[:tenth])
+        bottom_masks.append(c <= np.median(c))
+
+    ratios = np.full(F, np.nan, dtype=np.float32)
+    for f in range(F):
+        T = top_words[f]
+        if len(T) < top:
+            continue
+        for _ in range(50):
+            j = int(rng.integers(F - 1))
+            j += j >= f
+            cand = top_sets[j][bottom_masks[f][top_sets[j]]]
+            if len(cand):
+                break
+        else:
+            continue
+        intruder = int(rng.choice(cand))
+        XT = X[T]
+        intra = np.linalg.norm(XT[:, None] - XT[None], axis=-1)[np.triu_indices(top, 1)].mean()
+        inter = np.linalg.norm(XT - X[intruder], axis=-1).mean()
+        if intra > 0:
+            ratios[f] = inter / intra
+    mean = float(np.nanmean(ratios)) if np.isfinite(ratios).any() else float("nan")
+    return ratios, mean
+
+
+def random_rotation(d: int, seed: int = 0) -> np.ndarray:
+    """A seeded uniformly random orthogonal (d, d) matrix (QR of a Gaussian, signs fixed)."""
+    Q, R = np.linalg.qr(np.random.default_rng(seed).standard_normal((d, d)))
+    return Q * np.sign(np.diag(R))
+
+
+def intrusion_scores(acts_nF: sp.csr_matrix, X: np.ndarray, seed: int = 0) -> dict:
+    """DistRatio of the SAE basis, the raw dimensions and a seeded random rotation of them (distances
+    always in the original space X, so the three are comparable)."""
+    per_feature, sae_score = dist_ratio(acts_nF, X, seed, positive_only=True)
+    _, raw = dist_ratio(X, X, seed)
+    Xc = np.asarray(X, np.float64) - np.asarray(X, np.float64).mean(0)
+    _, rotated = dist_ratio(Xc @ random_rotation(X.shape[1], seed), X, seed)
+    return dict(per_feature=per_feature, intrusion=sae_score, intrusion_raw=raw, intrusion_rotated=rotated)
+
+
+def sae_output(sae: SAE, X: np.ndarray, words: Sequence[str], groups: np.ndarray, group_names: list[str],
+               cfg, history, seed: int = 0, progress=None) -> dict:
+    """The `/sae` OUTPUT dict of a run (paths relative to the run root); see docs/store.md "SAE"."""
+    step = progress or (lambda stage, frac: None)
+    X = np.asarray(X, dtype=np.float32)
+    if len(words) != X.shape[0]:
+        raise ValueError(f"words: {len(words)} words but X has {X.shape[0]} rows")
+    groups = np.asarray(groups, dtype=np.int16)
+    acts = encode_numpy(sae, X)
+    n, F = acts.shape
+    density = (acts.getnnz(0) / max(n, 1)).astype(np.float32)
+    max_act = np.asarray(acts.max(0).toarray()).ravel().astype(np.float32)
+    step("features", 0.1)
+
+    group_scores, mono, best_group = concept_scores(acts, groups, len(group_names))
+    top_words, top_acts = column_top(acts)
+    q_words, q_acts = quantile_groups(acts, seed)
+    step("features", 0.3)
+    nb_idx, nb_cos = decoder_neighbors(sae, X)
+    corr_idx, corr_cos = correlated_features(acts)
+    step("features", 0.5)
+    intr = intrusion_scores(acts, X, seed)
+    step("features", 0.7)
+    W_dec = sae.W_dec.detach().numpy().astype(np.float32)
+    fmap = feature_map(W_dec, seed)
+    step("features", 1.0)
+
+    attrs = dict(arch=sae.arch, d_sae=int(F), k=int(cfg.k), l1=float(cfg.l1),
+                 fvu=sae_fvu(sae, X, acts), l0=float(acts.getnnz(1).mean()) if n else 0.0,
+                 dead_frac=float((density == 0).mean()),
+                 intrusion=intr["intrusion"], intrusion_raw=intr["intrusion_raw"],
+                 intrusion_rotated=intr["intrusion_rotated"], config=sae.config)
+    out = {
+        "sae": attrs,
+        "sae/W_enc": sae.W_enc.detach().numpy().astype(np.float32),
+        "sae/b_enc": sae.b_enc.detach().numpy().astype(np.float32),
+        "sae/W_dec": W_dec,
+        "sae/b_dec": sae.b_dec.detach().numpy().astype(np.float32),
+        "sae/norm_mean": sae.mu.numpy().astype(np.float32),
+        "sae/norm_scale": np.array([float(sae.scale)], dtype=np.float32),
+        "sae/acts": acts,
+        "sae/density": density,
+        "sae/mono_score": mono,
+        "sae/max_act": max_act,
+        "sae/best_group": best_group,
+        "sae/group_scores": group_scores,
+        "sae/top_words": top_words, "sae/top_acts": top_acts,
+        "sae/quantile_words": q_words, "sae/quantile_acts": q_acts,
+        "sae/decoder_neighbors": nb_idx, "sae/decoder_neighbor_cos": nb_cos,
+        "sae/correlated": corr_idx, "sae/correlated_cos": corr_cos,
+        "sae/feature_map": fmap,
+        "sae/feature_intrusion": intr["per_feature"],
+    }
+    hist = history if history is not None else sae.history
+    for col in ("step", "loss", "mse", "l0", "fvu", "dead"):
+        vals = np.asarray(hist[col])
+        out[f"sae/history/{col}"] = vals.astype(np.int64 if col in ("step", "dead") else np.float32)
+    return out
+
+
+def sae_similarity_output(sae: SAE, full_vocab: Sequence[str], X_full: np.ndarray) -> dict:
+    """WordSim353 / SimLex-999 Spearman on the SAE codes (dense activations of the raw vectors) beside the
+    raw vectors' values: attrs `<name>_spearman_sae`, `<name>_covered_sae`, `<name>_spearman_raw`."""
+    from compute import similarity
+
+    def codes(rows: np.ndarray) -> np.ndarray:
+        return encode_numpy(sae, rows).toarray()
+
+    attrs = {}
+    for suffix, transform in (("_sae", codes), ("_raw", None)):
+        for name, r in similarity.word_similarity(full_vocab, X_full, transform=transform).items():
+            attrs[f"{name}_spearman{suffix}"] = r["spearman"]
+            attrs[f"{name}_covered{suffix}"] = r["covered"]
+    # "/sae", not "sae": the same HDF5 group, but a different key, so that merging this dict into
+    # sae_output's with dict.update adds these attributes instead of replacing sae_output's.
+    return {"/sae": attrs}
