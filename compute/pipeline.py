@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compute import embeddings, geometry, projections, similarity, vocabulary
+from compute import embeddings, geometry, projections, similarity, sts, vocabulary
 from compute.config import Plan, PlanError, RunConfig
 from compute.embeddings import ModelError
 from compute.progress import Progress
@@ -44,9 +44,8 @@ def precompute(plan: Plan, store=None, device: str = "auto", force: bool = False
     """Run every run of the plan; returns the run ids written or already present."""
     progress = progress or Progress()
     ids = []
-    for cfg in plan.runs:
-        if cfg.sts is not None and cfg.sts.path is None and plan.sts_dir:
-            cfg = cfg.model_copy(update={"sts": cfg.sts.model_copy(update={"path": plan.sts_dir})})
+    # STS data of every run is read (and checked) before any run is computed or written.
+    for cfg in sts.prepare_runs(plan.runs, plan.sts_dir):
         ids += precompute_run(cfg, store, device, force, progress)
     return ids
 
@@ -59,6 +58,7 @@ def precompute_run(cfg: RunConfig, store=None, device: str = "auto", force: bool
     device = resolve_device(device)
     progress = progress or Progress()
     name = cfg.name or cfg.model
+    cfg = sts.prepare_runs([cfg])[0]
 
     if embeddings.is_static(cfg.model):
         kind = "static"
@@ -84,7 +84,7 @@ def precompute_run(cfg: RunConfig, store=None, device: str = "auto", force: bool
                 raise PlanError(f"vocabulary: only {len(keep)} words are in model '{cfg.model}'")
             vocab = vocab.subset(keep)
             X = source.vectors[rows[keep]]
-        inputs, n_layers = [LayerInput(0, X)], 1
+        inputs, n_layers = [LayerInput(0, X, sts.static_output(cfg, source) if cfg.sts else {})], 1
         full_words, full_X = source.words, source.vectors
     else:
         inputs, n_layers, vocab = _contextual_inputs(cfg, catalog, device, force, progress.child(name))
@@ -127,14 +127,18 @@ def _contextual_inputs(cfg, catalog, device, force, progress):
         return [], n_layers, None
     with progress.stage("vocabulary"):
         vocab = vocabulary.build(cfg.vocabulary)
-        sentences = contextual.read_corpus(cfg.corpus or "lee")
+        sentences = contextual.read_corpus(cfg.corpus or "lee", sts_dir=sts.folder_of(cfg.sts))
     with progress.stage("extract") as update:
         ext = contextual.extract(tokenizer, model, sentences, vocab.words, todo,
                                  token_sample=cfg.geometry.token_sample, seed=cfg.geometry.seed,
                                  batch_size=cfg.batch_size, device=device, progress=update)
+    sts_out = {}
+    if cfg.sts is not None:
+        with progress.stage("sts") as update:
+            sts_out = sts.contextual_outputs(tokenizer, model, cfg, ext.layers, device, progress=update)
     inputs = []
     for i, layer in enumerate(ext.layers):
-        extra = {"words/n_contexts": ext.n_contexts.astype(np.int32),
+        extra = {**sts_out.get(layer, {}), "words/n_contexts": ext.n_contexts.astype(np.int32),
                  "tokens/text": list(ext.token_text), "tokens/positions": ext.token_positions.astype(np.int32)}
         inputs.append(LayerInput(layer, ext.word_vectors[i], extra, ext.token_vectors[i]))
     return inputs, n_layers, vocab
@@ -183,8 +187,4 @@ def analyse_layer(cfg: RunConfig, item: LayerInput, vocab, full_words, full_X, d
             if next_decoder is not None:
                 match, cos = features.match_features(decoder, next_decoder)
                 out["sae/next_layer_match"], out["sae/next_layer_cos"] = match, cos
-    if cfg.sts is not None and item.tokens is not None:
-        from compute import sts
-        with progress.stage("sts"):
-            out.update(sts.sts_output(cfg, item.layer, enh))
     return out, decoder
