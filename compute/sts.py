@@ -2,10 +2,10 @@
 
 Rajaee & Pilehvar (2022), "An Isotropy Analysis in the Multilingual BERT Embedding Space", judge the
 cluster-based isotropy enhancement by STS, per language ("individual") and zero-shot (clusters and
-directions fitted on English, applied to another language). As in their code and in Rajaee & Pilehvar
-(2021), "A Cluster-based Approach for Improving Isotropy in Contextual Embedding Space", the enhancement is
-fitted on the representations being evaluated: the sentence vectors of the STS split (each unique sentence
-once), not the run's word vectors.
+directions fitted on English, applied to another language). Here, as the papers apply it (also Rajaee &
+Pilehvar 2021, "A Cluster-based Approach for Improving Isotropy in Contextual Embedding Space"), the
+enhancement is fitted on the representations being evaluated: the sentence vectors of the STS split (each
+unique sentence once), not the run's word vectors.
 
 - Sentence vector: the mean of a sentence's token vectors at a layer, special tokens excluded; for static
   vectors, the mean of the vectors of its known (lowercased) words.
