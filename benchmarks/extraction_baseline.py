@@ -7,6 +7,7 @@ each word's sub-token vectors in Python (via the tokenizer's word_ids) and accum
 """
 import argparse
 import json
+import os
 import re
 import time
 
@@ -66,12 +67,13 @@ def main():
     words = sorted({w.lower() for s in sentences for w in re.findall(r"[^\W\d_]+", s)})
     n_tokens = sum(len(x) for x in tok(sentences, truncation=True)["input_ids"])
 
-    t0 = time.perf_counter()
+    # Wall time, and process CPU time (all threads): on a shared machine the CPU time is the steadier figure.
+    t0, c0 = time.perf_counter(), time.process_time()
     naive, naive_n = naive_extract(tok, model, sentences, words)
-    t_naive = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t_naive, c_naive = time.perf_counter() - t0, time.process_time() - c0
+    t0, c0 = time.perf_counter(), time.process_time()
     ex = extract(tok, model, sentences, words, None, token_sample=10000, batch_size=args.batch_size)
-    t_fast = time.perf_counter() - t0
+    t_fast, c_fast = time.perf_counter() - t0, time.process_time() - c0
 
     # Word boundaries differ slightly (word_ids splits "don't"); compare the words both found equally often.
     same = (naive_n == ex.n_contexts) & (naive_n > 0)
@@ -79,7 +81,8 @@ def main():
                   words=len(words), layers=len(ex.layers), threads=torch.get_num_threads(),
                   batch_size=args.batch_size, naive_s=round(t_naive, 2), extract_s=round(t_fast, 2),
                   naive_tokens_per_s=round(n_tokens / t_naive), extract_tokens_per_s=round(n_tokens / t_fast),
-                  speedup=round(t_naive / t_fast, 2),
+                  speedup=round(t_naive / t_fast, 2), naive_cpu_s=round(c_naive, 2), extract_cpu_s=round(c_fast, 2),
+                  cpu_speedup=round(c_naive / c_fast, 2), load_average=os.getloadavg()[0],
                   max_abs_diff=float(np.abs(naive - ex.word_vectors)[:, same].max()), words_compared=int(same.sum()))
     print(json.dumps(result, indent=2))
     if args.out:

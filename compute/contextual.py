@@ -37,8 +37,6 @@ _STATIC_SUFFIXES = (".txt", ".bin", ".vec", ".kv", ".gz", ".npy", ".model")
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?$")
 
 
-
-
 def is_transformer(model: str) -> bool:
     """True for bundled transformers, Hugging Face ids and local model dirs; False for static-vector models."""
     if model in BUNDLED:
