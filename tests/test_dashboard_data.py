@@ -10,28 +10,26 @@ from store import Catalog, RunWriter
 
 # -- a stand-in SAE --------------------------------------------------------------------------
 
-def synthetic_sae(X: np.ndarray, group: np.ndarray, n_groups: int, d_sae: int, k: int = 8, seed: int = 0,
-                  chunk: int = 16384) -> dict:
+def synthetic_sae(X: np.ndarray, group: np.ndarray, n_groups: int, d_sae: int, k: int = 8, seed: int = 0) -> dict:
     """A TopK 'SAE' without training: decoder = normalised random word vectors, activations = top-k of
     ReLU(x̂·W_decᵀ). Every per-feature summary the dashboard reads is derived from it, by the
     definitions in docs/store.md, so the views get realistic, consistent data."""
     rng = np.random.default_rng(seed)
     n, d = X.shape
-    Xn = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-8)
+    Xn = (X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-8)).astype(np.float32)
     W_dec = Xn[rng.choice(n, d_sae, replace=n < d_sae)] + 0.05 * rng.standard_normal((d_sae, d))
     W_dec = (W_dec / np.linalg.norm(W_dec, axis=1, keepdims=True)).astype(np.float32)
-    indptr, indices, data = [0], [], []
+    top_NK = np.empty((n, k), np.int32)
+    val_NK = np.empty((n, k), np.float32)
+    chunk = max(256, (1 << 24) // d_sae)  # rows per block: ~200 MB of pre-activations and indices
     for lo in range(0, n, chunk):
         pre = np.maximum(Xn[lo:lo + chunk] @ W_dec.T, 0)
         top = np.argpartition(-pre, k - 1, axis=1)[:, :k]
-        val = np.take_along_axis(pre, top, axis=1)
-        for t, v in zip(top, val):
-            keep = v > 0
-            indices.append(np.sort(t[keep]))
-            data.append(v[keep][np.argsort(t[keep])])
-            indptr.append(indptr[-1] + int(keep.sum()))
-    acts = sp.csr_matrix((np.concatenate(data).astype(np.float32), np.concatenate(indices).astype(np.int32),
-                          np.asarray(indptr, np.int64)), shape=(n, d_sae))
+        top_NK[lo:lo + chunk], val_NK[lo:lo + chunk] = top, np.take_along_axis(pre, top, axis=1)
+    acts = sp.csr_matrix((val_NK.ravel(), top_NK.ravel(), np.arange(0, n * k + 1, k, dtype=np.int64)),
+                         shape=(n, d_sae))
+    acts.eliminate_zeros()
+    acts.sort_indices()
     csc = acts.tocsc()
     density = (np.diff(csc.indptr) / n).astype(np.float32)
     max_act = np.asarray(csc.max(axis=0).todense()).ravel().astype(np.float32)
@@ -61,12 +59,13 @@ def synthetic_sae(X: np.ndarray, group: np.ndarray, n_groups: int, d_sae: int, k
     correlated = np.argsort(-cos, axis=1)[:, :10].astype(np.int32)
     dec_nb = np.zeros((d_sae, 20), np.int32)
     dec_cos = np.zeros((d_sae, 20), np.float32)
-    for lo in range(0, d_sae, 512):
-        sims = W_dec[lo:lo + 512] @ Xn.T
+    step = max(1, min(512, (1 << 25) // max(1, n)))  # at most ~400 MB of similarities and indices
+    for lo in range(0, d_sae, step):
+        sims = W_dec[lo:lo + step] @ Xn.T
         part = np.argpartition(-sims, 19, axis=1)[:, :20]
         s = np.take_along_axis(sims, part, axis=1)
         o = np.argsort(-s, axis=1)
-        dec_nb[lo:lo + 512], dec_cos[lo:lo + 512] = np.take_along_axis(part, o, 1), np.take_along_axis(s, o, 1)
+        dec_nb[lo:lo + step], dec_cos[lo:lo + step] = np.take_along_axis(part, o, 1), np.take_along_axis(s, o, 1)
     centred = W_dec - W_dec.mean(0)
     fmap = (centred @ np.linalg.svd(centred, full_matrices=False)[2][:2].T).astype(np.float32)
     steps = np.arange(0, 1000, 50)

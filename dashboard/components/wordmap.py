@@ -41,12 +41,9 @@ def map_figure(v, proj, color="group", feature=None, dim=None, highlight=(), sel
         kw = dict(color="value", values=v.embeddings[rows, dim], value_label=f"dim {dim}")
     else:
         kw = dict(color="group", groups=v.group[rows], group_names=v.group_names)
-    fig = figures.word_map(coords, rows, words, highlight=highlight, selected=selected, height=height,
-                           title=title, uirevision=f"{v.run_id}-{proj}", **kw)
-    if proj != "umap3d":
-        names = ("PC 1", "PC 2") if proj == "pca2" else ("UMAP 1", "UMAP 2")
-        figures.label_axes_2d(fig, *names)
-    return fig
+    names = ("PC 1", "PC 2") if proj == "pca2" else None
+    return figures.word_map(coords, rows, words, highlight=highlight, selected=selected, height=height,
+                            title=title, uirevision=f"{v.run_id}-{proj}", axis_names=names, **kw)
 
 
 def map_controls(prefix, proj, color, v, allow=("group", "zipf", "feature", "dim")):

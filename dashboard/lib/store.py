@@ -302,11 +302,10 @@ class RunView:
         return self.run.get(f"sae/{name}", default)
 
     def sae_row(self, name: str, f: int):
-        """Row f of a per-feature 2-D SAE array without loading it all (None if absent)."""
-        path = f"sae/{name}"
-        if not self.run.has(path):
-            return None
-        return self.run.rows(path, [f])[0]
+        """Row f of a per-feature SAE array (None if absent). The arrays are small (F x 50 at most) and
+        read whole once: decompressing HDF5 chunks on every click costs more than keeping them."""
+        arr = self.sae_array(name)
+        return None if arr is None else arr[f]
 
     @cached_property
     def feature_table(self) -> list[dict]:
