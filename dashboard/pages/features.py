@@ -42,7 +42,7 @@ def layout(v, feature=None, **_):
         dcc.Location(id="features-nav", refresh="callback-nav"),
         html.Div(train_another_sae(v.run_id), className="text-end"),
         dbc.Row([
-            dbc.Col([feature_table(v, f), feature_map_card(v, f)], lg=5),
+            dbc.Col([feature_table(v, f), feature_map_card(v, f), sae_quality(v)], lg=5),
             dbc.Col(detail, lg=7, id="features-detail"),
         ]),
     ])
@@ -65,6 +65,24 @@ def feature_table(v, f):
                     "maxWidth": "14rem", "overflow": "hidden", "textOverflow": "ellipsis"},
         style_header={"fontWeight": "600", "backgroundColor": "#f1f3f5"}, style_data_conditional=style,
         style_table={"overflowX": "auto"}, tooltip_duration=None, persistence=True, persisted_props=["sort_by", "filter_query", "page_current"]))
+
+
+def sae_quality(v):
+    """How good the SAE is: reconstruction, sparsity, interpretability against the raw basis, and its
+    training curves (the prototype's wish to 'scrutinize the training loop')."""
+    a = v.sae_attrs
+    rows = [(label, a.get(key)) for key, label in (
+        ("fvu", "FVU (unexplained variance)"), ("l0", "L0 (active features per word)"),
+        ("dead_frac", "dead features"), ("intrusion", "word intrusion, SAE features"),
+        ("intrusion_raw", "word intrusion, raw dimensions"), ("intrusion_rotated", "word intrusion, random rotation"),
+        ("wordsim353_spearman_sae", "WordSim353 ρ, SAE codes"), ("wordsim353_spearman_raw", "WordSim353 ρ, raw"),
+        ("simlex999_spearman_sae", "SimLex-999 ρ, SAE codes"), ("simlex999_spearman_raw", "SimLex-999 ρ, raw"))
+        if a.get(key) is not None]
+    history = {k: v.get(f"sae/history/{k}") for k in v.run.keys("sae/history")} if v.has("sae/history") else {}
+    parts = [stat_table(rows, id="features-quality")] if rows else []
+    if history.get("step") is not None and len(history) > 1:
+        parts.append(graph("features-training", figures.training_curves(history)))
+    return card("SAE quality and training", *parts) if parts else html.Div()
 
 
 def feature_map_card(v, f):

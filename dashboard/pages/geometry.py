@@ -125,22 +125,43 @@ def layout(v, **_):
     return html.Div(parts)
 
 
+STS_COLUMNS = ("raw", "individual", "zero_shot")
+STS_LABELS = {"raw": "raw", "individual": "enhanced (own language)", "zero_shot": "enhanced (zero-shot from en)"}
+
+
 def sts_section(v):
-    """STS results (/sts attrs) for this run and, across layers, for its family. Handles absence."""
-    rows = []
+    """STS-B Spearman x100 (docs/store.md, "STS"): this run's table, and across the layers of its family
+    one chart per column with a line per language. Runs without /sts show nothing."""
+    a = v.group_attrs("sts")
+    if not a:
+        return None
+    rows = a.get("table") or []
+    out = []
+    if rows:
+        df = pd.DataFrame(rows)
+        out.append(table(df, "geometry-sts", fmt=2))
+    series = {}
     for layer, run_id in sorted(store.family(v).items()):
         try:
-            a = store.view(run_id).group_attrs("sts")
+            r = store.view(run_id)
+            langs = r.group_attrs("sts").get("languages") or []
+            scores = r.get("sts/scores")
         except store.StoreError:
             continue
-        if a:
-            rows.append({"layer": layer, **{k: x for k, x in a.items() if isinstance(x, (int, float, str))}})
-    if not rows:
-        return None
-    df = pd.DataFrame(rows)
-    numeric = [c for c in df.columns if c != "layer" and df[c].dtype.kind == "f"]
-    out = [table(df, "geometry-sts")]
-    if len(df) > 1 and numeric:
-        out.append(graph("geometry-sts-chart", figures.lines_by_category(
-            df["layer"], {c: df[c] for c in numeric[:8]}, "layer", "Spearman ρ", "STS across layers")))
-    return card("Semantic textual similarity (STS-B)", *out)
+        if scores is None:
+            continue
+        for i, lang in enumerate(langs):
+            for j, col in enumerate(STS_COLUMNS[:scores.shape[1]]):
+                series.setdefault(col, {}).setdefault(lang, {})[layer] = float(scores[i, j])
+    layers = sorted({l for per in series.values() for s in per.values() for l in s})
+    if len(layers) > 1:
+        charts = []
+        for col in STS_COLUMNS:
+            if col in series:
+                lines = {lang: [s.get(l, np.nan) for l in layers] for lang, s in series[col].items()}
+                charts.append(dbc.Col(graph(f"geometry-sts-{col}", figures.lines_by_category(
+                    layers, lines, "layer", "Spearman × 100", f"STS, {STS_LABELS[col]}")), md=4))
+        out.append(dbc.Row(charts))
+    split = a.get("split")
+    return card(f"Semantic textual similarity (STS-B{', ' + split if split else ''}; Spearman × 100 of cosine)",
+                *out)

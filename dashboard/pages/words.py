@@ -12,7 +12,7 @@ from dashboard.components.page import run_page
 from dashboard.components.widgets import bar_list, card, chips, graph, word_search
 from dashboard.components.wordmap import clicked_row, map_controls, map_figure
 from dashboard.lib import store
-from dashboard.lib.urls import href, parse, with_params
+from dashboard.lib.urls import as_int, href, parse, with_params
 
 dash.register_page(__name__, path="/words", name="Words", title="Lexiscope · words", order=1)
 
@@ -21,6 +21,12 @@ dash.register_page(__name__, path="/words", name="Words", title="Lexiscope · wo
 def layout(v, word=None, proj="umap3d", color="group", feature=None, dim=None, **_):
     row = v.find(word) if word else None
     panel = word_panel(v, row) if row is not None else None
+    feature, dim = as_int(feature), as_int(dim)
+    if row is not None and color == "feature" and feature is None and v.has_sae:
+        top, _ = v.word_features(row, limit=1)
+        feature = int(top[0]) if len(top) else None  # colour by the selected word's strongest feature
+    if row is not None and color == "dim" and dim is None:
+        dim = int(np.argmax(np.abs(v.embeddings[row])))
     if word and row is None:
         close = v.complete(word[:3], limit=8)
         panel = notice([f"'{word}' is not in the vocabulary of run {v.run_id}. ",
@@ -28,6 +34,15 @@ def layout(v, word=None, proj="umap3d", color="group", feature=None, dim=None, *
                           if close else [])], color="warning", id="words-unknown")
     fig = map_figure(v, proj, color, feature, dim, selected=row)
     the_map = graph({"type": "words-map", "id": "map"}, fig) if fig is not None else notice("This run has no stored projections.")
+    colouring = None
+    if color == "feature" and feature is not None:
+        colouring = html.Div(["coloured by ", feature_link(v.run_id, feature, f"feature #{feature}")],
+                             className="lx-muted")
+    elif color == "dim" and dim is not None:
+        colouring = html.Div(["coloured by ", dim_link(v.run_id, dim)], className="lx-muted")
+    elif color in ("feature", "dim"):
+        colouring = html.Div(f"pick a word (or a {'feature' if color == 'feature' else 'dimension'}) "
+                             "to colour by", className="lx-muted")
     return html.Div([
         dcc.Location(id="words-nav", refresh="callback-nav"),
         dbc.Row([
@@ -36,7 +51,7 @@ def layout(v, word=None, proj="umap3d", color="group", feature=None, dim=None, *
                                     dbc.Col(html.Span(f"{v.label} · {v.n:,} words · showing at most "
                                                       f"{store.max_points():,} points", className="lx-muted"),
                                             md=7, className="pt-1")]),
-                     map_controls("words", proj, color, v), the_map),
+                     map_controls("words", proj, color, v), colouring, the_map),
             ], lg=8),
             dbc.Col(panel or card("Pick a word", html.P(
                 "Search above or click a point on the map. The word's SAE features, nearest neighbours and "
@@ -58,8 +73,8 @@ def word_panel(v, row: int):
         feats, acts = v.word_features(row, limit=10)
         if len(feats):
             parts.append(card("Top SAE features", bar_list(
-                [(feature_link(rid, f, f"#{f}", id={"type": "word-feature", "index": int(f)}), float(a))
-                 for f, a in zip(feats, acts)], id="words-features")))
+                [(html.Span([feature_link(rid, f, f"#{f}"), html.Span(" " + feature_gist(v, f), className="lx-muted")]),
+                  float(a)) for f, a in zip(feats, acts)], id="words-features")))
         else:
             parts.append(card("Top SAE features", html.P("No feature fires on this word.", className="lx-muted")))
     else:
@@ -83,6 +98,14 @@ def word_panel(v, row: int):
          *([" · outlier dims: ", *inline_list([dim_link(rid, d, f"{d}") for d in outliers[:10]])]
            if len(outliers) else [])], className="lx-muted")))
     return html.Div(parts)
+
+
+def feature_gist(v, f: int, n: int = 3) -> str:
+    """A feature's first stored top words, as a hint of what it means."""
+    top = v.sae_row("top_words", f)
+    if top is None:
+        return ""
+    return ", ".join(str(v.words[r]) for r in top[:n] if r >= 0)
 
 
 @callback(Output("words-suggestions", "children"), Input("words-search", "value"),
