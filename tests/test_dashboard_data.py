@@ -190,3 +190,58 @@ def test_decoder_loadings(small_view):
     feats, weights = v.decoder_loadings(3, 5)
     assert list(feats) == list(np.argsort(-np.abs(W[:, 3]))[:5])
     np.testing.assert_allclose(weights, W[feats, 3])
+
+
+def test_layer_family_and_feature_matches_across_layers(tmp_path):
+    """Runs of one model and config at layers 1 and 2 (and an unrelated config) form a family; the
+    feature page links feature f to next_layer_match[f] one layer up, and back down."""
+    import dashboard.app  # noqa: F401  (pages register themselves with the app)
+    from dashboard.lib import store
+    from dashboard.pages.features import neighbour_layers
+    rng = np.random.default_rng(2)
+    n, F = 40, 6
+    cfg = {"model": "m", "layers": "all", "sae": {"d_sae": F}}
+    match = np.array([3, -1, 0, 5, 1, 2], np.int32)
+    for layer, extra, conf in ((1, {"sae/next_layer_match": match,
+                                    "sae/next_layer_cos": np.linspace(0.5, 1, F).astype(np.float32)}, cfg),
+                               (2, {}, cfg), (3, {}, {**cfg, "sae": {"d_sae": 99}})):
+        acts = rng.random((n, F)).astype(np.float32)
+        acts[acts < 0.7] = 0
+        out = {"words/text": [f"w{i}" for i in range(n)], "embeddings": rng.standard_normal((n, 4)).astype(np.float32),
+               "sae/acts": sp.csr_matrix(acts), **extra}
+        with RunWriter(tmp_path, f"m-L{layer}", model="m", layer=layer, n_layers=4, source="contextual",
+                       config=conf, config_hash=f"h{layer}") as w:
+            w.write_all(out)
+    store.configure(tmp_path)
+    try:
+        v1, v2 = store.view("m-L1"), store.view("m-L2")
+        assert store.family(v1) == {1: "m-L1", 2: "m-L2"}  # layer 3 has another config
+        assert store.neighbour_run(v1, +1).run_id == "m-L2" and store.neighbour_run(v1, -1) is None
+        up = str(neighbour_layers(v1, 0))
+        assert "/features?run=m-L2&feature=3" in up
+        assert "feature=" not in str(neighbour_layers(v1, 1))  # -1: no match
+        down = str(neighbour_layers(v2, 5))   # features 3 of layer 1 maps to 5
+        assert "/features?run=m-L1&feature=3" in down and "feature=0" not in down
+    finally:
+        store.configure(None)
+
+
+def test_page_helpers():
+    import dashboard.app  # noqa: F401
+    from dashboard.pages.concepts import split_words
+    from dashboard.pages.dimensions import extremes, sigma_band, spearman_with
+    from dashboard.lib.urls import href, parse, with_params
+    from scipy.stats import rankdata, spearmanr
+    assert split_words("cat, dog;horse\n Cat  bird") == ["cat", "dog", "horse", "bird"]
+    col = np.array([3.0, -1.0, 7.0, 0.5, 7.5, -4.0])
+    top, bottom = extremes(col, 2)
+    assert list(top) == [4, 2] and list(bottom) == [5, 1]
+    m = np.array([0.1, 0.2, 5.0, 0.0])
+    assert sigma_band(m) == pytest.approx((m.mean() - 3 * m.std(), m.mean() + 3 * m.std()))
+    zipf = np.array([1.0, np.nan, 3.0, 2.0, 5.0, 4.0])
+    rho = spearman_with(col, rankdata(np.where(np.isfinite(zipf), zipf, -np.inf)), zipf)
+    ok = np.isfinite(zipf)
+    assert rho == pytest.approx(spearmanr(col[ok], zipf[ok])[0])
+    url = href("/words", run="r 1", word="naïve")
+    assert parse(url.split("?")[1]) == {"run": "r 1", "word": "naïve"}
+    assert with_params("/features", "?run=a&feature=3", feature=None, dim=2) == "/features?run=a&dim=2"
