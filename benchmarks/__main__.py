@@ -1,0 +1,75 @@
+"""python -m benchmarks [--quick] [--only NAME ...] [--out PATH]
+
+Runs the benchmarks, prints a markdown table and writes benchmarks/results/<date>-<host>.json (the quick
+run writes <date>-<host>-quick.json). With --only, the other benchmarks' entries already in that file are
+kept, so a results file can be completed one benchmark at a time."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+from benchmarks import common
+
+BENCHMARKS = {  # name -> module; in run order
+    "extraction": "benchmarks.extraction",
+    "geometry": "benchmarks.geometry",
+    "sae": "benchmarks.sae",
+    "end_to_end": "benchmarks.end_to_end",
+    "dashboard": "benchmarks.dashboard",
+}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes; finishes in under 3 minutes")
+    ap.add_argument("--only", nargs="+", choices=list(BENCHMARKS), metavar="NAME",
+                    help=f"run only these ({', '.join(BENCHMARKS)})")
+    ap.add_argument("--out", type=Path, default=None, help="results JSON (default benchmarks/results/...)")
+    ap.add_argument("--fresh", action="store_true", help="do not keep other benchmarks' entries from --out")
+    args = ap.parse_args(argv)
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore")
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    out = args.out or common.default_results_path(args.quick)
+    results = {} if args.fresh else common.load_results(out)
+    results.update(
+        schema=1, quick=args.quick, updated=common.now_iso(),
+        command="python -m benchmarks" + (" --quick" if args.quick else ""),
+        machine=common.machine(), gpu=common.gpu(), versions=common.versions())
+    benches = results.setdefault("benchmarks", {})
+    names = args.only or list(BENCHMARKS)
+    failed = False
+    for name in names:
+        print(f"[benchmarks] {name} ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        try:
+            module = importlib.import_module(BENCHMARKS[name])
+            entry = dict(status="ok", **module.run(quick=args.quick))
+        except Exception as e:  # one failing benchmark must not lose the others' figures
+            failed = True
+            entry = dict(status="error", error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                         traceback=traceback.format_exc(limit=6))
+            print(entry["traceback"], file=sys.stderr)
+        entry.update(wall_s=round(time.perf_counter() - t0, 2), measured=common.now_iso(), quick=args.quick)
+        benches[name] = entry
+        results["benchmarks"] = {k: benches[k] for k in BENCHMARKS if k in benches}
+        common.save_results(out, results)
+        print(f"[benchmarks] {name}: {entry['status']} in {entry['wall_s']:.1f} s", file=sys.stderr, flush=True)
+    results["table_markdown"] = common.markdown_table(results)
+    common.save_results(out, results)
+    print(results["table_markdown"])
+    print(f"\n{common.NO_GPU_NOTE if not results['gpu']['available'] else 'GPU: ' + results['gpu']['name']}")
+    print(f"results: {out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
