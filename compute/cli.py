@@ -154,8 +154,12 @@ def serve(store: Annotated[Optional[Path], typer.Option(
           port: Annotated[int, typer.Option()] = 8050,
           debug: Annotated[bool, typer.Option("--debug", help="Dash dev tools and reloading")] = False,
           max_points: Annotated[Optional[int], typer.Option(
-              "--max-points", help="most points drawn on a word map (default 20000)")] = None):
+              "--max-points", help="most points drawn on a word map (default 20000)")] = None,
+          auth: Annotated[Optional[str], typer.Option(
+              "--auth", help="basic auth for the whole app: user:pass,... (default $LEXISCOPE_AUTH)")] = None):
     """Serve the dashboard over a store (several workers: gunicorn -w 4 'dashboard.app:server')."""
+    if auth:
+        os.environ["LEXISCOPE_AUTH"] = auth  # read when dashboard.app creates the app, just below
     from store import default_root
     root = default_root(store)
     typer.echo(f"Lexiscope dashboard on http://{host}:{port}/ over {root.resolve()}")

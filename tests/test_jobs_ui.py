@@ -105,9 +105,11 @@ def test_queue_a_run_from_the_form_watch_it_finish_and_open_it(dash_duo, embedde
     assert url.path == "/words" and parse_qs(url.query)["run"] == [run_id]
     assert not dash_duo.find_elements("#lx-error")
 
-    # "Train another SAE on this run": the form comes back prefilled from the run's stored config.
-    dash_duo.wait_for_page(f"{dash_duo.server_url}/jobs?from_run={run_id}")
+    # "Train another SAE on this run" (on the Features page): the form comes back prefilled from the run.
+    dash_duo.find_element("#nav-features").click()
+    dash_duo.wait_for_element("#train-another-sae", timeout=20).click()
     dash_duo.wait_for_element("#jobs-form", timeout=20)
+    assert parse_qs(urlparse(dash_duo.driver.current_url).query)["from_run"] == [run_id]
     assert dash_duo.find_element("#jobs-top-n").get_attribute("value") == "2000"
     assert dash_duo.find_element("#jobs-groups-source").get_attribute("value") == "paste"
     assert "pets: dog, cat, horse" in dash_duo.find_element("#jobs-groups-text").get_attribute("value")
@@ -154,3 +156,28 @@ def test_layers_groups_and_stored_groups():
     got = form_config({"model": "glove-6b-50d", "groups_source": "run:r1"},
                       stored_groups=lambda rid: {"from": [rid]})
     assert got["vocabulary"]["concept_groups"] == {"from": ["r1"]}
+
+
+def test_basic_auth_protects_the_app_and_names_the_user():
+    import base64
+
+    from dash import Dash, html
+
+    from dashboard.components.jobs_auth import current_user, enable_auth, parse_users
+    assert parse_users("alice:s3cret, bob:a:b") == {"alice": "s3cret", "bob": "a:b"}
+    with pytest.raises(ValueError, match="LEXISCOPE_AUTH: 'carol' needs the form user:password"):
+        parse_users("carol")
+    app = Dash("auth_test")
+    app.layout = html.Div("hi")
+    assert enable_auth(app, "") is False
+    assert enable_auth(app, "alice:s3cret") is True
+    client = app.server.test_client()
+    assert client.get("/").status_code == 401
+    bad = base64.b64encode(b"alice:wrong").decode()
+    assert client.get("/", headers={"Authorization": f"Basic {bad}"}).status_code == 401
+    good = base64.b64encode(b"alice:s3cret").decode()
+    assert client.get("/", headers={"Authorization": f"Basic {good}"}).status_code == 200
+    with app.server.test_request_context("/", headers={"Authorization": f"Basic {good}"}):
+        assert current_user() == "alice"
+    with app.server.test_request_context("/"):
+        assert current_user() == "anonymous"
