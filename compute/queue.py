@@ -261,7 +261,7 @@ class _Reporter:
 
     def __call__(self, label: str, frac: float):
         now = time.monotonic()
-        if now - self.last_check > 0.2:
+        if frac in (0.0, 1.0) or now - self.last_check > 0.2:  # always at stage boundaries
             self.last_check = now
             if jobstore.cancel_requested(self.job_id, self.root):
                 from compute.progress import Cancelled
@@ -355,6 +355,30 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
+def _run_files(root) -> set[str]:
+    from store.schema import RUN_SUFFIX, runs_dir
+    d = runs_dir(root)
+    return {p.name for p in d.glob(f"*{RUN_SUFFIX}")} if d.is_dir() else set()
+
+
+def _remove_runs_of(cfgs: list[RunConfig], root, names):
+    """A cancelled job writes nothing: remove the complete runs it wrote before the cancel reached it
+    (earlier layers of a multi-layer run, or a write that finished just as the cancel came)."""
+    import h5py
+    from store.schema import runs_dir
+    for name in names:
+        path = runs_dir(root) / name
+        try:
+            with h5py.File(path, "r") as f:
+                layer = int(f.attrs.get("layer", -1))
+                mine = f.attrs.get("config_hash") in {c.config_hash(layer) for c in cfgs}
+            if mine:
+                path.unlink()
+                log.info("cancelled: removed %s", name)
+        except (OSError, KeyError, ValueError):
+            continue
+
+
 def run_job(job_id: str, root=None, device: str = "auto", worker: str | None = None) -> dict:
     """Run one queued job in this process and record the outcome. A job that is not queued any more
     (cancelled before it started, or a redelivered message of a job that already ran) is skipped."""
@@ -370,6 +394,7 @@ def run_job(job_id: str, root=None, device: str = "auto", worker: str | None = N
         return jobstore.read_job(job_id, root)
     beat = _Heartbeat(job_id, root)
     beat.start()
+    before = _run_files(root)
     try:
         from compute.pipeline import precompute_run, resolve_device
         from compute.progress import Cancelled, Progress
@@ -383,6 +408,7 @@ def run_job(job_id: str, root=None, device: str = "auto", worker: str | None = N
                                                                         f"{_batches(c)}"))
         final = dict(status="done", stage="done", progress=1.0, run_ids=list(ids), error=None)
     except Cancelled:
+        _remove_runs_of([cfg, halve_batches(cfg)], root, _run_files(root) - before)
         final = dict(status="cancelled", stage="cancelled", error=None)
     except Exception as e:
         log.exception("job %s failed", job_id)

@@ -203,6 +203,23 @@ def test_cancel_before_start_skips_the_job(tmp_path):
     assert not runs_dir(root).exists() or not any(runs_dir(root).iterdir())
 
 
+def test_a_cancel_that_arrives_as_the_run_is_written_removes_it(tmp_path, monkeypatch):
+    """The window after the writer's rename: the job ends cancelled and the finished file is removed."""
+    import store.writer
+    root = tmp_path / "store"
+    job_id = jobstore.create_job(parse_run(SMALL).model_dump(mode="json"), root)["id"]
+    exit_ = store.writer.RunWriter.__exit__
+
+    def exit_then_cancel(self, *exc):
+        out = exit_(self, *exc)
+        assert self.final.exists()
+        jobstore.request_cancel(job_id, root)
+        return out
+    monkeypatch.setattr(store.writer.RunWriter, "__exit__", exit_then_cancel)
+    assert jobqueue.run_job(job_id, root, device="cpu")["status"] == "cancelled"
+    assert list(runs_dir(root).iterdir()) == []
+
+
 # -- safety ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("cfg, message", [
