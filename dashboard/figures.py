@@ -262,6 +262,14 @@ def histogram(values: np.ndarray, *, title="", x_label="value", y_label="words",
     values = np.asarray(values, np.float32)
     values = values[np.isfinite(values)]
     counts, edges = np.histogram(values, bins=bins) if len(values) else (np.zeros(0), np.zeros(1))
+    return histogram_from_counts(counts, edges, title=title, x_label=x_label, y_label=y_label, marks=marks,
+                                 log_y=log_y, height=height)
+
+
+def histogram_from_counts(counts, edges, *, title="", x_label="value", y_label="words", marks=None,
+                          log_y=False, height=280) -> dict:
+    """A histogram from precomputed counts and bin edges (len(edges) = len(counts) + 1)."""
+    counts, edges = np.asarray(counts), np.asarray(edges, np.float64)
     centers = (edges[:-1] + edges[1:]) / 2
     bar = dict(type="bar", x=_f32(centers), y=typed(counts, np.int32), width=_f32(np.diff(edges)),
                marker=dict(color=BASE), hovertemplate=f"{x_label} %{{x:.3f}}: %{{y}} {y_label}<extra></extra>")

@@ -229,19 +229,45 @@ def test_layer_family_and_feature_matches_across_layers(tmp_path):
 def test_page_helpers():
     import dashboard.app  # noqa: F401
     from dashboard.pages.concepts import split_words
-    from dashboard.pages.dimensions import extremes, sigma_band, spearman_with
+    from dashboard.pages.dimensions import dimension_stats, sigma_band
     from dashboard.lib.urls import href, parse, with_params
-    from scipy.stats import rankdata, spearmanr
+    from scipy.stats import pearsonr, spearmanr
     assert split_words("cat, dog;horse\n Cat  bird") == ["cat", "dog", "horse", "bird"]
-    col = np.array([3.0, -1.0, 7.0, 0.5, 7.5, -4.0])
-    top, bottom = extremes(col, 2)
-    assert list(top) == [4, 2] and list(bottom) == [5, 1]
     m = np.array([0.1, 0.2, 5.0, 0.0])
     assert sigma_band(m) == pytest.approx((m.mean() - 3 * m.std(), m.mean() + 3 * m.std()))
-    zipf = np.array([1.0, np.nan, 3.0, 2.0, 5.0, 4.0])
-    rho = spearman_with(col, rankdata(np.where(np.isfinite(zipf), zipf, -np.inf)), zipf)
+    rng = np.random.default_rng(4)
+    E = rng.standard_normal((400, 6)).astype(np.float32)
+    zipf = (rng.random(400) * 6).astype(np.float32)
+    E[:, 2] += zipf  # one dimension that tracks frequency
+    zipf[::7] = np.nan
+    ds = dimension_stats(E, zipf, k=5, bins=10)
     ok = np.isfinite(zipf)
-    assert rho == pytest.approx(spearmanr(col[ok], zipf[ok])[0])
+    for j in range(6):
+        assert list(ds["top"][j]) == list(np.argsort(-E[:, j])[:5])
+        assert list(ds["bottom"][j]) == list(np.argsort(E[:, j])[:5])
+        assert ds["spearman"][j] == pytest.approx(spearmanr(E[ok, j], zipf[ok])[0], abs=1e-9)
+        assert ds["pearson"][j] == pytest.approx(pearsonr(E[ok, j], zipf[ok])[0], abs=1e-6)
+        counts, edges = ds["hist"][j]
+        np.testing.assert_array_equal(counts, np.histogram(E[:, j], bins=10)[0])
+    assert ds["spearman"][2] > 0.5
     url = href("/words", run="r 1", word="naïve")
     assert parse(url.split("?")[1]) == {"run": "r 1", "word": "naïve"}
     assert with_params("/features", "?run=a&feature=3", feature=None, dim=2) == "/features?run=a&dim=2"
+
+
+def test_features_table_filter_sort_and_pages():
+    import dashboard.app  # noqa: F401
+    import pandas as pd
+    from dashboard.pages.features import split_filter_part, table_page
+    assert split_filter_part("{density} s> 0.01") == ("density", ">", 0.01)
+    assert split_filter_part('{best_group} scontains "anim"') == ("best_group", "contains", "anim")
+    assert split_filter_part("{mono_score} ge 0.5") == ("mono_score", ">=", 0.5)
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({"feature": np.arange(100), "density": rng.random(100),
+                          "best_group": rng.choice(["animals", "colours", ""], 100)})
+    rows, pages = table_page(frame, 1, 10, [{"column_id": "density", "direction": "desc"}],
+                             '{density} s> 0.3 && {best_group} scontains "anim"')
+    want = frame[(frame.density > 0.3) & (frame.best_group == "animals")].sort_values("density", ascending=False)
+    assert pages == -(-len(want) // 10)
+    assert [r["feature"] for r in rows] == list(want.feature.iloc[10:20])
+    assert all(r["id"] == r["feature"] for r in rows)

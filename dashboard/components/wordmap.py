@@ -21,14 +21,14 @@ def projection_or_default(v, proj):
 
 
 def map_figure(v, proj, color="group", feature=None, dim=None, highlight=(), selected=None, height=620,
-               title=None):
+               title=None, limit=None):
     """The word map of run view `v`: at most store.max_points() points, always including the
     highlighted and selected rows; coloured by group, Zipf, a feature's activation or a dimension."""
     proj = projection_or_default(v, proj)
     if proj is None:
         return None
     must = np.asarray(list(highlight) + ([selected] if selected is not None else []), dtype=np.int64)
-    rows = v.map_rows(store.max_points(), must)
+    rows = v.map_rows(limit or store.max_points(), must)
     coords = v.coords(proj)[rows]
     words = v.words[rows]
     kw = {}

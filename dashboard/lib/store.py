@@ -80,6 +80,15 @@ class RunView:
         self.run_id = run.run_id
         self._lock = threading.RLock()
 
+    def cached(self, key: str, build):
+        """A per-run derived value, built once per process (under a lock: callbacks run in threads)."""
+        key = "#" + key
+        if key not in self.__dict__:
+            with self._lock:
+                if key not in self.__dict__:
+                    self.__dict__[key] = build()
+        return self.__dict__[key]
+
     # -- identity --------------------------------------------------------------------------
     @cached_property
     def attrs(self) -> dict:
@@ -189,7 +198,7 @@ class RunView:
 
     def neighbors(self, i: int, enhanced: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
         base = "enhanced/neighbors" if enhanced else "neighbors"
-        if not self.run.has(f"{base}/indices"):
+        if not self.has(f"{base}/indices"):
             return None
         idx = self.run.rows(f"{base}/indices", [i])[0]
         cos = self.run.rows(f"{base}/cos", [i])[0]
@@ -198,13 +207,16 @@ class RunView:
 
     # -- geometry --------------------------------------------------------------------------
     def group_attrs(self, path: str) -> dict:
-        return self.run.attrs_of(path)
+        return self.cached("attrs:" + path, lambda: self.run.attrs_of(path))
 
     def get(self, path: str, default=None):
-        return self.run.get(path, default)
+        return self.run.array(path) if self.has(path) else default
 
     def has(self, path: str) -> bool:
-        return self.run.has(path)
+        key = "#has:" + path  # a run file never changes in place, so the answer is fixed
+        if key not in self.__dict__:
+            self.__dict__[key] = self.run.has(path)
+        return self.__dict__[key]
 
     @cached_property
     def outlier_dims(self) -> np.ndarray:
@@ -213,7 +225,7 @@ class RunView:
 
     # -- projections -----------------------------------------------------------------------
     def projections(self) -> list[str]:
-        return [p for p in ("umap3d", "umap2d", "pca2") if self.run.has(f"projections/{p}")]
+        return [p for p in ("umap3d", "umap2d", "pca2") if self.has(f"projections/{p}")]
 
     def coords(self, proj: str) -> np.ndarray:
         return self.run.array(f"projections/{proj}").astype(np.float32, copy=False)
@@ -247,7 +259,7 @@ class RunView:
     # -- SAE -------------------------------------------------------------------------------
     @cached_property
     def has_sae(self) -> bool:
-        return self.run.has("sae/acts/indptr")
+        return self.has("sae/acts/indptr")
 
     @cached_property
     def sae_attrs(self) -> dict:
@@ -299,7 +311,7 @@ class RunView:
         return out
 
     def sae_array(self, name: str, default=None):
-        return self.run.get(f"sae/{name}", default)
+        return self.get(f"sae/{name}", default)
 
     def sae_row(self, name: str, f: int):
         """Row f of a per-feature SAE array (None if absent). The arrays are small (F x 50 at most) and
@@ -330,6 +342,12 @@ class RunView:
         keys = list(cols)
         return [{k: (cols[k][f].item() if hasattr(cols[k][f], "item") else cols[k][f]) for k in keys}
                 for f in range(F)]
+
+    @cached_property
+    def feature_frame(self):
+        """The features table as a DataFrame (for server-side paging, sorting and filtering)."""
+        import pandas as pd
+        return pd.DataFrame(self.feature_table)
 
     def rank_features_for(self, rows: np.ndarray, limit: int = 20) -> list[dict]:
         """Features ranked by how selectively they fire on `rows` against all other words.
@@ -381,8 +399,19 @@ def family_key(config: dict) -> str:
 
 
 def family(v: "RunView") -> dict:
-    """{layer: run_id} of the runs of the same model and config as `v` (one per layer)."""
+    """{layer: run_id} of the runs of the same model and config as `v` (one per layer); cached until
+    the catalog changes."""
     t = runs_table()
+    stamp = tuple(sorted(t["run_id"])) if not t.empty else ()
+    hit = v.__dict__.get("#family")
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    out = _family(v, t)
+    v.__dict__["#family"] = (stamp, out)
+    return out
+
+
+def _family(v, t) -> dict:
     same = t[t["model"] == v.attrs.get("model")]
     key = family_key(v.run.config)
     out = {}

@@ -24,21 +24,33 @@ def sigma_band(mean: np.ndarray, k: float = 3.0) -> tuple[float, float]:
     return mu - k * sd, mu + k * sd
 
 
-def extremes(column: np.ndarray, k: int = 15) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of the k largest (descending) and k smallest (ascending) values, in O(n)."""
-    k = min(k, len(column))
-    top = np.argpartition(-column, k - 1)[:k]
-    bottom = np.argpartition(column, k - 1)[:k]
-    return top[np.argsort(-column[top])], bottom[np.argsort(column[bottom])]
-
-
-def spearman_with(column: np.ndarray, zipf_rank: np.ndarray, zipf: np.ndarray) -> float:
+def dimension_stats(E: np.ndarray, zipf: np.ndarray, k: int = 15, bins: int = 60) -> dict:
+    """Everything the Dimensions page shows about each dimension, for all dimensions at once (one
+    column sort each), so a click only indexes: top/bottom k rows, Spearman and Pearson with Zipf
+    frequency (words with a Zipf value; ordinal ranks, exact for untied values), moments, histograms."""
+    n, d = E.shape
+    order = np.argsort(E, axis=0, kind="stable")                        # (n, d) ascending
     ok = np.isfinite(zipf)
-    if ok.sum() < 3:
-        return float("nan")
-    a = rankdata(column[ok])
-    b = zipf_rank[ok]
-    return float(np.corrcoef(a, b)[0, 1])
+    out = {"top": order[::-1][:k].T.copy(), "bottom": order[:k].T.copy(),
+           "mean": E.mean(0), "std": E.std(0), "min": E.min(0), "max": E.max(0),
+           "spearman": np.full(d, np.nan), "pearson": np.full(d, np.nan), "hist": []}
+    if ok.sum() > 2:
+        z = zipf[ok].astype(np.float64)
+        zr = rankdata(z)
+        zr = (zr - zr.mean()) / zr.std()
+        zc = (z - z.mean()) / z.std()
+        pos = np.cumsum(ok) - 1                                          # row -> index among rows with Zipf
+        for j in range(d):
+            ranked = order[:, j][ok[order[:, j]]]                        # rows with Zipf, ascending in dim j
+            r = np.empty(len(ranked))
+            r[pos[ranked]] = np.arange(1, len(ranked) + 1)
+            r = (r - r.mean()) / r.std()
+            out["spearman"][j] = float(np.mean(r * zr))
+            col = E[ok, j].astype(np.float64)
+            out["pearson"][j] = float(np.mean((col - col.mean()) / (col.std() or 1) * zc))
+    for j in range(d):
+        out["hist"].append(np.histogram(E[:, j], bins=bins))
+    return out
 
 
 @run_page
@@ -83,13 +95,12 @@ def layout(v, dim=None, **_):
 
 def dimension_detail(v, k: int):
     rid = v.run_id
-    col = v.dimension(k)
-    hi, lo = extremes(col, 15)
-    rho = spearman_with(col, v.zipf_rank, v.zipf)
-    pearson = float(np.corrcoef(col[np.isfinite(v.zipf)], v.zipf[np.isfinite(v.zipf)])[0, 1]) \
-        if np.isfinite(v.zipf).sum() > 2 else float("nan")
-    stats = [("mean", float(col.mean())), ("std", float(col.std())), ("min", float(col.min())),
-             ("max", float(col.max())), ("Spearman with Zipf frequency", rho), ("Pearson with Zipf", pearson),
+    ds = v.cached("dimension_stats", lambda: dimension_stats(v.embeddings, v.zipf))
+    hi, lo = ds["top"][k], ds["bottom"][k]
+    col = v.embeddings[:, k]
+    stats = [("mean", float(ds["mean"][k])), ("std", float(ds["std"][k])), ("min", float(ds["min"][k])),
+             ("max", float(ds["max"][k])), ("Spearman with Zipf frequency", float(ds["spearman"][k])),
+             ("Pearson with Zipf", float(ds["pearson"][k])),
              ("outlier dimension", "yes" if k in set(v.outlier_dims.tolist()) else "no")]
     cc = v.get("geometry/cos_contrib")
     if cc is not None:
@@ -99,9 +110,9 @@ def dimension_detail(v, k: int):
     marks = {"mean vector": float(mean[k])} if mean is not None else None
     parts.append(dbc.Row([
         dbc.Col(card("Summary", stat_table(stats)), md=4),
-        dbc.Col(card(None, graph("dims-hist", figures.histogram(col, title=f"Values of dimension {k} over "
-                                                                         f"{v.n:,} words", x_label="value",
-                                                               marks=marks))), md=8),
+        dbc.Col(card(None, graph("dims-hist", figures.histogram_from_counts(
+            *ds["hist"][k], title=f"Values of dimension {k} over {v.n:,} words", x_label="value", marks=marks))),
+            md=8),
     ]))
     words = [dbc.Col(card("Top words (largest values)", chips(
         [word_link(rid, v.words[r], f"{v.words[r]} {col[r]:.2f}") for r in hi], id="dims-top-words")), md=6),

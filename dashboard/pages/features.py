@@ -1,4 +1,6 @@
 """Features: the SAE feature table and map, and one feature's page (sae_vis / Neuronpedia style)."""
+import re
+
 import dash
 import dash_bootstrap_components as dbc
 import numpy as np
@@ -48,23 +50,88 @@ def layout(v, feature=None, **_):
     ])
 
 
+PAGE_SIZE = 12
+
+
 def feature_table(v, f):
-    records = v.feature_table
-    present = set(records[0]) if records else set()
-    columns = [{"id": k, "name": name, "type": t} for k, name, t in TABLE_COLUMNS if k in present]
+    """The features table, paged, sorted and filtered at the server (4096 rows would cost more to
+    serialise on every click than the whole page)."""
+    frame = v.feature_frame
+    columns = [{"id": k, "name": name, "type": t} for k, name, t in TABLE_COLUMNS if k in frame]
     a = v.sae_attrs
     head = " · ".join(x for x in [f"{v.n_features:,} features", str(a.get("arch") or ""),
                                   f"FVU {a['fvu']:.3f}" if isinstance(a.get("fvu"), float) else "",
                                   f"L0 {a['l0']:.1f}" if isinstance(a.get("l0"), (int, float)) else ""] if x)
     style = [{"if": {"filter_query": f"{{feature}} = {f}"}, "backgroundColor": "#ffe3e3"}] if f is not None else []
+    sort_by = [{"column_id": "mono_score", "direction": "desc"}] if "mono_score" in frame else []
+    data, pages = table_page(frame, 0, PAGE_SIZE, sort_by, "")
     return card(f"Features ({head}) — sort, filter, click a row", dash_table.DataTable(
-        id="features-table", data=[{**r, "id": r["feature"]} for r in records], columns=columns,
-        sort_action="native", filter_action="native", page_size=12,
-        sort_by=[{"column_id": "mono_score", "direction": "desc"}] if "mono_score" in present else [],
+        id="features-table", data=data, columns=columns, page_action="custom", sort_action="custom",
+        filter_action="custom", page_current=0, page_size=PAGE_SIZE, page_count=pages, sort_by=sort_by,
+        sort_mode="single", filter_query="",
         style_cell={"fontSize": "0.82rem", "padding": "3px 6px", "fontFamily": "inherit", "cursor": "pointer",
                     "maxWidth": "14rem", "overflow": "hidden", "textOverflow": "ellipsis"},
         style_header={"fontWeight": "600", "backgroundColor": "#f1f3f5"}, style_data_conditional=style,
-        style_table={"overflowX": "auto"}, tooltip_duration=None, persistence=True, persisted_props=["sort_by", "filter_query", "page_current"]))
+        style_table={"overflowX": "auto"}, persistence=True,
+        persisted_props=["sort_by", "filter_query", "page_current"]))
+
+
+FILTER = re.compile(r"^\s*\{(?P<col>[^}]+)\}\s*(?P<op>[si]?(?:>=|<=|!=|<|>|=|ge|le|lt|gt|ne|eq|contains))\s+"
+                    r"(?P<val>.+?)\s*$")
+WORD_OPS = {"ge": ">=", "le": "<=", "lt": "<", "gt": ">", "ne": "!=", "eq": "="}
+
+
+def split_filter_part(part: str):
+    """'{density} s> 0.01' -> ('density', '>', 0.01): one clause of the DataTable filter syntax."""
+    m = FILTER.match(part or "")
+    if not m:
+        return None, None, None
+    op = m["op"].lstrip("si") if m["op"] not in ("s", "i") else m["op"]
+    op = WORD_OPS.get(op, op)
+    value = m["val"]
+    if len(value) > 1 and value[0] == value[-1] and value[0] in "'\"`":
+        value = value[1:-1]
+    else:
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    return m["col"], op, value
+
+
+def table_page(frame, page: int, size: int, sort_by, filter_query: str):
+    """(records of one page, page count) after filtering and sorting the per-run feature frame."""
+    df = frame
+    for part in (filter_query or "").split(" && "):
+        col, op, value = split_filter_part(part)
+        if col not in df:
+            continue
+        series = df[col]
+        if op == "contains":
+            df = df[series.astype(str).str.contains(str(value), case=False, regex=False)]
+        elif op in (">=", "<=", "<", ">", "=", "!=") and isinstance(value, float) and series.dtype.kind in "fiu":
+            df = df[{">=": series >= value, "<=": series <= value, "<": series < value, ">": series > value,
+                     "=": series == value, "!=": series != value}[op].loc[df.index]]
+        elif op in ("=", "!="):
+            hit = series.astype(str) == str(value)
+            df = df[hit if op == "=" else ~hit]
+    if sort_by:
+        s = sort_by[0]
+        if s["column_id"] in df:
+            df = df.sort_values(s["column_id"], ascending=s["direction"] == "asc", kind="stable",
+                                na_position="last")
+    pages = max(1, -(-len(df) // size))
+    chunk = df.iloc[page * size:(page + 1) * size]
+    return [{**r, "id": r["feature"]} for r in chunk.to_dict("records")], pages
+
+
+@callback(Output("features-table", "data"), Output("features-table", "page_count"),
+          Input("features-table", "page_current"), Input("features-table", "page_size"),
+          Input("features-table", "sort_by"), Input("features-table", "filter_query"),
+          State("_pages_location", "search"), prevent_initial_call=True)
+def page_features(page, size, sort_by, filter_query, search):
+    v = store.view(store.resolve_run_id(parse(search).get("run")))
+    return table_page(v.feature_frame, page or 0, size or PAGE_SIZE, sort_by, filter_query)
 
 
 def sae_quality(v):
@@ -131,7 +198,7 @@ def feature_detail(v, f: int):
             rows.append(html.Div([html.B(f"interval {q + 1} ({lo:.2f}–{hi:.2f})"),
                                   *inline_list([word_link(rid, v.words[r]) for r, _ in ws])],
                                  className="lx-quantile"))
-        parts.append(card("Quantile groups (words sampled across the activation range, lowest first)",
+        parts.append(card("Quantile groups (5 equal-width activation intervals, a sample of words from each)",
                           html.Div(rows, id="features-quantiles")))
 
     scores = v.sae_row("group_scores", f)
@@ -159,7 +226,8 @@ def feature_detail(v, f: int):
         parts.append(card("Matched features in neighbouring layers", html.Div(layers, id="features-layers")))
 
     fig = map_figure(v, "umap2d" if "umap2d" in v.projections() else None, "feature", feature=f,
-                     highlight=top_rows[:30], height=420, title="Its words on the word map")
+                     highlight=top_rows[:30], height=420, title="Its words on the word map",
+                     limit=max(1, store.max_points() // 4))
     if fig is not None:
         parts.append(card(None, graph({"type": "features-wordmap", "id": "map"}, fig)))
     return html.Div(parts)
