@@ -49,7 +49,7 @@ def _route(base, path, search):
             "inputs": [{"id": "_pages_location", "property": "pathname", "value": path},
                        {"id": "_pages_location", "property": "search", "value": search}],
             "changedPropIds": ["_pages_location.search"], "state": []}
-    r = requests.post(f"{base}/_dash-update-component", json=body, timeout=30)
+    r = requests.post(f"{base}/_dash-update-component", json=body, timeout=60)
     r.raise_for_status()
     return r.text
 
@@ -63,21 +63,21 @@ def test_gunicorn_with_two_workers_serves_pages(tiny_store):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 60
+        deadline = time.time() + 90
         while True:
-            try:
-                if requests.get(f"{base}/_dash-layout", timeout=5).status_code == 200:
+            try:  # workers import the app after the port opens: refused or slow answers at first
+                if requests.get(f"{base}/_dash-layout", timeout=30).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:
                 pass
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
             assert time.time() < deadline, "gunicorn did not come up"
             time.sleep(0.3)
-        seen = set()
         for i in range(8):  # enough requests to reach both workers
             text = _route(base, "/words", f"?run=tiny&word=word{i}")
-            assert f'"word{i}"' in text and "lx-error" not in text
-            seen.add(json.loads(text)["response"]["_pages_content"]["children"] is not None)
+            assert "lx-error" not in text
+            assert json.loads(text)["response"]["_pages_content"]["children"] is not None
+            assert f'"word{i}"' in text
         features = _route(base, "/features", "?run=tiny&feature=5")
         assert "Feature #5" in features
         assert "No runs in this store" not in _route(base, "/", "")
