@@ -23,6 +23,7 @@ BENCHMARKS = {  # name -> module; in run order
     "sae": "benchmarks.sae",
     "end_to_end": "benchmarks.end_to_end",
     "dashboard": "benchmarks.dashboard",
+    "scaling": "benchmarks.scaling",
 }
 
 
@@ -33,11 +34,16 @@ def main(argv=None) -> int:
                     help=f"run only these ({', '.join(BENCHMARKS)})")
     ap.add_argument("--out", type=Path, default=None, help="results JSON (default benchmarks/results/...)")
     ap.add_argument("--fresh", action="store_true", help="do not keep other benchmarks' entries from --out")
+    ap.add_argument("--budget-min", type=float, default=None,
+                    help="scaling skips sizes that would end after this many minutes (default: 55, quick: none)")
     args = ap.parse_args(argv)
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore")
     logging.getLogger("transformers").setLevel(logging.ERROR)
+    budget = args.budget_min if args.budget_min is not None else (None if args.quick else 55.0)
+    if budget:
+        os.environ["LEXISCOPE_BENCH_DEADLINE"] = str(time.time() + 60 * budget)
     out = args.out or common.default_results_path(args.quick)
     results = {} if args.fresh else common.load_results(out)
     results.update(
@@ -65,6 +71,10 @@ def main(argv=None) -> int:
         print(f"[benchmarks] {name}: {entry['status']} in {entry['wall_s']:.1f} s", file=sys.stderr, flush=True)
     results["table_markdown"] = common.markdown_table(results)
     common.save_results(out, results)
+    if not args.quick and args.out is None:
+        section = Path(__file__).parent / "README_SECTION.md"
+        section.write_text(common.readme_section(results, out))
+        print(f"README section: {section}", file=sys.stderr)
     print(results["table_markdown"])
     print(f"\n{common.NO_GPU_NOTE if not results['gpu']['available'] else 'GPU: ' + results['gpu']['name']}")
     print(f"results: {out}")

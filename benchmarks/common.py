@@ -267,3 +267,28 @@ def torch_threads(n: int | None):
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def readme_section(results: dict, results_path: Path) -> str:
+    """The README's "Performance" section for a results file: the command, the machine, the table."""
+    m, v = results.get("machine", {}), results.get("versions", {})
+    gpu = results.get("gpu", {})
+    try:
+        rel = results_path.resolve().relative_to(RESULTS_DIR.parent.parent.resolve())
+    except ValueError:
+        rel = results_path
+    lines = [
+        "## Performance", "",
+        "Reproduce with `python -m benchmarks` (about 45 minutes on 2 cores; `--quick` takes under 3 minutes, "
+        "`--only NAME` runs one of extraction, geometry, sae, end_to_end, dashboard, scaling). Every figure, with the "
+        f"median and min–max of its repeats, is in [`{rel}`]({rel}).", "",
+        f"Machine: {m.get('cpu')}, {m.get('cores_logical')} logical cores, {m.get('ram_gib')} GiB RAM; "
+        f"Python {v.get('python')}, torch {v.get('torch')}, numpy {v.get('numpy')}, "
+        f"transformers {v.get('transformers')}, umap-learn {v.get('umap-learn')}; "
+        f"{'GPU: ' + str(gpu.get('name')) if gpu.get('available') else gpu.get('note', 'no GPU')}.", "",
+        "The machine was shared with other jobs while it ran, so absolute times are noisy; each comparison "
+        "was measured side by side in one process with the repeats interleaved, and the ratio (lexiscope's "
+        "advantage, > 1 is better) is the figure to read.", "",
+        results.get("table_markdown") or markdown_table(results), "",
+    ]
+    return "\n".join(lines)

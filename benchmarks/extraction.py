@@ -28,7 +28,7 @@ def run(quick: bool = False, repeats: int | None = None, threads: int | None = N
 
     repeats = repeats or (2 if quick else 5)
     threads = bench_threads() if threads is None else threads
-    every = every or (1 if quick else 4)
+    every = every or (1 if quick else 8)
     tok, model = load_transformer("minilm-l6")
     corpus = read_corpus("lee")
     sentences = _sentences(corpus, every, 16 if quick else None)

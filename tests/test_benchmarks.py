@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-NAMES = ["extraction", "geometry", "sae", "end_to_end", "dashboard"]
+NAMES = ["extraction", "geometry", "sae", "end_to_end", "dashboard", "scaling"]
 
 
 @pytest.fixture(scope="module")
@@ -86,10 +86,17 @@ def test_ratios_follow_from_the_figures(quick_run):
     assert 0 <= full["pipeline_eval_fvu"] < 1.5 and 0 <= sae["sklearn"]["fvu"] < 1.5
     assert sae["sklearn"]["l0"] <= res["benchmarks"]["sae"]["params"]["k"]
 
-    e2e = res["benchmarks"]["end_to_end"]["figures"]["runs"][0]
+    e2e = res["benchmarks"]["end_to_end"]["figures"]["run"]
     assert e2e["n_rows"] >= e2e["n_requested"] * 0.9
     assert e2e["peak_rss_gib"] > 0 and e2e["store_mib"] > 0
     assert sum(e2e["stages"].values()) <= e2e["total_s"] * 1.05 + 1
+    assert {"geometry", "projections", "sae", "write"} <= set(e2e["stages"])
+
+    sc = res["benchmarks"]["scaling"]["figures"]
+    assert len(sc["n_rows"]) == 2 and sc["n_rows"][-1] == e2e["n_rows"]
+    total = sc["stages"]["total"]
+    (n1, n2), (c1, c2) = sc["n_rows"], total["cpu_s"]
+    assert math.isclose(total["growth_cpu"][0], math.log(c2 / c1) / math.log(n2 / n1), abs_tol=0.01)
 
     dash = res["benchmarks"]["dashboard"]["figures"]["server"]["callbacks"]
     assert any(k.startswith("page /words") for k in dash)
