@@ -61,9 +61,9 @@ class SAEConfig(_Strict):
     aux_k: int | None = Field(None, ge=1, description="topk: AuxK dead-feature revival; default d/2")
     aux_coef: float = Field(1 / 32, ge=0)
     dead_steps: int = Field(200, ge=1, description="steps without firing before a feature counts as dead")
-    lr: float = Field(1e-3, gt=0)
-    batch_size: int = Field(1024, ge=1)
-    steps: int | None = Field(None, ge=1)
+    lr: float = Field(5e-3, gt=0, description="Adam learning rate (peak; warm-up 1%, linear decay over the last 20%)")
+    batch_size: int = Field(512, ge=1)
+    steps: int | None = Field(None, ge=1, description="default: from n, d and d_sae (compute/sae.py default_steps)")
     epochs: float | None = Field(None, gt=0)
     log_every: int = Field(50, ge=1)
     seed: int = 0

