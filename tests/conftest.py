@@ -35,6 +35,31 @@ def glove_store(tmp_path_factory):
     return root, ids[0]
 
 
+@pytest.fixture(scope="session")
+def minilm_corpus(tmp_path_factory) -> list[str]:
+    """The first 150 sentences of gensim's lee corpus, as a small real corpus file."""
+    from compute.contextual import read_corpus
+    sentences = read_corpus("lee")[:150]
+    path = tmp_path_factory.mktemp("corpus") / "lee150.txt"
+    path.write_text("\n".join(sentences) + "\n", encoding="utf-8")
+    return sentences, path
+
+
+@pytest.fixture(scope="session")
+def minilm_store(tmp_path_factory, minilm_corpus):
+    """Every layer of the bundled MiniLM on a small corpus: 7 run files with SAEs."""
+    from compute.pipeline import precompute
+    sentences, corpus = minilm_corpus
+    root = tmp_path_factory.mktemp("minilm-store")
+    run = {"name": "minilm-small", "model": "minilm-l6", "layers": "all", "corpus": str(corpus),
+           "vocabulary": {"top_n": 300, "concept_groups": "default"},
+           "geometry": {"token_sample": 600, "clusters": 3, "pcs_removed": 4},
+           "projections": {"n_neighbors": 10, "umap_epochs": 50},
+           "sae": {"arch": "topk", "d_sae": 128, "k": 4, "seed": 0, "steps": 300}}
+    ids = precompute(parse_plan({"runs": [run]}), store=root, device="cpu")
+    return root, ids
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_setup_options():
     """dash[testing]'s browser: headless Chromium (tests/test_dashboard.py). Selenium 3.141 passes a
