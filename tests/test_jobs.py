@@ -26,9 +26,11 @@ TINY_SAE = {"arch": "topk", "d_sae": 64, "k": 4, "steps": 30, "batch_size": 256}
 # A few seconds per job: 500 GloVe words, no UMAP, a tiny SAE.
 SMALL = {"model": "glove-6b-50d", "vocabulary": {"top_n": 500},
          "projections": {"umap3d": False, "umap2d": False}, "sae": TINY_SAE}
+# Without the SAE stages, where a job's behaviour does not depend on them (it is faster).
+NO_SAE = {**SMALL, "sae": None}
 # Long enough to be caught mid-run: 5,000 words with both UMAP maps.
 LONG = {"model": "glove-6b-50d", "vocabulary": {"top_n": 5000}, "projections": {"umap_epochs": 200},
-        "sae": TINY_SAE}
+        "sae": None}
 
 
 def with_seed(cfg: dict, seed: int) -> dict:
@@ -185,7 +187,7 @@ def test_embedded_worker_runs_a_job_and_cancel_stops_a_running_one(tmp_path):
         assert proc.poll() is None, "cancelling a job must not stop the worker"
 
         # The same worker then runs the next job to the end.
-        small_id = jobqueue.submit(SMALL, root, user="ann")["id"]
+        small_id = jobqueue.submit(NO_SAE, root, user="ann")["id"]
         done = wait_for(lambda: (j := job(root, small_id))["status"] in jobstore.TERMINAL and j, 120, "a job")
         assert done["status"] == "done", done["error"]
         assert Catalog(root).run_ids() == done["run_ids"]
@@ -207,7 +209,7 @@ def test_a_cancel_that_arrives_as_the_run_is_written_removes_it(tmp_path, monkey
     """The window after the writer's rename: the job ends cancelled and the finished file is removed."""
     import store.writer
     root = tmp_path / "store"
-    job_id = jobstore.create_job(parse_run(SMALL).model_dump(mode="json"), root)["id"]
+    job_id = jobstore.create_job(parse_run(NO_SAE).model_dump(mode="json"), root)["id"]
     exit_ = store.writer.RunWriter.__exit__
 
     def exit_then_cancel(self, *exc):

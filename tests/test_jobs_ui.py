@@ -69,7 +69,7 @@ def test_queue_a_run_from_the_form_watch_it_finish_and_open_it(dash_duo, embedde
     _select(dash_duo, "#jobs-sae-arch", "topk" if HAS_SAE else "none")
     _set(dash_duo, "#jobs-d-sae", "128")
     _set(dash_duo, "#jobs-k", "4")
-    _set(dash_duo, "#jobs-steps", "200")
+    _set(dash_duo, "#jobs-steps", "100")
     dash_duo.find_element("#jobs-umap").click()
     dash_duo.find_element("#jobs-submit").click()
     queued = dash_duo.wait_for_element("#jobs-queued", timeout=20)
