@@ -96,7 +96,7 @@ def _click(dash_duo, element, tries=20):
             element.click()
             return
         except ElementClickInterceptedException as e:
-            covered = str(e).splitlines()[0]
+            covered = " ".join(str(e).split())[:400]
             time.sleep(0.25)
     warnings.warn(f"clicked through JavaScript: {covered}")
     dash_duo.driver.execute_script("arguments[0].click();", element)

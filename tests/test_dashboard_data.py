@@ -229,7 +229,8 @@ def test_layer_family_and_feature_matches_across_layers(tmp_path):
 def test_page_helpers():
     import dashboard.app  # noqa: F401
     from dashboard.pages.concepts import split_words
-    from dashboard.pages.dimensions import dimension_stats, sigma_band
+    from dashboard.lib.stats import dimension_stats
+    from dashboard.pages.dimensions import sigma_band
     from dashboard.lib.urls import href, parse, with_params
     from scipy.stats import pearsonr, spearmanr
     assert split_words("cat, dog;horse\n Cat  bird") == ["cat", "dog", "horse", "bird"]
@@ -249,7 +250,12 @@ def test_page_helpers():
         assert ds["pearson"][j] == pytest.approx(pearsonr(E[ok, j], zipf[ok])[0], abs=1e-6)
         counts, edges = ds["hist"][j]
         np.testing.assert_array_equal(counts, np.histogram(E[:, j], bins=10)[0])
-    assert ds["spearman"][2] > 0.5
+    assert ds["spearman"][2] > 0.5 and ds["spearman_n"] == ok.sum()
+    small = dimension_stats(E, zipf, k=5, bins=10, max_ranked=100, seed=3)  # Spearman on a seeded sample
+    rows = np.flatnonzero(ok)[np.sort(np.random.default_rng(3).choice(ok.sum(), 100, replace=False))]
+    assert small["spearman_n"] == 100
+    assert small["spearman"][2] == pytest.approx(spearmanr(E[rows, 2], zipf[rows])[0], abs=1e-9)
+    assert small["pearson"][2] == pytest.approx(ds["pearson"][2])
     url = href("/words", run="r 1", word="naïve")
     assert parse(url.split("?")[1]) == {"run": "r 1", "word": "naïve"}
     assert with_params("/features", "?run=a&feature=3", feature=None, dim=2) == "/features?run=a&dim=2"

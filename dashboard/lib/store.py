@@ -17,6 +17,7 @@ _lock = threading.RLock()
 _state = {"root": None, "catalog": None, "pid": None, "max_points": None}
 _views: "OrderedDict[tuple, RunView]" = OrderedDict()
 MAX_CACHED_RUNS = 4
+WARM_UP = os.environ.get("LEXISCOPE_WARM_UP", "1") != "0"  # build a run's indexes in the background
 
 
 def configure(root=None, max_points: int | None = None):
@@ -65,6 +66,8 @@ def view(run_id: str) -> "RunView":
         if v is None:
             v = RunView(run)
             _views[key] = v
+            if WARM_UP:
+                threading.Thread(target=v.warm, name=f"warm-{run_id}", daemon=True).start()
             while len(_views) > MAX_CACHED_RUNS:
                 _views.popitem(last=False)
         else:
@@ -389,6 +392,24 @@ class RunView:
     # -- dimensions ------------------------------------------------------------------------
     def dimension(self, dim: int) -> np.ndarray:
         return self.embeddings[:, dim]
+
+    @cached_property
+    def dimension_stats(self) -> dict:
+        from dashboard.lib.stats import dimension_stats
+        return dimension_stats(self.embeddings, self.zipf)
+
+    # -- warm-up ---------------------------------------------------------------------------
+    def warm(self):
+        """Build the per-run indexes a first click would otherwise wait for (run in a thread when the
+        view is first opened; every step is idempotent and cached)."""
+        try:
+            self._word_index, self._lower_index, self._sorted_lower
+            self.base_sample(max_points())
+            if self.has_sae:
+                self.acts_csc, self.feature_sums, self.feature_frame
+            self.dimension_stats
+        except Exception:  # a broken run shows its error when a page asks; warming stays silent
+            pass
 
 
 def family_key(config: dict) -> str:

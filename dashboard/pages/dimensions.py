@@ -5,7 +5,6 @@ import dash_bootstrap_components as dbc
 import numpy as np
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html
 from dash.exceptions import PreventUpdate
-from scipy.stats import rankdata
 
 from dashboard import figures
 from dashboard.components.alerts import notice
@@ -22,35 +21,6 @@ def sigma_band(mean: np.ndarray, k: float = 3.0) -> tuple[float, float]:
     """mean(m) ± k·std(m) of the mean vector's entries (the outlier rule of DESIGN.md)."""
     mu, sd = float(np.mean(mean)), float(np.std(mean))
     return mu - k * sd, mu + k * sd
-
-
-def dimension_stats(E: np.ndarray, zipf: np.ndarray, k: int = 15, bins: int = 60) -> dict:
-    """Everything the Dimensions page shows about each dimension, for all dimensions at once (one
-    column sort each), so a click only indexes: top/bottom k rows, Spearman and Pearson with Zipf
-    frequency (words with a Zipf value; ordinal ranks, exact for untied values), moments, histograms."""
-    n, d = E.shape
-    order = np.argsort(E, axis=0, kind="stable")                        # (n, d) ascending
-    ok = np.isfinite(zipf)
-    out = {"top": order[::-1][:k].T.copy(), "bottom": order[:k].T.copy(),
-           "mean": E.mean(0), "std": E.std(0), "min": E.min(0), "max": E.max(0),
-           "spearman": np.full(d, np.nan), "pearson": np.full(d, np.nan), "hist": []}
-    if ok.sum() > 2:
-        z = zipf[ok].astype(np.float64)
-        zr = rankdata(z)
-        zr = (zr - zr.mean()) / zr.std()
-        zc = (z - z.mean()) / z.std()
-        pos = np.cumsum(ok) - 1                                          # row -> index among rows with Zipf
-        for j in range(d):
-            ranked = order[:, j][ok[order[:, j]]]                        # rows with Zipf, ascending in dim j
-            r = np.empty(len(ranked))
-            r[pos[ranked]] = np.arange(1, len(ranked) + 1)
-            r = (r - r.mean()) / r.std()
-            out["spearman"][j] = float(np.mean(r * zr))
-            col = E[ok, j].astype(np.float64)
-            out["pearson"][j] = float(np.mean((col - col.mean()) / (col.std() or 1) * zc))
-    for j in range(d):
-        out["hist"].append(np.histogram(E[:, j], bins=bins))
-    return out
 
 
 @run_page
@@ -95,11 +65,13 @@ def layout(v, dim=None, **_):
 
 def dimension_detail(v, k: int):
     rid = v.run_id
-    ds = v.cached("dimension_stats", lambda: dimension_stats(v.embeddings, v.zipf))
+    ds = v.dimension_stats
     hi, lo = ds["top"][k], ds["bottom"][k]
     col = v.embeddings[:, k]
+    with_zipf = int(np.isfinite(v.zipf).sum())
+    sampled = f" ({ds['spearman_n']:,}-word sample)" if 0 < ds["spearman_n"] < with_zipf else ""
     stats = [("mean", float(ds["mean"][k])), ("std", float(ds["std"][k])), ("min", float(ds["min"][k])),
-             ("max", float(ds["max"][k])), ("Spearman with Zipf frequency", float(ds["spearman"][k])),
+             ("max", float(ds["max"][k])), ("Spearman with Zipf frequency" + sampled, float(ds["spearman"][k])),
              ("Pearson with Zipf", float(ds["pearson"][k])),
              ("outlier dimension", "yes" if k in set(v.outlier_dims.tolist()) else "no")]
     cc = v.get("geometry/cos_contrib")
