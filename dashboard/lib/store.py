@@ -465,7 +465,9 @@ def run_options() -> list[dict]:
     out = []
     for _, r in t.iterrows():
         sae = f" · SAE {r['sae_arch']} {int(r['sae_d_sae'])}" if _present(r.get("sae_d_sae")) else ""
-        out.append({"label": f"{r['model']} · L{int(r['layer'])} · {int(r['n_words']):,} words{sae}",
+        name = str(r["run_id"]).split(f"-L{int(r['layer'])}-")[0]  # run ids are <name>-L<layer>-<hash>
+        label = name if name == r["model"] else f"{name} ({r['model']})"
+        out.append({"label": f"{label} · L{int(r['layer'])} · {int(r['n_words']):,} words{sae}",
                     "value": r["run_id"]})
     return out
 

@@ -76,7 +76,7 @@ def layout(v, group=None, words=None, **_):
             dbc.Col([card(f"Group: {len(known)} word(s)", chips([word_link(v.run_id, w) for w in known],
                                                                  id="concepts-known")),
                      card("Features ranked by selectivity for the group", ranking_table(v, ranked))], lg=6),
-            dbc.Col(_map(v, rows), lg=6),
+            dbc.Col(_map(v, rows, [r["feature"] for r in ranked]), lg=6),
         ]))
     elif not unknown:
         body.append(card(None, html.P("Type a few words or pick a concept group; the features that fire on "
@@ -100,20 +100,28 @@ def ranking_table(v, ranked):
                  "(share of its total activation that falls on the group).", className="lx-muted mt-1")])
 
 
-def _map(v, rows):
-    fig = map_figure(v, "umap2d" if "umap2d" in v.projections() else None, "group", highlight=rows, height=460,
-                     title="The group on the word map")
-    coords = v.sae_array("feature_map")
+def _map(v, rows, ranked):
+    """The group on the word map, and the ranked features on the feature map (both clickable)."""
     out = []
+    fig = map_figure(v, "umap2d" if "umap2d" in v.projections() else None, "group", highlight=rows, height=460,
+                     title="The group on the word map", limit=max(1, store.max_points() // 2))
     if fig is not None:
         out.append(card(None, graph({"type": "concepts-map", "id": "map"}, fig)))
+    coords = v.sae_array("feature_map")
+    if coords is not None:
+        density = v.sae_array("density")
+        values = np.log10(np.maximum(density, 1e-6)) if density is not None else np.zeros(len(coords), np.float32)
+        out.append(card(None, graph({"type": "concepts-fmap", "id": "map"}, figures.feature_map(
+            coords, values, highlight=ranked[:10], height=360,
+            title="The 10 best-ranked features on the feature map (orange)"))))
     return html.Div(out)
 
 
 @callback(Output("concepts-nav", "href"), Input("concepts-go", "n_clicks"), Input("concepts-group", "value"),
-          Input({"type": "concepts-map", "id": ALL}, "clickData"), State("concepts-words", "value"),
+          Input({"type": "concepts-map", "id": ALL}, "clickData"),
+          Input({"type": "concepts-fmap", "id": ALL}, "clickData"), State("concepts-words", "value"),
           State("_pages_location", "pathname"), State("_pages_location", "search"), prevent_initial_call=True)
-def navigate(_go, group, _map, text, pathname, search):
+def navigate(_go, group, _map, _fmap, text, pathname, search):
     trigger = ctx.triggered_id
     query = parse(search)
     if trigger == "concepts-go":
@@ -129,4 +137,6 @@ def navigate(_go, group, _map, text, pathname, search):
     if row is None:
         raise PreventUpdate
     run = query.get("run")
+    if isinstance(trigger, dict) and trigger["type"] == "concepts-fmap":
+        return href("/features", run=run, feature=row)
     return href("/words", run=run, word=str(store.view(store.resolve_run_id(run)).words[row]))
