@@ -37,6 +37,7 @@ TASK_NAME = "lexiscope.run_job"
 QUEUE = "lexiscope"
 DEFAULT_MODELS = ("glove-6b-50d", "minilm-l6")
 NAMED_CORPORA = ("lee",)
+MAX_EXPANSION = 64  # d_sae / d when only `expansion` is given (the input width is not known before loading)
 
 
 class QueueError(RuntimeError):
@@ -71,14 +72,21 @@ class Policy:
             if unknown:
                 raise PlanError(f"LEXISCOPE_JOBS_POLICY: unknown keys {sorted(unknown)}")
             for k, v in data.items():
-                setattr(p, k, list(v) if k == "models" else int(v))
+                setattr(p, k, [str(m) for m in v] if k == "models" else _int(v, f"LEXISCOPE_JOBS_POLICY: {k}"))
         if os.environ.get("LEXISCOPE_MODELS"):
             p.models = [m.strip() for m in os.environ["LEXISCOPE_MODELS"].split(",") if m.strip()]
         for key, env in (("max_vocabulary", "LEXISCOPE_MAX_VOCABULARY"), ("max_sae_steps", "LEXISCOPE_MAX_SAE_STEPS"),
                          ("max_d_sae", "LEXISCOPE_MAX_D_SAE"), ("max_jobs_per_user", "LEXISCOPE_MAX_JOBS_PER_USER")):
             if os.environ.get(env):
-                setattr(p, key, int(os.environ[env]))
+                setattr(p, key, _int(os.environ[env], env))
         return p
+
+
+def _int(value, where: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise PlanError(f"{where}: '{value}' is not a whole number") from None
 
 
 def check_run(data, policy: Policy | None = None, source: str = "run") -> RunConfig:
@@ -111,10 +119,12 @@ def check_run(data, policy: Policy | None = None, source: str = "run") -> RunCon
         if steps > policy.max_sae_steps:
             raise PlanError(f"{source}.sae.steps: {steps:,} steps is over this server's limit of "
                             f"{policy.max_sae_steps:,}")
-        width = s.d_sae if s.d_sae is not None else int((s.expansion or 8.0) * 1024)  # 1024: widest bundled d
-        if s.d_sae is not None and width > policy.max_d_sae or s.expansion and s.expansion > 64:
-            raise PlanError(f"{source}.sae.d_sae: {width:,} features is over this server's limit of "
+        if s.d_sae is not None and s.d_sae > policy.max_d_sae:
+            raise PlanError(f"{source}.sae.d_sae: {s.d_sae:,} features is over this server's limit of "
                             f"{policy.max_d_sae:,}")
+        if s.d_sae is None and s.expansion is not None and s.expansion > MAX_EXPANSION:
+            raise PlanError(f"{source}.sae.expansion: {s.expansion:g} is over this server's limit of "
+                            f"{MAX_EXPANSION}; give d_sae instead")
     return cfg
 
 

@@ -230,7 +230,8 @@ def test_a_cancel_that_arrives_as_the_run_is_written_removes_it(tmp_path, monkey
     ({"model": "glove-6b-50d", "vocabulary": {"top_n": 400000}}, "vocabulary.top_n: 400,000 words is over"),
     ({"model": "glove-6b-50d", "vocabulary": {"top_n": 1000, "words": ["w"] * 60000}}, "vocabulary.top_n"),
     ({"model": "glove-6b-50d", "sae": {"steps": 10 ** 6}}, "sae.steps: 1,000,000 steps is over"),
-    ({"model": "glove-6b-50d", "sae": {"d_sae": 10 ** 6}}, "sae.d_sae"),
+    ({"model": "glove-6b-50d", "sae": {"d_sae": 10 ** 6}}, "sae.d_sae: 1,000,000 features is over"),
+    ({"model": "glove-6b-50d", "sae": {"expansion": 500}}, "sae.expansion: 500 is over"),
     ({"model": "glove-6b-50d", "sae": {"k": "many"}}, "run.sae.k: Input should be a valid integer"),
     ({"model": "glove-6b-50d", "colour": "red"}, "run.colour: Extra inputs are not permitted"),
     ({"layers": [0]}, "run.model: Field required"),
@@ -266,6 +267,9 @@ def test_policy_from_env_and_yaml_and_the_per_user_cap(tmp_path, monkeypatch):
     jobqueue.cancel(first["id"], root)
     jobqueue.submit(SMALL, root, user="bob")                    # a cancelled job frees a slot
     assert sorted(j["user"] for j in jobstore.list_jobs(root) if j["status"] == "queued") == ["bob", "bob", "carol"]
+    monkeypatch.setenv("LEXISCOPE_MAX_VOCABULARY", "lots")
+    with pytest.raises(PlanError, match="LEXISCOPE_MAX_VOCABULARY: 'lots' is not a whole number"):
+        jobqueue.submit(SMALL, root, user="dave")
 
 
 # -- crash detection without the worker's host ---------------------------------------------------
