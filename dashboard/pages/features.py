@@ -254,15 +254,21 @@ def neighbour_layers(v, f):
         c = f" (cos {cos[f]:.2f})" if cos is not None else ""
         out.append(html.Div([f"layer {up.layer}: ", feature_link(up.run_id, match[f], f"feature #{match[f]}"), c]))
     down = store.neighbour_run(v, -1)
-    if down is not None:
+    prev = v.sae_array("prev_layer_match")
+    if down is not None and prev is not None:  # stored towards layer L-1
+        if prev[f] >= 0:
+            pc = v.sae_array("prev_layer_cos")
+            c = f" (cos {pc[f]:.2f})" if pc is not None else ""
+            out.append(html.Div([f"layer {down.layer}: ", feature_link(down.run_id, prev[f], f"feature #{prev[f]}"), c]))
+    elif down is not None:  # else invert the layer below's match into this layer
         dm = down.get("sae/next_layer_match")
         if dm is not None:
-            prev = np.flatnonzero(dm == f)
+            hits = np.flatnonzero(dm == f)
             dc = down.get("sae/next_layer_cos")
             links = [feature_link(down.run_id, g, f"#{g}" + (f" ({dc[g]:.2f})" if dc is not None else ""))
-                     for g in prev[:10]]
+                     for g in hits[:10]]
             if links:
-                out.append(html.Div([f"layer {down.layer}: ", *inline_list(links)]))
+                out.append(html.Div([f"layer {down.layer} (features matched to this one): ", *inline_list(links)]))
     return out
 
 
