@@ -1,5 +1,7 @@
 """Jobs: a form that queues a new run (validated first), and the live list of every user's jobs, read
 from the store's job records every second. /jobs?from_run=<run_id> prefills the form from that run."""
+import json
+
 import dash
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
@@ -108,6 +110,7 @@ def layout(from_run=None, **_):
     return html.Div([
         dcc.Interval(id="jobs-interval", interval=1000),
         dcc.Store(id="jobs-refresh", data=0),
+        dcc.Store(id="jobs-signature", data=None),
         dbc.Row([
             dbc.Col(card("Queue a new run", *(n for n in (policy_note, note) if n), form(values, models)),
                     lg=5),
@@ -152,19 +155,35 @@ def job_row(job: dict):
     ], id=f"job-{jid}", className="lx-job mb-2 pb-2 border-bottom", **{"data-status": status})
 
 
-def job_list():
+def _jobs() -> list[dict]:
     jobs = jobstore.list_jobs(_root())[:MAX_SHOWN]
     if any(j["status"] == "queued" for j in jobs):
         jobqueue.ensure_embedded_worker(_root())  # e.g. jobs left queued when the server restarted
+    return jobs
+
+
+def job_list(jobs: list[dict] | None = None):
+    jobs = _jobs() if jobs is None else jobs
     if not jobs:
         return html.P("No jobs yet. Queue one with the form, or from a shell: "
                       "lexiscope precompute PLAN --queue", className="text-muted", id="jobs-empty")
     return [job_row(j) for j in jobs]
 
 
-@callback(Output("jobs-list", "children"), Input("jobs-interval", "n_intervals"), Input("jobs-refresh", "data"))
-def refresh(_n, _r):
-    return job_list()
+def _signature(jobs: list[dict]) -> str:
+    keys = ("id", "status", "progress", "stage", "error", "run_ids", "cancel_requested", "worker", "device")
+    return json.dumps([[j.get(k) for k in keys] for j in jobs], default=str)
+
+
+@callback(Output("jobs-list", "children"), Output("jobs-signature", "data"),
+          Input("jobs-interval", "n_intervals"), Input("jobs-refresh", "data"), State("jobs-signature", "data"))
+def refresh(_n, _r, seen):
+    """Redraw the list only when a job changed (a redraw under the pointer would eat a click)."""
+    jobs = _jobs()
+    sig = _signature(jobs)
+    if sig == seen and ctx.triggered_id == "jobs-interval":
+        raise PreventUpdate
+    return job_list(jobs), sig
 
 
 def _stored_groups(run_id: str) -> dict:
