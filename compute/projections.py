@@ -1,4 +1,7 @@
 """Word maps and neighbours: one cosine k-NN graph feeds both the stored neighbours and UMAP."""
+import os
+import sys
+
 import numpy as np
 from sklearn.decomposition import PCA
 
@@ -7,6 +10,14 @@ from compute.config import ProjectionConfig
 # Up to this many rows the exact k-NN (chunked matrix products) beats building an approximate index.
 EXACT_KNN_MAX = 60_000
 CHUNK_ROWS = 2048
+
+# numba's default (OpenMP) threading layer leaves its threads spinning after each parallel UMAP/pynndescent
+# call, and they starve torch's OpenMP threads: the SAE stage that follows the projections ran ~25x slower
+# (benchmarks: 20 steps, F=4096, 0.6 s -> 15 s). The workqueue layer sleeps when idle. A user setting wins.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    os.environ["NUMBA_THREADING_LAYER"] = "workqueue"
+    if "numba" in sys.modules:  # imported already: its config was read, but no thread is launched yet
+        sys.modules["numba"].config.THREADING_LAYER = "workqueue"
 
 
 def _unit(X):
