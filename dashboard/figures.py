@@ -131,8 +131,8 @@ def word_map(coords: np.ndarray, rows: np.ndarray, words, *, color: str = "group
             dict(size=size * 1.2, color=_f32(values[order]), colorscale="Viridis", opacity=0.85,
                  colorbar=dict(title=dict(text=value_label, side="right"), thickness=12, len=0.6)),
             showlegend=False, hover="%{text}: %{marker.color:.3f}<extra></extra>")
-    else:
-        add(np.arange(len(rows)), "words", dict(size=size, color=BASE, opacity=0.6))
+    else:  # 'plain': one colour, so highlighted words stand out
+        add(np.arange(len(rows)), "words", dict(size=size, color=GREY, opacity=0.6))
 
     hl = np.isin(rows, np.asarray(list(highlight), dtype=np.int64))
     if selected is not None:

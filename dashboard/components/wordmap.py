@@ -39,6 +39,8 @@ def map_figure(v, proj, color="group", feature=None, dim=None, highlight=(), sel
         kw = dict(color="value", values=v.feature_values(feature, rows), value_label=f"feature #{feature}")
     elif color == "dim" and dim is not None and 0 <= dim < v.d:
         kw = dict(color="value", values=v.embeddings[rows, dim], value_label=f"dim {dim}")
+    elif color == "plain":
+        kw = dict(color="plain")
     else:
         kw = dict(color="group", groups=v.group[rows], group_names=v.group_names)
     names = ("PC 1", "PC 2") if proj == "pca2" else None

@@ -103,7 +103,7 @@ def ranking_table(v, ranked):
 def _map(v, rows, ranked):
     """The group on the word map, and the ranked features on the feature map (both clickable)."""
     out = []
-    fig = map_figure(v, "umap2d" if "umap2d" in v.projections() else None, "group", highlight=rows, height=460,
+    fig = map_figure(v, "umap2d" if "umap2d" in v.projections() else None, "plain", highlight=rows, height=460,
                      title="The group on the word map", limit=max(1, store.max_points() // 2))
     if fig is not None:
         out.append(card(None, graph({"type": "concepts-map", "id": "map"}, fig)))
