@@ -146,7 +146,7 @@ def word_map(coords: np.ndarray, rows: np.ndarray, words, *, color: str = "group
 
     names = axis_names or (("UMAP 1", "UMAP 2", "UMAP 3") if three_d else ("UMAP 1", "UMAP 2"))
     fig = figure(data, title, height, uirevision=uirevision, clickmode="event",
-                 legend=dict(itemsizing="constant", x=1.0, y=1.0, font=dict(size=11)))
+                 legend=dict(itemsizing="constant", x=1.0, y=0.92, yanchor="top", font=dict(size=11)))
     if three_d:
         fig["layout"]["scene"] = dict(aspectmode="cube", **{
             f"{a}axis": dict(title=dict(text=n), showspikes=False) for a, n in zip("xyz", names)})
