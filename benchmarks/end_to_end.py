@@ -185,7 +185,7 @@ def run(quick: bool = False) -> dict:
                  met=r["peak_rss_gib"] <= TARGET_GIB if not quick else None),
              row("4 end to end", f"GloVe n={r['n_rows']:,}: store size", r["store_mib"], unit="MiB")]
     for st, s in r["stages"].items():
-        table.append(row("4 end to end", f"stage '{st}' (CPU {r['stages_cpu_s'].get(st, 0):.0f} s)", s, unit="s"))
+        table.append(row("4 end to end", f"stage '{st}' (CPU {r['stages_cpu_s'].get(st, 0):.1f} s)", s, unit="s"))
     return dict(params=dict(n=n, repeats=1, sae="topk d_sae=4096 k=16" if not quick else
                             "topk d_sae=128 k=16 steps=40"), figures=dict(run=r), table=table,
                 notes=["one run (it takes minutes); repeats = 1"] + notes())
