@@ -107,7 +107,8 @@ def word_map(coords: np.ndarray, rows: np.ndarray, words, *, color: str = "group
         if len(idx) == 0:
             return
         t = dict(type=kind, x=_f32(coords[idx, 0]), y=_f32(coords[idx, 1]),
-                 mode="markers+text" if labels else "markers", name=name, marker=marker, text=_strs(words[idx]), customdata=_ids(rows[idx]),
+                 mode="markers+text" if labels else "markers", name=name, marker=marker,
+                 text=_strs(words[idx]), customdata=_ids(rows[idx]),
                  showlegend=showlegend, hovertemplate=hover or ("%{text}<extra>" + name + "</extra>"))
         if three_d:
             t["z"] = _f32(coords[idx, 2])

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from store import Catalog, RunWriter
+from store import RunWriter
 
 
 # -- a stand-in SAE --------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The navbar: page links that carry the current run, and a run picker that persists across pages."""
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, callback, dcc, html, no_update
+from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
 from dashboard.lib import store

@@ -1,8 +1,7 @@
 """The word map shared by the Words, Features and Concepts pages (built from cached per-run arrays)."""
+import dash_bootstrap_components as dbc
 import numpy as np
 from dash import html
-
-import dash_bootstrap_components as dbc
 
 from dashboard import figures
 from dashboard.lib import store

@@ -10,7 +10,7 @@ from dash.exceptions import PreventUpdate
 
 from dashboard import figures
 from dashboard.components.alerts import notice
-from dashboard.components.links import feature_href, inline_list, word_link
+from dashboard.components.links import feature_href, word_link
 from dashboard.components.page import run_page
 from dashboard.components.widgets import card, chips, graph
 from dashboard.components.wordmap import clicked_row, map_figure

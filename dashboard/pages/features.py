@@ -259,7 +259,8 @@ def neighbour_layers(v, f):
         if prev[f] >= 0:
             pc = v.sae_array("prev_layer_cos")
             c = f" (cos {pc[f]:.2f})" if pc is not None else ""
-            out.append(html.Div([f"layer {down.layer}: ", feature_link(down.run_id, prev[f], f"feature #{prev[f]}"), c]))
+            link = feature_link(down.run_id, prev[f], f"feature #{prev[f]}")
+            out.append(html.Div([f"layer {down.layer}: ", link, c]))
     elif down is not None:  # else invert the layer below's match into this layer
         dm = down.get("sae/next_layer_match")
         if dm is not None:

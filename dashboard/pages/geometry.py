@@ -4,11 +4,9 @@ import dash
 import dash_bootstrap_components as dbc
 import numpy as np
 import pandas as pd
-from dash import dash_table, dcc, html
+from dash import dash_table, html
 
 from dashboard import figures
-from dashboard.components.alerts import notice
-from dashboard.components.links import run_link
 from dashboard.components.page import run_page
 from dashboard.components.widgets import card, graph
 from dashboard.lib import store

@@ -1,10 +1,9 @@
 """Runs (home): the catalog as a sortable table, and each measure across layers per model."""
 import dash
-import numpy as np
-from dash import ALL, Input, Output, State, callback, ctx, dash_table, dcc, html
-from dash.exceptions import PreventUpdate
-
 import dash_bootstrap_components as dbc
+import numpy as np
+from dash import ALL, Input, Output, callback, ctx, dash_table, dcc, html
+from dash.exceptions import PreventUpdate
 
 from dashboard import figures
 from dashboard.components.alerts import empty_store, guarded, notice

@@ -33,7 +33,10 @@ def layout(v, word=None, proj="umap3d", color="group", feature=None, dim=None, *
                         *(["Words starting like it: ", *inline_list([word_link(v.run_id, w) for w in close])]
                           if close else [])], color="warning", id="words-unknown")
     fig = map_figure(v, proj, color, feature, dim, selected=row)
-    the_map = graph({"type": "words-map", "id": "map"}, fig) if fig is not None else notice("This run has no stored projections.")
+    if fig is not None:
+        the_map = graph({"type": "words-map", "id": "map"}, fig)
+    else:
+        the_map = notice("This run has no stored projections.")
     colouring = None
     if color == "feature" and feature is not None:
         colouring = html.Div(["coloured by ", feature_link(v.run_id, feature, f"feature #{feature}")],
@@ -67,7 +70,8 @@ def word_panel(v, row: int):
     facts = [f"row {row}", f"Zipf {v.zipf[row]:.2f}" if np.isfinite(v.zipf[row]) else "Zipf unknown"]
     if group >= 0 and group < len(v.group_names):
         facts.append(f"group: {v.group_names[group]}")
-    parts = [html.H4(word, id="words-selected", className="mb-0"), html.Div(" · ".join(facts), className="lx-muted mb-2")]
+    parts = [html.H4(word, id="words-selected", className="mb-0"),
+             html.Div(" · ".join(facts), className="lx-muted mb-2")]
 
     if v.has_sae:
         feats, acts = v.word_features(row, limit=10)
@@ -93,7 +97,8 @@ def word_panel(v, row: int):
     outliers = v.outlier_dims
     fig = figures.dimension_bars(vec, outliers=outliers, title=None, y_label="value", height=220)
     top = np.argsort(-np.abs(vec))[:5]
-    parts.append(card("Vector (click a bar to open that dimension)", graph({"type": "words-vector", "id": "vector"}, fig), html.Div(
+    parts.append(card("Vector (click a bar to open that dimension)",
+                      graph({"type": "words-vector", "id": "vector"}, fig), html.Div(
         ["largest: ", *inline_list([dim_link(rid, d, f"dim {d}") for d in top]),
          *([" · outlier dims: ", *inline_list([dim_link(rid, d, f"{d}") for d in outliers[:10]])]
            if len(outliers) else [])], className="lx-muted")))
@@ -118,8 +123,9 @@ def suggest(text, search):
 
 
 @callback(Output("words-nav", "href"),
-          Input("words-go", "n_clicks"), Input("words-search", "n_submit"), Input({"type": "words-map", "id": ALL}, "clickData"),
-          Input("words-proj", "value"), Input("words-color", "value"), Input({"type": "words-vector", "id": ALL}, "clickData"),
+          Input("words-go", "n_clicks"), Input("words-search", "n_submit"),
+          Input({"type": "words-map", "id": ALL}, "clickData"), Input("words-proj", "value"),
+          Input("words-color", "value"), Input({"type": "words-vector", "id": ALL}, "clickData"),
           State("words-search", "value"), State("_pages_location", "pathname"), State("_pages_location", "search"),
           prevent_initial_call=True)
 def navigate(_go, _submit, _map, proj, color, _vector, text, pathname, search):
