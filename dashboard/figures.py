@@ -222,10 +222,13 @@ def before_after(before: dict, after: dict, keys, labels=None, title="") -> dict
 
 def lines_by_category(x, series: dict, x_label: str, y_label: str, title: str) -> dict:
     """Several named y-series over the same x (e.g. STS Spearman per language across layers)."""
-    data = [dict(type="scatter", x=np.asarray(x).tolist(), y=_f32(y), mode="lines+markers", name=str(name))
+    x = np.asarray(x)
+    data = [dict(type="scatter", x=x.tolist(), y=_f32(y), mode="lines+markers", name=str(name))
             for name, y in series.items()]
     fig = figure(data, title, 300, x_title=x_label, y_title=y_label, legend=dict(orientation="h", y=-0.3))
     fig["layout"]["margin"]["b"] = 80
+    if x.dtype.kind in "iu":
+        fig["layout"]["xaxis"]["dtick"] = 1  # layers are whole numbers
     return fig
 
 

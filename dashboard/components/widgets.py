@@ -58,6 +58,7 @@ def word_search(prefix: str, value=None, placeholder="search a word…"):
 
 
 def graph(id, figure, height=None, **kw):
-    config = {"displaylogo": False, "modeBarButtonsToRemove": ["select2d", "lasso2d"], **kw.pop("config", {})}
+    config = {"displaylogo": False, "displayModeBar": "hover", "modeBarButtonsToRemove": ["select2d", "lasso2d"],
+              **kw.pop("config", {})}
     style = {"height": f"{height}px"} if height else None
     return dcc.Graph(id=id, figure=figure, config=config, style=style, **kw)

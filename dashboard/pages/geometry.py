@@ -65,7 +65,8 @@ def _num(x):
 def table(df: pd.DataFrame, id, fmt=4):
     cols = [{"id": c, "name": c, "type": "numeric" if df[c].dtype.kind in "fi" else "text"} for c in df.columns]
     data = df.round(fmt).replace({np.nan: None}).to_dict("records")
-    return dash_table.DataTable(id=id, data=data, columns=cols, sort_action="native",
+    left = [{"if": {"column_id": c["id"]}, "textAlign": "left"} for c in cols if c["type"] == "text"]
+    return dash_table.DataTable(id=id, data=data, columns=cols, sort_action="native", style_cell_conditional=left,
                                 style_cell={"fontSize": "0.82rem", "padding": "3px 6px", "fontFamily": "inherit"},
                                 style_header={"fontWeight": "600", "backgroundColor": "#f1f3f5"},
                                 style_table={"overflowX": "auto"})
@@ -97,8 +98,8 @@ def layout(v, **_):
     labels = dict(MEASURES + SIMILARITY)
     row = [dbc.Col(card(None, graph("geometry-enhancement", figures.before_after(
         before, after, [k for k, _ in MEASURES + SIMILARITY], labels,
-        title=f"Cluster-based enhancement ({enh.get('clusters', '?')} clusters, "
-              f"{enh.get('pcs_removed', '?')} PCs removed): before and after"))), lg=6)]
+        title=f"Enhancement: {enh.get('clusters', '?')} clusters, {enh.get('pcs_removed', '?')} PCs removed"))),
+        lg=6)]
     pca2 = v.get("geometry/pca2")
     if pca2 is not None:
         fig = figures.frequency_scatter(pca2, v.zipf, v.words, v.get("geometry/pca2_explained"),
