@@ -269,7 +269,7 @@ def fit(X: np.ndarray, cfg: SAEConfig, device: str = "cpu", progress=None) -> SA
         since_fired_F[fired_F] = 0
 
         if step % cfg.log_every == 0 or step == steps - 1:
-            fvu_value = float(fvu)
+            fvu_value = float(fvu.detach())
             rows["step"].append(step)
             rows["loss"].append(loss_value)
             rows["mse"].append(fvu_value * float(xn_BD.var(0, unbiased=False).sum()) / d)
