@@ -277,3 +277,16 @@ def test_features_table_filter_sort_and_pages():
     assert pages == -(-len(want) // 10)
     assert [r["feature"] for r in rows] == list(want.feature.iloc[10:20])
     assert all(r["id"] == r["feature"] for r in rows)
+
+
+def test_run_picker_keeps_the_page_and_drops_the_feature(small_view):
+    import dashboard.app  # noqa: F401
+    from dash.exceptions import PreventUpdate
+    from dashboard.components.navbar import pick_run, sync_navbar
+    assert pick_run("other", "/words", "?run=small&word=cat&feature=3") == "/words?run=other&word=cat"
+    assert pick_run("other", "/", "?run=small") == "/?run=other"
+    with pytest.raises(PreventUpdate):  # the URL already shows this run: no new history entry
+        pick_run("small", "/words", "?run=small&word=cat")
+    options, value, *links = sync_navbar("?run=small&word=cat", "/words")
+    assert value == "small" and [o["value"] for o in options] == ["small"]
+    assert all(link.endswith("?run=small") for link in links)
