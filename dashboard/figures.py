@@ -140,7 +140,7 @@ def word_map(coords: np.ndarray, rows: np.ndarray, words, *, color: str = "group
         hl &= rows != selected
     hl_idx = np.flatnonzero(hl)
     add(hl_idx, "highlighted", dict(size=size * 2.6, color=HIGHLIGHT, line=dict(width=0.5, color="#fff")),
-        labels=len(hl_idx) <= 40)
+        labels=len(hl_idx) <= 12)
     if selected is not None:
         add(np.flatnonzero(rows == selected), "selected", dict(size=size * 4, color=SELECTED, symbol="diamond"),
             labels=True)
@@ -342,14 +342,24 @@ def activation_histogram(acts: np.ndarray, n_words: int, *, title="Activations w
 
 
 def training_curves(history: dict) -> dict:
-    """SAE training history: every stored series against step, on a log axis."""
+    """SAE training history against step: the error series (loss, mse, fvu) on the left axis, the
+    counts (l0, dead features) on the right one."""
     step = history.get("step")
+    right = {"l0", "dead"}
     data = []
     for name, y in history.items():
         if name == "step" or y is None:
             continue
         x = step if step is not None and len(step) == len(y) else np.arange(len(y))
-        data.append(dict(type="scatter", x=typed(x, np.float64), y=_f32(y), mode="lines", name=name))
-    fig = figure(data, "SAE training", 280, x_title="step", y_title="value (log)")
-    fig["layout"]["yaxis"]["type"] = "log"
+        trace = dict(type="scatter", x=typed(x, np.float64), y=_f32(y), mode="lines", name=name)
+        if name in right:
+            trace["yaxis"] = "y2"
+            trace["line"] = dict(dash="dot")
+        data.append(trace)
+    fig = figure(data, "SAE training", 280, x_title="step", y_title="loss / mse / FVU",
+                 legend=dict(orientation="h", y=-0.35))
+    fig["layout"]["yaxis"]["rangemode"] = "tozero"
+    fig["layout"]["yaxis2"] = dict(title=dict(text="L0 / dead (dotted)"), overlaying="y", side="right",
+                                   rangemode="tozero", showgrid=False)
+    fig["layout"]["margin"].update(r=60, b=80)
     return fig

@@ -188,4 +188,6 @@ def test_lines_and_training_curves():
     curves = F.training_curves({"step": np.arange(5), "loss": np.linspace(1, 0.1, 5), "l0": np.ones(5)})
     _valid(curves)
     assert [t["name"] for t in curves["data"]] == ["loss", "l0"]
+    assert curves["data"][1]["yaxis"] == "y2" and "yaxis" not in curves["data"][0]
+    np.testing.assert_allclose(F.decode(curves["data"][0]["y"]), np.linspace(1, 0.1, 5), rtol=1e-6)
     json.loads(to_json_plotly(curves))
