@@ -182,24 +182,30 @@ def dist_ratio(S_nF, X: np.ndarray, seed: int = 0, top: int = INTRUSION_TOP, pos
     n, F = S.shape
     tenth = max(1, n // 10)
 
-    def column(f):
-        if dense:
-            return S[:, f]
-        col = np.zeros(n)
-        lo, hi = S.indptr[f], S.indptr[f + 1]
-        col[S.indices[lo:hi]] = S.data[lo:hi]
-        return col
-
-    top_words, top_sets, bottom_masks = [], [], []
+    top_words, top_sets, in_bottom = [], [], []
     for f in range(F):
-        c = column(f)
-        order = np.argsort(-c, kind="stable")
-        head = order[:max(tenth, top)]
-        if positive_only:
-            head = head[c[head] > 0]
+        if dense:
+            c = S[:, f]
+            order = np.argsort(-c, kind="stable")
+            head = order[:max(tenth, top)]
+            if positive_only:
+                head = head[c[head] > 0]
+            mask = c <= np.median(c)
+            in_bottom.append(lambda rows, mask=mask: mask[rows])
+        else:  # sparse, non-negative: only the stored entries can be in the top
+            lo, hi = S.indptr[f], S.indptr[f + 1]
+            rows, data = S.indices[lo:hi], S.data[lo:hi]
+            rows, data = rows[data > 0], data[data > 0]
+            head = rows[np.lexsort((rows, -data))][:max(tenth, top)]
+            if 2 * len(rows) < n:  # the median is 0: the bottom half is every word with activation 0
+                active = np.sort(rows)
+                in_bottom.append(lambda r, active=active: ~np.isin(r, active, assume_unique=False))
+            else:
+                col = np.zeros(n)
+                col[rows] = data
+                in_bottom.append(lambda r, mask=col <= np.median(col): mask[r])
         top_words.append(head[:top])
         top_sets.append(head[:tenth])
-        bottom_masks.append(c <= np.median(c))
 
     ratios = np.full(F, np.nan, dtype=np.float32)
     for f in range(F):
@@ -209,7 +215,7 @@ def dist_ratio(S_nF, X: np.ndarray, seed: int = 0, top: int = INTRUSION_TOP, pos
         for _ in range(50):
             j = int(rng.integers(F - 1))
             j += j >= f
-            cand = top_sets[j][bottom_masks[f][top_sets[j]]]
+            cand = top_sets[j][in_bottom[f](top_sets[j])]
             if len(cand):
                 break
         else:

@@ -115,3 +115,13 @@ def test_random_rotation_is_orthogonal_and_seeded():
     np.testing.assert_allclose(Q @ Q.T, np.eye(7), atol=1e-10)
     np.testing.assert_array_equal(Q, features.random_rotation(7, seed=5))
     assert not np.allclose(Q, features.random_rotation(7, seed=6))
+
+
+def test_dist_ratio_sparse_path_equals_dense_path():
+    acts, A = _sparse_acts(n=500, F=20, density=0.1, seed=4)
+    X = np.random.default_rng(5).standard_normal((500, 6))
+    r_sparse, m_sparse = features.dist_ratio(acts, X, seed=2, positive_only=True)
+    r_dense, m_dense = features.dist_ratio(A, X, seed=2, positive_only=True)
+    np.testing.assert_array_equal(np.isnan(r_sparse), np.isnan(r_dense))
+    np.testing.assert_allclose(r_sparse, r_dense, rtol=1e-6)
+    assert m_sparse == pytest.approx(m_dense)
