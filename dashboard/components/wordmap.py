@@ -19,7 +19,7 @@ def projection_or_default(v, proj):
     return proj if proj in available else available[0]
 
 
-def map_figure(v, proj, color="group", feature=None, dim=None, highlight=(), selected=None, height=620,
+def map_figure(v, proj, color="group", feature=None, dim=None, highlight=(), selected=None, height=560,
                title=None, limit=None):
     """The word map of run view `v`: at most store.max_points() points, always including the
     highlighted and selected rows; coloured by group, Zipf, a feature's activation or a dimension."""

@@ -40,7 +40,7 @@ def layout(v, dim=None, **_):
         g = v.group_attrs("geometry")
         rogue = np.argsort(-cc)[:3]
         fig = figures.dimension_bars(cc, outliers=rogue, selected=k, y_label="contribution to cosine",
-                                     title="Per-dimension contribution to the average cosine (top 3 in orange)")
+                                     title="Contribution to the average cosine (top 3 orange)")
         share = g.get("top3_share")
         top.append(dbc.Col(card(None, graph({"type": "dims-bars", "id": "cc"}, fig), html.Div(
             ["rogue dimensions: ", *inline_list([dim_link(v.run_id, r) for r in rogue]),
