@@ -283,6 +283,9 @@ def test_run_picker_keeps_the_page_and_drops_the_feature(small_view):
     import dashboard.app  # noqa: F401
     from dash.exceptions import PreventUpdate
     from dashboard.components.navbar import pick_run, sync_navbar
+    from dashboard.lib import store
+    v, _ = small_view
+    store.configure(v.run.path.parent.parent)  # other tests point the store elsewhere
     assert pick_run("other", "/words", "?run=small&word=cat&feature=3") == "/words?run=other&word=cat"
     assert pick_run("other", "/", "?run=small") == "/?run=other"
     with pytest.raises(PreventUpdate):  # the URL already shows this run: no new history entry
