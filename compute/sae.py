@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from compute.config import SAEConfig
 
 HISTORY_COLUMNS = ("step", "loss", "mse", "l0", "fvu", "dead")
-MAX_EPOCHS = 128
+MAX_EPOCHS = 150
 COMPUTE_BUDGET = 2e11  # encoder multiply-adds per run when steps/epochs are not set
 
 
@@ -41,8 +41,8 @@ def check_config(cfg: SAEConfig, d: int) -> int:
 
 def default_steps(n: int, d: int, d_sae: int, cfg: SAEConfig) -> int:
     """Steps when neither `steps` nor `epochs` is set: at most MAX_EPOCHS passes over the words and a fixed
-    compute budget (encoder multiply-adds), clipped to [200, 5000]. A 20k x 50 GloVe matrix with 1024
-    features gets 4000 steps of 512; 20k x 384 MiniLM vectors with 2048 features a few hundred."""
+    compute budget (encoder multiply-adds), clipped to [200, 6000]. A 20k x 50 GloVe matrix with 1024
+    features gets ~5900 steps of 512; 20k x 384 MiniLM vectors with 2048 features a few hundred."""
     batch = min(cfg.batch_size, n)
     if cfg.steps is not None:
         return cfg.steps
@@ -50,7 +50,7 @@ def default_steps(n: int, d: int, d_sae: int, cfg: SAEConfig) -> int:
         return max(1, int(math.ceil(cfg.epochs * n / batch)))
     by_epochs = math.ceil(MAX_EPOCHS * n / batch)
     by_budget = int(COMPUTE_BUDGET / (batch * d * d_sae))
-    return int(np.clip(min(by_epochs, by_budget), 200, 5000))
+    return int(np.clip(min(by_epochs, by_budget), 200, 6000))
 
 
 class SAE(nn.Module):
