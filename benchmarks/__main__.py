@@ -36,7 +36,14 @@ def main(argv=None) -> int:
     ap.add_argument("--fresh", action="store_true", help="do not keep other benchmarks' entries from --out")
     ap.add_argument("--budget-min", type=float, default=None,
                     help="scaling skips sizes that would end after this many minutes (default: 55, quick: none)")
+    ap.add_argument("--merge", nargs="+", type=Path, default=[], metavar="JSON",
+                    help="take these results files' benchmark entries into --out (runs nothing unless --only)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="end_to_end/scaling: take a size's figures from a worker's result file in the work dir "
+                         "when there is one, instead of running it again")
     args = ap.parse_args(argv)
+    if args.reuse:
+        os.environ["LEXISCOPE_BENCH_REUSE"] = "1"
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore")
@@ -51,7 +58,14 @@ def main(argv=None) -> int:
         command="python -m benchmarks" + (" --quick" if args.quick else ""),
         machine=common.machine(), gpu=common.gpu(), versions=common.versions())
     benches = results.setdefault("benchmarks", {})
-    names = args.only or list(BENCHMARKS)
+    for other in args.merge:
+        merged = common.load_results(other).get("benchmarks", {})
+        if not merged:
+            print(f"[benchmarks] {other}: no benchmarks to merge", file=sys.stderr)
+        benches.update(merged)
+    results["benchmarks"] = {k: benches[k] for k in BENCHMARKS if k in benches}
+    benches = results["benchmarks"]
+    names = args.only or ([] if args.merge else list(BENCHMARKS))
     failed = False
     for name in names:
         print(f"[benchmarks] {name} ...", file=sys.stderr, flush=True)

@@ -146,6 +146,11 @@ def result_file(n: int, quick: bool) -> Path:
 def run_size(n: int, quick: bool, timeout_s: int = 2700) -> dict:
     """One size in its own process; its figures (also left in the work dir for the scaling benchmark)."""
     out = result_file(n, quick)
+    if os.environ.get("LEXISCOPE_BENCH_REUSE") == "1" and out.is_file():
+        r = json.loads(out.read_text())  # a worker that finished earlier (e.g. after its parent had stopped)
+        r["reused_result_file"] = str(out)
+        print(f"[end_to_end] n={n:,}: reusing {out}", file=sys.stderr)
+        return r
     out.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "benchmarks.end_to_end", "--worker", "--n", str(n), "--out", str(out)]
     if quick:

@@ -26,6 +26,8 @@ def growth(ns, ts) -> list:
 def run(quick: bool = False) -> dict:
     sizes = QUICK_SIZES if quick else FULL_SIZES
     biggest = sizes[-1]
+    only = os.environ.get("LEXISCOPE_BENCH_SCALING_SIZES")  # e.g. "10000,50000": run only these smaller sizes
+    wanted = {int(x) for x in only.split(",")} if only else set(sizes)
     deadline = float(os.environ.get("LEXISCOPE_BENCH_DEADLINE") or "inf")
     big = result_file(biggest, quick)
     runs, skipped = {}, []
@@ -33,6 +35,9 @@ def run(quick: bool = False) -> dict:
         runs[biggest] = json.loads(big.read_text())
     per_row_s = runs[biggest]["total_s"] / runs[biggest]["n_rows"] if runs else None
     for n in sizes[:-1]:
+        if n not in wanted and not (os.environ.get("LEXISCOPE_BENCH_REUSE") == "1" and result_file(n, quick).is_file()):
+            skipped.append(n)
+            continue
         # Fixed costs (SAE steps, UMAP compilation) do not shrink with n: estimate generously.
         estimate = 1.5 * (per_row_s * n + 0.3 * runs[biggest]["total_s"]) if per_row_s else 0
         if time.time() + estimate > deadline:
