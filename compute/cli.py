@@ -35,7 +35,7 @@ def precompute(plan: Optional[Path] = typer.Argument(None, help="YAML plan (defa
     """Compute every run of a plan into the store (runs already there are skipped)."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("lexiscope").setLevel(logging.INFO)
-    if queue is True:  # `is True`: demo() calls this function directly, leaving the typer default object
+    if queue:
         return queue_plan(plan, store)
     try:
         from compute.config import load_plan
@@ -138,12 +138,7 @@ def demo(store: Optional[Path] = StoreOpt,
          host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8050),
          device: str = typer.Option("auto")):
     """Precompute the default plan when needed, then serve the dashboard."""
-    precompute(None, store=store, device=device, force=False)
-    try:
-        import dashboard.app  # noqa: F401
-    except ImportError:
-        print_catalog(store)
-        return
+    precompute(None, store=store, device=device, force=False, queue=False)
     serve(store=store, host=host, port=port)
 
 
