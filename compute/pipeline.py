@@ -46,19 +46,23 @@ def precompute(plan: Plan, store=None, device: str = "auto", force: bool = False
     ids = []
     # STS data of every run is read (and checked) before any run is computed or written.
     for cfg in sts.prepare_runs(plan.runs, plan.sts_dir):
-        ids += precompute_run(cfg, store, device, force, progress)
+        ids += _precompute_prepared(cfg, store, device, force, progress)
     return ids
 
 
 def precompute_run(cfg: RunConfig, store=None, device: str = "auto", force: bool = False,
                    progress: Progress | None = None) -> list[str]:
     """All layers of one run config. Layers whose config hash is already stored are skipped."""
+    return _precompute_prepared(sts.prepare_runs([cfg])[0], store, device, force, progress)
+
+
+def _precompute_prepared(cfg: RunConfig, store, device, force, progress) -> list[str]:
+    """precompute_run for a config whose STS data sts.prepare_runs has already checked."""
     root = default_root(store)
     catalog = Catalog(root)
     device = resolve_device(device)
     progress = progress or Progress()
     name = cfg.name or cfg.model
-    cfg = sts.prepare_runs([cfg])[0]
 
     if embeddings.is_static(cfg.model):
         kind = "static"
