@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from store.settings import settings
+
 RESULTS_DIR = Path(__file__).parent / "results"
 NO_GPU_NOTE = "no GPU machine was lent to this task; GPU figures not measured"
 
@@ -27,13 +29,13 @@ def bench_threads() -> int:
     jobs share this machine's 2 cores; under oversubscription torch's 2 OpenMP threads were measured 9-35x
     slower than 1 thread (compute.sae.fit, 40 steps), so 1 thread gives steadier, fairer comparisons.
     0 = leave the libraries' defaults."""
-    return int(os.environ.get("LEXISCOPE_BENCH_THREADS", "1"))
+    return settings().bench_threads
 
 
 def work_dir() -> Path:
     """Scratch space for stores the benchmarks build (kept between runs: the dashboard benchmark reuses the
     400k end-to-end store). LEXISCOPE_BENCH_DIR overrides."""
-    p = Path(os.environ.get("LEXISCOPE_BENCH_DIR") or Path.home() / ".cache" / "lexiscope-bench")
+    p = settings().bench_dir or Path.home() / ".cache" / "lexiscope-bench"
     p.mkdir(parents=True, exist_ok=True)
     return p
 

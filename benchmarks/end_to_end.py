@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import PeakMemory, bench_threads, row, ru_maxrss_bytes, work_dir
+from store.settings import settings
 
 FULL_SIZES = (10_000, 50_000, 200_000, 400_000)
 QUICK_SIZES = (1_000, 2_000)
@@ -146,7 +147,7 @@ def result_file(n: int, quick: bool) -> Path:
 def run_size(n: int, quick: bool, timeout_s: int = 2700) -> dict:
     """One size in its own process; its figures (also left in the work dir for the scaling benchmark)."""
     out = result_file(n, quick)
-    if os.environ.get("LEXISCOPE_BENCH_REUSE") == "1" and out.is_file():
+    if settings().bench_reuse and out.is_file():
         r = json.loads(out.read_text())  # a worker that finished earlier (e.g. after its parent had stopped)
         r["reused_result_file"] = str(out)
         print(f"[end_to_end] n={n:,}: reusing {out}", file=sys.stderr)

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 
 from benchmarks.common import row
 from benchmarks.end_to_end import FULL_SIZES, QUICK_SIZES, notes, result_file, run_size
+from store.settings import settings
 
 
 def growth(ns, ts) -> list:
@@ -26,16 +26,16 @@ def growth(ns, ts) -> list:
 def run(quick: bool = False) -> dict:
     sizes = QUICK_SIZES if quick else FULL_SIZES
     biggest = sizes[-1]
-    only = os.environ.get("LEXISCOPE_BENCH_SCALING_SIZES")  # e.g. "10000,50000": run only these smaller sizes
+    only = settings().bench_scaling_sizes  # e.g. "10000,50000": run only these smaller sizes
     wanted = {int(x) for x in only.split(",")} if only else set(sizes)
-    deadline = float(os.environ.get("LEXISCOPE_BENCH_DEADLINE") or "inf")
+    deadline = settings().bench_deadline or float("inf")
     big = result_file(biggest, quick)
     runs, skipped = {}, []
     if big.is_file():
         runs[biggest] = json.loads(big.read_text())
     per_row_s = runs[biggest]["total_s"] / runs[biggest]["n_rows"] if runs else None
     for n in sizes[:-1]:
-        if n not in wanted and not (os.environ.get("LEXISCOPE_BENCH_REUSE") == "1" and result_file(n, quick).is_file()):
+        if n not in wanted and not (settings().bench_reuse and result_file(n, quick).is_file()):
             skipped.append(n)
             continue
         # Fixed costs (SAE steps, UMAP compilation) do not shrink with n: estimate generously.

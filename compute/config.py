@@ -1,12 +1,20 @@
 """Typed, validated plans. A plan is a YAML file listing runs; see compute/data/default_plan.yaml."""
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from store.settings import settings
 
 DATA_DIR = Path(__file__).parent / "data"
 DEFAULT_PLAN = DATA_DIR / "default_plan.yaml"
@@ -86,7 +94,7 @@ class STSConfig(_Strict):
     split: Literal["train", "dev", "test"] = "test"
 
     def folder(self) -> Path | None:
-        p = self.path or os.environ.get("LEXISCOPE_STS_DIR")
+        p = self.path or settings().sts_dir
         return Path(p) if p else None
 
 

@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from compute.embeddings import ModelError  # one error class for every kind of model
+from store.settings import settings
 
 
 def _minilm_dir() -> str:
@@ -132,7 +133,7 @@ def read_corpus(spec: str, sts_dir=None) -> list[str]:
         from gensim.test.utils import datapath
         sentences = split_sentences(Path(datapath("lee_background.cor")).read_text(encoding="utf-8"))
     elif spec.startswith("stsb:"):
-        folder = sts_dir or os.environ.get("LEXISCOPE_STS_DIR")
+        folder = sts_dir or settings().sts_dir
         if not folder:
             raise ValueError(f"corpus '{spec}': set LEXISCOPE_STS_DIR (or the plan's sts_dir) to the STS-B folder")
         sentences = read_sts_sentences(folder, spec.split(":", 1)[1])

@@ -30,6 +30,7 @@ import yaml
 from compute.config import PlanError, RunConfig, parse_run
 from store import jobs as jobstore
 from store.schema import default_root
+from store.settings import SettingsError, settings
 
 log = logging.getLogger("lexiscope.queue")
 
@@ -62,7 +63,11 @@ class Policy:
     @classmethod
     def load(cls) -> "Policy":
         p = cls()
-        path = os.environ.get("LEXISCOPE_JOBS_POLICY")
+        try:
+            env = settings()
+        except SettingsError as e:
+            raise PlanError(str(e)) from None
+        path = env.jobs_policy
         if path:
             try:
                 data = yaml.safe_load(Path(path).read_text()) or {}
@@ -73,12 +78,11 @@ class Policy:
                 raise PlanError(f"LEXISCOPE_JOBS_POLICY: unknown keys {sorted(unknown)}")
             for k, v in data.items():
                 setattr(p, k, [str(m) for m in v] if k == "models" else _int(v, f"LEXISCOPE_JOBS_POLICY: {k}"))
-        if os.environ.get("LEXISCOPE_MODELS"):
-            p.models = [m.strip() for m in os.environ["LEXISCOPE_MODELS"].split(",") if m.strip()]
-        for key, env in (("max_vocabulary", "LEXISCOPE_MAX_VOCABULARY"), ("max_sae_steps", "LEXISCOPE_MAX_SAE_STEPS"),
-                         ("max_d_sae", "LEXISCOPE_MAX_D_SAE"), ("max_jobs_per_user", "LEXISCOPE_MAX_JOBS_PER_USER")):
-            if os.environ.get(env):
-                setattr(p, key, _int(os.environ[env], env))
+        if env.models:
+            p.models = list(env.models)
+        for key in ("max_vocabulary", "max_sae_steps", "max_d_sae", "max_jobs_per_user"):
+            if getattr(env, key) is not None:
+                setattr(p, key, getattr(env, key))
         return p
 
 
@@ -132,7 +136,7 @@ def check_run(data, policy: Policy | None = None, source: str = "run") -> RunCon
 
 def broker_url(root=None, broker: str | None = None) -> str:
     """The broker: the argument, else $LEXISCOPE_BROKER_URL, else a SQLite file in the store."""
-    url = broker or os.environ.get("LEXISCOPE_BROKER_URL")
+    url = broker or settings().broker_url
     if url:
         return url
     return f"sqla+sqlite:///{Path(default_root(root)).resolve() / 'queue.sqlite'}"
@@ -375,6 +379,7 @@ def _remove_runs_of(cfgs: list[RunConfig], root, names):
     """A cancelled job writes nothing: remove the complete runs it wrote before the cancel reached it
     (earlier layers of a multi-layer run, or a write that finished just as the cancel came)."""
     import h5py
+
     from store.schema import runs_dir
     for name in names:
         path = runs_dir(root) / name

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from store.schema import TMP_PREFIX, StoreError, default_root, runs_dir
+from store.settings import settings
 
 try:
     import fcntl
@@ -36,7 +37,7 @@ FIELDS = ("id", "config", "status", "stage", "progress", "worker", "device", "ho
 
 def heartbeat_timeout() -> float:
     """Seconds without a heartbeat after which a running job counts as crashed ($LEXISCOPE_HEARTBEAT_TIMEOUT)."""
-    return float(os.environ.get("LEXISCOPE_HEARTBEAT_TIMEOUT", 60))
+    return settings().heartbeat_timeout
 
 
 def now_iso() -> str:

@@ -1,6 +1,7 @@
 """Store layout constants. The full schema is documented in docs/store.md."""
-import os
 from pathlib import Path
+
+from store.settings import settings
 
 SCHEMA_VERSION = 1
 RUN_SUFFIX = ".h5"
@@ -17,7 +18,7 @@ class StoreError(Exception):
 
 def default_root(root=None) -> Path:
     """The store root: the argument, else $LEXISCOPE_STORE, else ./lexiscope-store."""
-    return Path(root or os.environ.get("LEXISCOPE_STORE") or "lexiscope-store")
+    return Path(root) if root else settings().store
 
 
 def runs_dir(root=None) -> Path:

@@ -2,7 +2,7 @@
 for job records and the per-user job cap. Switched on by LEXISCOPE_AUTH='alice:secret,bob:pw' (or
 `lexiscope serve --auth ...`, which sets it). Use it behind HTTPS: basic auth sends the password in
 every request."""
-import os
+from store.settings import settings
 
 
 def parse_users(spec: str) -> dict[str, str]:
@@ -20,7 +20,7 @@ def parse_users(spec: str) -> dict[str, str]:
 
 def enable_auth(app, spec: str | None = None) -> bool:
     """Protect every page and callback of `app` with basic auth when users are configured."""
-    users = parse_users(spec if spec is not None else os.environ.get("LEXISCOPE_AUTH", ""))
+    users = parse_users(spec if spec is not None else settings().auth)
     if not users:
         return False
     from dash_auth import BasicAuth

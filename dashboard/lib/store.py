@@ -11,13 +11,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from store import Catalog, Run, StoreError
+from store.settings import settings
 
 DEFAULT_MAX_POINTS = 20_000
 _lock = threading.RLock()
 _state = {"root": None, "catalog": None, "pid": None, "max_points": None}
 _views: "OrderedDict[tuple, RunView]" = OrderedDict()
 MAX_CACHED_RUNS = 4
-WARM_UP = os.environ.get("LEXISCOPE_WARM_UP", "1") != "0"  # build a run's indexes in the background
 
 
 def configure(root=None, max_points: int | None = None):
@@ -28,7 +28,7 @@ def configure(root=None, max_points: int | None = None):
 
 
 def max_points() -> int:
-    value = _state["max_points"] or os.environ.get("LEXISCOPE_MAX_POINTS") or DEFAULT_MAX_POINTS
+    value = _state["max_points"] or settings().max_points or DEFAULT_MAX_POINTS
     return max(1, int(value))
 
 
@@ -66,7 +66,7 @@ def view(run_id: str) -> "RunView":
         if v is None:
             v = RunView(run)
             _views[key] = v
-            if WARM_UP:
+            if settings().warm_up:
                 threading.Thread(target=v.warm, name=f"warm-{run_id}", daemon=True).start()
             while len(_views) > MAX_CACHED_RUNS:
                 _views.popitem(last=False)
