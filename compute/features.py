@@ -12,6 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from compute.sae import SAE, encode_numpy, fvu as sae_fvu
+from store import schema
 
 TOP_WORDS = 50
 QUANTILE_BINS, QUANTILE_WORDS = 5, 5
@@ -279,30 +280,30 @@ def sae_output(sae: SAE, X: np.ndarray, words: Sequence[str], groups: np.ndarray
                  intrusion=intr["intrusion"], intrusion_raw=intr["intrusion_raw"],
                  intrusion_rotated=intr["intrusion_rotated"], config=sae.config)
     out = {
-        "sae": attrs,
-        "sae/W_enc": sae.W_enc.detach().numpy().astype(np.float32),
-        "sae/b_enc": sae.b_enc.detach().numpy().astype(np.float32),
-        "sae/W_dec": W_dec,
-        "sae/b_dec": sae.b_dec.detach().numpy().astype(np.float32),
-        "sae/norm_mean": sae.mu.numpy().astype(np.float32),
-        "sae/norm_scale": np.array([float(sae.scale)], dtype=np.float32),
-        "sae/acts": acts,
-        "sae/density": density,
-        "sae/mono_score": mono,
-        "sae/max_act": max_act,
-        "sae/best_group": best_group,
-        "sae/group_scores": group_scores,
-        "sae/top_words": top_words, "sae/top_acts": top_acts,
-        "sae/quantile_words": q_words, "sae/quantile_acts": q_acts,
-        "sae/decoder_neighbors": nb_idx, "sae/decoder_neighbor_cos": nb_cos,
-        "sae/correlated": corr_idx, "sae/correlated_cos": corr_cos,
-        "sae/feature_map": fmap,
-        "sae/feature_intrusion": intr["per_feature"],
+        schema.SAE.path: attrs,
+        schema.SAE.W_enc: sae.W_enc.detach().numpy().astype(np.float32),
+        schema.SAE.b_enc: sae.b_enc.detach().numpy().astype(np.float32),
+        schema.SAE.W_dec: W_dec,
+        schema.SAE.b_dec: sae.b_dec.detach().numpy().astype(np.float32),
+        schema.SAE.norm_mean: sae.mu.numpy().astype(np.float32),
+        schema.SAE.norm_scale: np.array([float(sae.scale)], dtype=np.float32),
+        schema.SAE.acts.path: acts,
+        schema.SAE.density: density,
+        schema.SAE.mono_score: mono,
+        schema.SAE.max_act: max_act,
+        schema.SAE.best_group: best_group,
+        schema.SAE.group_scores: group_scores,
+        schema.SAE.top_words: top_words, schema.SAE.top_acts: top_acts,
+        schema.SAE.quantile_words: q_words, schema.SAE.quantile_acts: q_acts,
+        schema.SAE.decoder_neighbors: nb_idx, schema.SAE.decoder_neighbor_cos: nb_cos,
+        schema.SAE.correlated: corr_idx, schema.SAE.correlated_cos: corr_cos,
+        schema.SAE.feature_map: fmap,
+        schema.SAE.feature_intrusion: intr["per_feature"],
     }
     hist = history if history is not None else sae.history
-    for col in ("step", "loss", "mse", "l0", "fvu", "dead"):
+    for col, path in schema.SAE.history.datasets().items():
         vals = np.asarray(hist[col])
-        out[f"sae/history/{col}"] = vals.astype(np.int64 if col in ("step", "dead") else np.float32)
+        out[path] = vals.astype(np.int64 if col in ("step", "dead") else np.float32)
     return out
 
 
@@ -321,4 +322,4 @@ def sae_similarity_output(sae: SAE, full_vocab: Sequence[str], X_full: np.ndarra
             attrs[f"{name}_covered{suffix}"] = r["covered"]
     # "/sae", not "sae": the same HDF5 group, but a different key, so that merging this dict into
     # sae_output's with dict.update adds these attributes instead of replacing sae_output's.
-    return {"/sae": attrs}
+    return {f"/{schema.SAE.path}": attrs}

@@ -20,6 +20,7 @@ from scipy.stats import spearmanr
 from threadpoolctl import threadpool_limits
 
 from compute.config import GeometryConfig
+from store.schema import ENHANCED, GEOMETRY, LANGUAGES, Enhanced, Geometry
 
 CHUNK = 65536  # rows per block: bounds the float64 working copies on 400k-row vocabularies
 Progress = Callable[[str, float], None] | None
@@ -205,19 +206,19 @@ def _spearman(a, b) -> float:
 # ---------------------------------------------------------------------------------------------
 
 def analyse(X, cfg: GeometryConfig | None = None, zipf: np.ndarray | None = None,
-            group: str = "geometry", progress: Progress = None) -> dict:
-    """All isotropy measures of X as a stage OUTPUT: attrs of `<group>` plus its arrays."""
+            group: Geometry = GEOMETRY, progress: Progress = None) -> dict:
+    """All isotropy measures of X as a stage OUTPUT: attrs of `group` plus its arrays."""
     cfg = cfg or GeometryConfig()
     X = _check(X)
     say = progress or (lambda stage, fraction: None)
-    say(group, 0.0)
+    say(group.path, 0.0)
     exact = i_cos(X)
     sampled, cc_D = i_cos_sampled(X, cfg.pairs, cfg.seed)
-    say(group, 0.3)
+    say(group.path, 0.3)
     pc = i_pc(X)
     basis = _pca_basis(X)
     iso = _isoscore(*basis[1:])
-    say(group, 0.6)
+    say(group.path, 0.6)
     coords_N2, ratio = pca2(X, basis)
     top3 = np.argsort(-cc_D, kind="stable")[:3]
     share = float(cc_D[top3].sum() / sampled) if np.isfinite(sampled) and sampled != 0 else float("nan")
@@ -235,14 +236,14 @@ def analyse(X, cfg: GeometryConfig | None = None, zipf: np.ndarray | None = None
     mean_D = basis[0]
     outliers = outlier_dims(mean_D, cfg.outlier_sigma)
     attrs["n_outlier_dims"] = int(len(outliers))
-    say(group, 1.0)
+    say(group.path, 1.0)
     return {
-        group: attrs,
-        f"{group}/mean": mean_D.astype(np.float32),
-        f"{group}/cos_contrib": cc_D.astype(np.float32),
-        f"{group}/outlier_dims": outliers,
-        f"{group}/pca2": coords_N2,
-        f"{group}/pca2_explained": ratio,
+        group.path: attrs,
+        group.mean: mean_D.astype(np.float32),
+        group.cos_contrib: cc_D.astype(np.float32),
+        group.outlier_dims: outliers,
+        group.pca2: coords_N2,
+        group.pca2_explained: ratio,
     }
 
 
@@ -314,7 +315,7 @@ def fit_enhancement(X, clusters: int = 7, pcs_removed: int = 12, seed: int = 0) 
 
 
 def enhancement_output(X, enh: Enhancement, cfg: GeometryConfig | None = None,
-                       group: str = "enhanced") -> dict:
+                       group: Enhanced = ENHANCED) -> dict:
     """Isotropy of the enhanced vectors as a stage OUTPUT, plus the fitted enhancement."""
     cfg = cfg or GeometryConfig()
     x_enh = enh.apply(X)
@@ -322,11 +323,11 @@ def enhancement_output(X, enh: Enhancement, cfg: GeometryConfig | None = None,
     attrs = dict(i_cos=i_cos(x_enh), i_cos_sampled=sampled, i_pc=i_pc(x_enh), isoscore=isoscore(x_enh),
                  clusters=int(len(enh.centroids)), pcs_removed=int(enh.directions.shape[1]))
     return {
-        group: attrs,
-        f"{group}/centroids": enh.centroids.astype(np.float32),
-        f"{group}/means": enh.means.astype(np.float32),
-        f"{group}/directions": enh.directions.astype(np.float32),
-        f"{group}/cluster": enh.assign(X).astype(np.int16),
+        group.path: attrs,
+        group.centroids: enh.centroids.astype(np.float32),
+        group.means: enh.means.astype(np.float32),
+        group.directions: enh.directions.astype(np.float32),
+        group.cluster: enh.assign(X).astype(np.int16),
     }
 
 
@@ -354,7 +355,7 @@ def per_language(X, langs, cfg: GeometryConfig | None = None, source_lang: str =
     out: dict = {}
     table = []
     for step, lang in enumerate(present):
-        say("languages", step / len(present))
+        say(LANGUAGES.path, step / len(present))
         x_lang = X[langs == lang]
         row = dict(language=lang, n=int(len(x_lang)))
         if len(x_lang) >= 2:
@@ -366,9 +367,9 @@ def per_language(X, langs, cfg: GeometryConfig | None = None, source_lang: str =
             if zero_shot is not None:
                 x_zs = zero_shot.apply(x_lang)
                 row.update(i_cos_zero_shot=i_cos(x_zs), i_pc_zero_shot=i_pc(x_zs))
-        out[f"languages/{lang}"] = row
+        out[LANGUAGES.of(lang)] = row
         table.append(row)
-    say("languages", 1.0)
-    out["languages"] = dict(languages=present, source=source, table=table,
+    say(LANGUAGES.path, 1.0)
+    out[LANGUAGES.path] = dict(languages=present, source=source, table=table,
                             clusters=int(cfg.clusters), pcs_removed=int(cfg.pcs_removed))
     return out

@@ -6,6 +6,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 
 from compute.config import ProjectionConfig
+from store.schema import NEIGHBORS, PROJECTIONS, Neighbors
 
 # Up to this many rows the exact k-NN (chunked matrix products) beats building an approximate index.
 EXACT_KNN_MAX = 60_000
@@ -68,10 +69,10 @@ def _self_first(idx, dist):
     return idx, dist
 
 
-def neighbors_output(idx, dist, k: int, group: str = "neighbors") -> dict:
+def neighbors_output(idx, dist, k: int, group: Neighbors = NEIGHBORS) -> dict:
     """Stored neighbours exclude the word itself."""
-    return {f"{group}/indices": idx[:, 1:k + 1].astype(np.int32),
-            f"{group}/cos": (1.0 - dist[:, 1:k + 1]).astype(np.float32)}
+    return {group.indices: idx[:, 1:k + 1].astype(np.int32),
+            group.cos: (1.0 - dist[:, 1:k + 1]).astype(np.float32)}
 
 
 def umap_embed(X, idx, dist, n_components: int, cfg: ProjectionConfig) -> np.ndarray:
@@ -96,12 +97,12 @@ def projections_output(X, cfg: ProjectionConfig, progress=None) -> dict:
     if len(X) > cfg.n_neighbors + 1:
         if cfg.umap3d:
             step("umap 3d", 0.0)
-            out["projections/umap3d"] = umap_embed(X, idx, dist, 3, cfg)
+            out[PROJECTIONS.umap3d] = umap_embed(X, idx, dist, 3, cfg)
         if cfg.umap2d:
             step("umap 2d", 0.0)
-            out["projections/umap2d"] = umap_embed(X, idx, dist, 2, cfg)
+            out[PROJECTIONS.umap2d] = umap_embed(X, idx, dist, 2, cfg)
     if cfg.pca2:
-        out["projections/pca2"] = PCA(2, random_state=cfg.seed).fit_transform(
+        out[PROJECTIONS.pca2] = PCA(2, random_state=cfg.seed).fit_transform(
             np.asarray(X, dtype=np.float64)).astype(np.float32)
     step("projections", 1.0)
     return out

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+from store.schema import SIMILARITY, Similarity
+
 BENCHMARK_FILES = {"wordsim353": "wordsim353.tsv", "simlex999": "simlex999.txt"}
 
 
@@ -78,7 +80,7 @@ def word_similarity(vocab: Sequence[str], X: np.ndarray,
 
 
 def similarity_output(results_before: dict, results_after: dict | None = None,
-                      group: str = "similarity") -> dict:
+                      group: Similarity = SIMILARITY) -> dict:
     """Stage OUTPUT: attrs `<name>_spearman`, `<name>_pairs`, `<name>_covered`, and with
     `results_after` the same keys suffixed `_enhanced`."""
     attrs = {}
@@ -86,4 +88,4 @@ def similarity_output(results_before: dict, results_after: dict | None = None,
         for name, r in (results or {}).items():
             for key in ("spearman", "pairs", "covered"):
                 attrs[f"{name}_{key}{suffix}"] = r[key]
-    return {group: attrs}
+    return {group.path: attrs}

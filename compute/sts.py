@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
+from store.schema import STS
+
 log = logging.getLogger("lexiscope.compute")
 
 SPLITS = ("train", "dev", "test")
@@ -274,13 +276,13 @@ def sts_output(results: dict[str, dict], split: str, clusters: int, pcs_removed:
     def clean(v):
         return None if isinstance(v, float) and not math.isfinite(v) else v
     table = [{"language": lang, **{k: clean(v) for k, v in row.items()}} for lang, row in results.items()]
-    out = {"sts": dict(languages=list(results), columns=list(COLUMNS), split=split, source=source or "",
+    out = {STS.path: dict(languages=list(results), columns=list(COLUMNS), split=split, source=source or "",
                        clusters=int(clusters), pcs_removed=int(pcs_removed), seed=int(seed),
                        fit_on="sentence vectors", pooling=pooling, metric="spearman x100 of cosine",
                        table=table)}
     for lang, row in results.items():
-        out[f"sts/{lang}"] = dict(row)
-    out["sts/scores"] = np.array([[row[c] for c in COLUMNS] for row in results.values()], dtype=np.float32)
+        out[STS.of(lang)] = dict(row)
+    out[STS.scores] = np.array([[row[c] for c in COLUMNS] for row in results.values()], dtype=np.float32)
     return out
 
 

@@ -7,6 +7,7 @@ import yaml
 import wordfreq
 
 from compute.config import DEFAULT_GROUPS, PlanError, VocabularyConfig
+from store.schema import GROUPS, WORDS
 
 
 @dataclass
@@ -27,9 +28,9 @@ class Vocabulary:
 
     def output(self) -> dict:
         """The /words and /groups datasets of a run."""
-        return {"words/text": list(self.words), "words/lang": list(self.langs),
-                "words/zipf": self.zipf.astype(np.float32), "words/group": self.groups.astype(np.int16),
-                "groups/names": list(self.group_names)}
+        return {WORDS.text: list(self.words), WORDS.lang: list(self.langs),
+                WORDS.zipf: self.zipf.astype(np.float32), WORDS.group: self.groups.astype(np.int16),
+                GROUPS.names: list(self.group_names)}
 
 
 def load_concept_groups(spec: str | dict | None) -> dict[str, list[str]]:

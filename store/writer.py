@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import scipy.sparse as sp
 
-from store.schema import SCHEMA_VERSION, TMP_PREFIX, run_path, runs_dir
+from store.schema import CSR, ROOT, ROOT_ATTRS, SCHEMA_VERSION, TMP_PREFIX, run_path, runs_dir
 
 # Compress arrays above this many bytes; smaller ones are cheaper to read raw.
 COMPRESS_MIN_BYTES = 64 * 1024
@@ -32,16 +32,19 @@ class RunWriter:
     """
 
     def __init__(self, root, run_id: str, *, model: str, layer: int, n_layers: int, source: str,
-                 config: dict, config_hash: str):
+                 config: dict, config_hash: str, family: str | None = None):
         self.root = Path(root)
         self.run_id = run_id
         self.final = run_path(root, run_id)
         self.tmp = runs_dir(root) / f"{TMP_PREFIX}{run_id}-{os.getpid()}.h5"
-        self.root_attrs = dict(
-            schema_version=SCHEMA_VERSION, run_id=run_id, model=model, layer=int(layer),
-            n_layers=int(n_layers), source=source, config=json.dumps(config, sort_keys=True),
-            config_hash=config_hash, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            lexiscope_version=_version())
+        values = {
+            ROOT.schema_version: SCHEMA_VERSION, ROOT.run_id: run_id, ROOT.model: model, ROOT.layer: int(layer),
+            ROOT.n_layers: int(n_layers), ROOT.source: source, ROOT.config: json.dumps(config, sort_keys=True),
+            ROOT.config_hash: config_hash, ROOT.family: family,
+            ROOT.created: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            ROOT.lexiscope_version: _version()}
+        # Every root attribute of the schema, in its order; `family` is left out when not given.
+        self.root_attrs = {k: values[k] for k in ROOT_ATTRS if values[k] is not None}
         self.f = None
 
     def __enter__(self):
@@ -96,11 +99,11 @@ class RunWriter:
 
     def put_csr(self, path: str, matrix, attrs: dict | None = None):
         """A sparse matrix as {indptr, indices, data} plus a `shape` attribute."""
-        m = sp.csr_matrix(matrix)
-        self.put(f"{path}/indptr", m.indptr.astype(np.int64))
-        self.put(f"{path}/indices", m.indices.astype(np.int32))
-        self.put(f"{path}/data", m.data.astype(np.float32))
-        self.set_attrs(path, {"shape": np.asarray(m.shape, dtype=np.int64), **(attrs or {})})
+        m, at = sp.csr_matrix(matrix), CSR(path)
+        self.put(at.indptr, m.indptr.astype(np.int64))
+        self.put(at.indices, m.indices.astype(np.int32))
+        self.put(at.data, m.data.astype(np.float32))
+        self.set_attrs(at.path, {"shape": np.asarray(m.shape, dtype=np.int64), **(attrs or {})})
 
     def set_attrs(self, path: str, attrs: dict):
         g = self.f.require_group(path) if path not in ("", "/") else self.f
