@@ -159,17 +159,21 @@ def word_map(coords: np.ndarray, rows: np.ndarray, words, *, color: str = "group
 
 # -- runs and geometry ------------------------------------------------------------------------
 
-def measure_across_layers(table, measure: str, label: str | None = None) -> dict:
-    """One line per model of `measure` against layer; each point's customdata is its run_id."""
+def measure_across_layers(table, measure: str, label: str | None = None, by: str = "model",
+                          names: dict | None = None) -> dict:
+    """One line of `measure` against layer per value of column `by` (a model, a run family), named by
+    `names` (default: the value itself); each point's customdata is its run_id."""
     data = []
+    names = names or {}
     if measure in table:
-        for model, sub in table.sort_values("layer").groupby("model", sort=True):
+        for key, sub in table.sort_values("layer").groupby(by, sort=True):
             y = sub[measure].astype(float).to_numpy()
             ok = np.isfinite(y)
             if not ok.any():
                 continue
             data.append(dict(type="scatter", x=typed(sub["layer"].to_numpy()[ok], np.int32), y=_f32(y[ok]),
-                             mode="lines+markers", name=str(model), customdata=_strs(sub["run_id"][ok]),
+                             mode="lines+markers", name=str(names.get(key, key)),
+                             customdata=_strs(sub["run_id"][ok]),
                              hovertemplate="%{customdata}<br>layer %{x}: %{y:.4f}<extra></extra>"))
     fig = figure(data, label or measure, 280, x_title="layer", y_title=label or measure,
                  legend=dict(orientation="h", y=-0.35), showlegend=True)

@@ -5,18 +5,11 @@ from pathlib import Path
 import pytest
 
 from compute.config import parse_plan
+from helpers import SMALL_GLOVE_RUN  # noqa: F401  (test_cli.py still imports it from here)
 
 REPO = Path(__file__).resolve().parents[1]
 # Real STS-B data sits beside the repo (never copied into it); LEXISCOPE_STS_DIR overrides.
 STS_DIR = Path(os.environ.get("LEXISCOPE_STS_DIR") or REPO.parent / "shared" / "data" / "stsb-multi-mt")
-
-SMALL_GLOVE_RUN = {
-    "name": "glove-small",
-    "model": "glove-6b-50d",
-    "vocabulary": {"top_n": 2000, "concept_groups": "default"},
-    "projections": {"n_neighbors": 10, "umap_epochs": 100},
-    "sae": {"arch": "topk", "d_sae": 256, "k": 8, "seed": 0},
-}
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """Acceptance tests of the dashboard in a real headless Chromium (dash[testing]'s dash_duo).
 
 The store: the session's small GloVe run (tests/conftest.py) when the SAE stage is available, else the
-same run without SAE plus a stand-in SAE (tests/test_dashboard_data.py), next to a corrupt run file.
+same run without SAE plus a stand-in SAE (tests/helpers.py), next to a corrupt run file.
 Expected values are read from the run file with plain h5py, independently of the dashboard."""
 import os
 import shutil
@@ -30,7 +30,7 @@ def dash_store(request, tmp_path_factory):
     if has_sae:
         shutil.copy(src, root / "runs" / src.name)
     else:
-        from test_dashboard_data import synthetic_sae_run
+        from helpers import synthetic_sae_run
         run_id = synthetic_sae_run(src, root, run_id + "-sae", d_sae=256, k=8)
     (root / "runs" / "broken-L0-000000000000.h5").write_bytes(b"this is not an HDF5 file" * 100)
     return root, run_id, root / "runs" / f"{run_id}.h5"
@@ -46,7 +46,7 @@ def _glove_run(request, tmp_path_factory):
     except ImportError:
         from compute.config import parse_plan
         from compute.pipeline import precompute
-        from conftest import SMALL_GLOVE_RUN
+        from helpers import SMALL_GLOVE_RUN
         root = tmp_path_factory.mktemp("glove-nosae")
         run_id = precompute(parse_plan({"runs": [{**SMALL_GLOVE_RUN, "sae": None}]}), store=root, device="cpu")[0]
     return root / "runs" / f"{run_id}.h5", run_id

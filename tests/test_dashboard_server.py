@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import requests
 
+from helpers import synthetic_sae
 from store import RunWriter
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,7 +21,6 @@ ROUTE = ".._pages_content.children..._pages_store.data.."
 
 @pytest.fixture(scope="module")
 def tiny_store(tmp_path_factory):
-    from test_dashboard_data import synthetic_sae
     rng = np.random.default_rng(3)
     n = 300
     X = rng.standard_normal((n, 8)).astype(np.float32)

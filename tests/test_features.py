@@ -125,3 +125,20 @@ def test_dist_ratio_sparse_path_equals_dense_path():
     np.testing.assert_array_equal(np.isnan(r_sparse), np.isnan(r_dense))
     np.testing.assert_allclose(r_sparse, r_dense, rtol=1e-6)
     assert m_sparse == pytest.approx(m_dense)
+
+
+def test_pipeline_matches_each_layer_to_the_layer_below(minilm_store):
+    """Every layer L >= 1 of a contextual run stores, per feature, the nearest decoder direction of layer
+    L-1 and its cosine (brute force here), and all layers of the plan entry share one `family`."""
+    from store import Catalog
+    root, ids = minilm_store
+    cat = Catalog(root)
+    runs = {cat.open(i).layer: cat.open(i) for i in ids}
+    assert len({r.attrs["family"] for r in runs.values()}) == 1
+    assert not runs[0].has("sae/prev_layer_match")
+    for layer in range(1, 7):
+        W = runs[layer].array("sae/W_dec").astype(np.float64)
+        V = runs[layer - 1].array("sae/W_dec").astype(np.float64)
+        cos = (W / np.linalg.norm(W, axis=1, keepdims=True)) @ (V / np.linalg.norm(V, axis=1, keepdims=True)).T
+        np.testing.assert_array_equal(runs[layer].array("sae/prev_layer_match"), cos.argmax(axis=1))
+        np.testing.assert_allclose(runs[layer].array("sae/prev_layer_cos"), cos.max(axis=1), atol=1e-5)

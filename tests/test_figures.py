@@ -135,6 +135,17 @@ def test_measure_across_layers_one_line_per_model():
     assert fig["layout"]["xaxis"]["title"]["text"] == "layer"
 
 
+def test_measure_across_layers_one_line_per_family_named():
+    t = pd.DataFrame({"model": ["m"] * 4, "family": ["f1", "f2", "f1", "f2"], "layer": [1, 0, 0, 1],
+                      "run_id": ["a1", "b0", "a0", "b1"], "i_cos": [0.3, 0.6, 0.2, 0.5]})
+    fig = F.measure_across_layers(t, "i_cos", by="family", names={"f1": "plan one"})
+    _valid(fig)
+    one, two = fig["data"]
+    assert one["name"] == "plan one" and list(one["customdata"]) == ["a0", "a1"]
+    np.testing.assert_allclose(F.decode(one["y"]), [0.2, 0.3], rtol=1e-6)
+    assert two["name"] == "f2" and list(two["customdata"]) == ["b0", "b1"]
+
+
 def test_frequency_scatter_samples_reproducibly_and_keeps_word_colour_pairs():
     n = 500
     pca = RNG.standard_normal((n, 2))

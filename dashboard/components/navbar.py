@@ -4,6 +4,7 @@ from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
 from dashboard.lib import store
+from dashboard.lib.runs import run_options
 from dashboard.lib.urls import href, parse, with_params
 
 PAGES = [("Runs", "/"), ("Words", "/words"), ("Features", "/features"), ("Concepts", "/concepts"),
@@ -32,7 +33,7 @@ def sync_navbar(search, pathname):
     """The URL is the source of truth: the picker shows its run, every nav link carries it."""
     run = parse(search).get("run")
     try:
-        options = store.run_options()
+        options = run_options()
         run = run or store.default_run_id()
     except Exception:  # a broken store must not break the navbar
         options = []

@@ -38,3 +38,16 @@ def dimension_stats(E: np.ndarray, zipf: np.ndarray, k: int = 15, bins: int = 60
         out["spearman"] = (R @ zr) / np.maximum(np.linalg.norm(R, axis=1) * np.linalg.norm(zr), 1e-300)
         out["spearman_n"] = int(len(z))
     return out
+
+
+def sigma_band(mean: np.ndarray, k: float = 3.0) -> tuple[float, float]:
+    """mean(m) ± k·std(m) of the mean vector's entries (the outlier rule of DESIGN.md)."""
+    mu, sd = float(np.mean(mean)), float(np.std(mean))
+    return mu - k * sd, mu + k * sd
+
+
+def decoder_loadings(W_dec: np.ndarray, dim: int, limit: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Features whose decoder direction (rows of W_dec) loads most, by |weight|, on dimension `dim`."""
+    col = W_dec[:, dim]
+    order = np.argsort(-np.abs(col))[:limit]
+    return order, col[order]

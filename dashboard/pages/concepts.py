@@ -15,7 +15,9 @@ from dashboard.components.page import run_page
 from dashboard.components.widgets import card, chips, graph
 from dashboard.components.wordmap import clicked_row, map_figure
 from dashboard.lib import store
+from dashboard.lib.concepts import rank_features_for, resolve_group
 from dashboard.lib.urls import href, parse, with_params
+from store.schema import SAE
 
 dash.register_page(__name__, path="/concepts", name="Concepts", title="Lexiscope · concepts", order=3)
 
@@ -31,32 +33,12 @@ def split_words(text) -> list[str]:
     return out
 
 
-def resolve_group(v, group=None, words=None) -> tuple[list[str], np.ndarray, list[str]]:
-    """(known words, their rows, unknown words) for a stored group name or a typed word list."""
-    if words:
-        asked = split_words(words)
-    elif group and group in v.group_names:
-        rows = v.group_rows(v.group_names.index(group))
-        return [str(v.words[r]) for r in rows], rows, []
-    else:
-        return [], np.empty(0, np.int64), []
-    known, rows, unknown = [], [], []
-    for w in asked:
-        r = v.find(w)
-        if r is None:
-            unknown.append(w)
-        else:
-            known.append(str(v.words[r]))
-            rows.append(r)
-    return known, np.asarray(rows, np.int64), unknown
-
-
 @run_page
 def layout(v, group=None, words=None, **_):
     if not v.has_sae:
         return notice("This run has no SAE; the concept explorer ranks SAE features, so it needs one.",
                       id="concepts-no-sae")
-    known, rows, unknown = resolve_group(v, group, words)
+    known, rows, unknown = resolve_group(v, group, split_words(words) if words else None)
     groups = [{"label": g, "value": g} for g in v.group_names]
     controls = card("Concept", dbc.Row([
         dbc.Col([dbc.Textarea(id="concepts-words", value=words or "", rows=2,
@@ -71,7 +53,7 @@ def layout(v, group=None, words=None, **_):
         body.append(notice([f"Not in the vocabulary of {v.run_id} (left out): ", ", ".join(unknown)],
                            color="warning", id="concepts-unknown", className="py-2"))
     if len(rows):
-        ranked = v.rank_features_for(rows, limit=25)
+        ranked = rank_features_for(v, rows, limit=25)
         body.append(dbc.Row([
             dbc.Col([card(f"Group: {len(known)} word(s)", chips([word_link(v.run_id, w) for w in known],
                                                                  id="concepts-known")),
@@ -107,9 +89,9 @@ def _map(v, rows, ranked):
                      title="The group on the word map", limit=max(1, store.max_points() // 2))
     if fig is not None:
         out.append(card(None, graph({"type": "concepts-map", "id": "map"}, fig)))
-    coords = v.sae_array("feature_map")
+    coords = v.run.get(SAE.feature_map)
     if coords is not None:
-        density = v.sae_array("density")
+        density = v.run.get(SAE.density)
         values = np.log10(np.maximum(density, 1e-6)) if density is not None else np.zeros(len(coords), np.float32)
         out.append(card(None, graph({"type": "concepts-fmap", "id": "map"}, figures.feature_map(
             coords, values, highlight=ranked[:10], height=360,

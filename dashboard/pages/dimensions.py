@@ -12,32 +12,28 @@ from dashboard.components.links import dim_link, feature_link, inline_list, word
 from dashboard.components.page import run_page
 from dashboard.components.widgets import card, chips, graph, stat_table
 from dashboard.components.wordmap import clicked_row
+from dashboard.lib.stats import decoder_loadings, sigma_band
 from dashboard.lib.urls import as_int, parse, with_params
+from store.schema import GEOMETRY, SAE
 
 dash.register_page(__name__, path="/dimensions", name="Dimensions", title="Lexiscope · dimensions", order=4)
-
-
-def sigma_band(mean: np.ndarray, k: float = 3.0) -> tuple[float, float]:
-    """mean(m) ± k·std(m) of the mean vector's entries (the outlier rule of DESIGN.md)."""
-    mu, sd = float(np.mean(mean)), float(np.std(mean))
-    return mu - k * sd, mu + k * sd
 
 
 @run_page
 def layout(v, dim=None, **_):
     d = v.d
     k = as_int(dim)
-    mean = v.get("geometry/mean")
-    sigma = float(v.group_attrs("geometry").get("outlier_sigma", 3.0) or 3.0)
+    mean = v.run.get(GEOMETRY.mean)
+    g = v.run.attrs_of(GEOMETRY.path)
+    sigma = float(g.get("outlier_sigma", 3.0) or 3.0)
     top = []
     if mean is not None:
         fig = figures.dimension_bars(mean, outliers=v.outlier_dims, selected=k,
                                      sigma_band=sigma_band(mean, sigma), y_label="mean value",
                                      title="Mean vector (outlier dimensions in orange; click a bar)")
         top.append(dbc.Col(card(None, graph({"type": "dims-bars", "id": "mean"}, fig)), lg=6))
-    cc = v.get("geometry/cos_contrib")
+    cc = v.run.get(GEOMETRY.cos_contrib)
     if cc is not None:
-        g = v.group_attrs("geometry")
         rogue = np.argsort(-cc)[:3]
         fig = figures.dimension_bars(cc, outliers=rogue, selected=k, y_label="contribution to cosine",
                                      title="Contribution to the average cosine (top 3 orange)")
@@ -74,10 +70,10 @@ def dimension_detail(v, k: int):
              ("max", float(ds["max"][k])), ("Spearman with Zipf frequency" + sampled, float(ds["spearman"][k])),
              ("Pearson with Zipf", float(ds["pearson"][k])),
              ("outlier dimension", "yes" if k in set(v.outlier_dims.tolist()) else "no")]
-    cc = v.get("geometry/cos_contrib")
+    cc = v.run.get(GEOMETRY.cos_contrib)
     if cc is not None:
         stats.append(("contribution to cosine", float(cc[k])))
-    mean = v.get("geometry/mean")
+    mean = v.run.get(GEOMETRY.mean)
     parts = [html.H4(f"Dimension {k}", id="dims-selected", className="mb-2")]
     marks = {"mean vector": float(mean[k])} if mean is not None else None
     parts.append(dbc.Row([
@@ -93,7 +89,7 @@ def dimension_detail(v, k: int):
                  id="dims-bottom-words")), md=6)]
     parts.append(dbc.Row(words))
     if v.has_sae:
-        feats, weights = v.decoder_loadings(k, 12)
+        feats, weights = decoder_loadings(v.run.array(SAE.W_dec), k, 12)
         parts.append(card("SAE features that load most on it (decoder weight)", html.Div(
             inline_list([feature_link(rid, f, f"#{f} ({w:+.2f})") for f, w in zip(feats, weights)]),
             id="dims-features", className="lx-chips")))

@@ -12,6 +12,7 @@ from dashboard.components.page import run_page
 from dashboard.components.widgets import bar_list, card, chips, graph, word_search
 from dashboard.components.wordmap import clicked_row, map_controls, map_figure
 from dashboard.lib import store
+from dashboard.lib.features import gist
 from dashboard.lib.urls import as_int, href, parse, with_params
 
 dash.register_page(__name__, path="/words", name="Words", title="Lexiscope · words", order=1)
@@ -77,7 +78,7 @@ def word_panel(v, row: int):
         feats, acts = v.word_features(row, limit=10)
         if len(feats):
             parts.append(card("Top SAE features", bar_list(
-                [(html.Span([feature_link(rid, f, f"#{f}"), html.Span(" " + feature_gist(v, f), className="lx-muted")]),
+                [(html.Span([feature_link(rid, f, f"#{f}"), html.Span(" " + gist(v, f), className="lx-muted")]),
                   float(a)) for f, a in zip(feats, acts)], id="words-features")))
         else:
             parts.append(card("Top SAE features", html.P("No feature fires on this word.", className="lx-muted")))
@@ -103,14 +104,6 @@ def word_panel(v, row: int):
          *([" · outlier dims: ", *inline_list([dim_link(rid, d, f"{d}") for d in outliers[:10]])]
            if len(outliers) else [])], className="lx-muted")))
     return html.Div(parts)
-
-
-def feature_gist(v, f: int, n: int = 3) -> str:
-    """A feature's first stored top words, as a hint of what it means."""
-    top = v.sae_row("top_words", f)
-    if top is None:
-        return ""
-    return ", ".join(str(v.words[r]) for r in top[:n] if r >= 0)
 
 
 @callback(Output("words-suggestions", "children"), Input("words-search", "value"),
