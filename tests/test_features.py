@@ -131,10 +131,13 @@ def test_pipeline_matches_each_layer_to_the_layer_below(minilm_store):
     """Every layer L >= 1 of a contextual run stores, per feature, the nearest decoder direction of layer
     L-1 and its cosine (brute force here), and all layers of the plan entry share one `family`."""
     from store import Catalog
+    from store.schema import family_of
     root, ids = minilm_store
     cat = Catalog(root)
     runs = {cat.open(i).layer: cat.open(i) for i in ids}
     assert len({r.attrs["family"] for r in runs.values()}) == 1
+    # Files without the attribute (older ones) get the same family from their stored config.
+    assert runs[0].attrs["family"] == family_of(runs[0].model, runs[0].config)
     assert not runs[0].has("sae/prev_layer_match")
     for layer in range(1, 7):
         W = runs[layer].array("sae/W_dec").astype(np.float64)
