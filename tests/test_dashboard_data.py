@@ -2,10 +2,9 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
-
 from helpers import synthetic_sae
-from store import RunWriter
 
+from store import RunWriter
 
 # -- tests of dashboard/lib/ ----------------------------------------------------------------------
 
@@ -172,12 +171,12 @@ def test_family_attribute_groups_runs_and_prev_layer_matches_link_down(tmp_path)
 
 
 def test_page_helpers():
-    import dashboard.app  # noqa: F401
-    from dashboard.pages.concepts import split_words
-    from dashboard.lib.stats import dimension_stats
-    from dashboard.lib.stats import sigma_band
-    from dashboard.lib.urls import href, parse, with_params
     from scipy.stats import pearsonr, spearmanr
+
+    import dashboard.app  # noqa: F401
+    from dashboard.lib.stats import dimension_stats, sigma_band
+    from dashboard.lib.urls import href, parse, with_params
+    from dashboard.pages.concepts import split_words
     assert split_words("cat, dog;horse\n Cat  bird") == ["cat", "dog", "horse", "bird"]
     m = np.array([0.1, 0.2, 5.0, 0.0])
     assert sigma_band(m) == pytest.approx((m.mean() - 3 * m.std(), m.mean() + 3 * m.std()))
@@ -207,8 +206,9 @@ def test_page_helpers():
 
 
 def test_features_table_filter_sort_and_pages():
-    import dashboard.app  # noqa: F401
     import pandas as pd
+
+    import dashboard.app  # noqa: F401
     from dashboard.lib.table_query import split_filter_part, table_page
     assert split_filter_part("{density} s> 0.01") == ("density", ">", 0.01)
     assert split_filter_part('{best_group} scontains "anim"') == ("best_group", "contains", "anim")
@@ -225,8 +225,9 @@ def test_features_table_filter_sort_and_pages():
 
 
 def test_run_picker_keeps_the_page_and_drops_the_feature(small_view):
-    import dashboard.app  # noqa: F401
     from dash.exceptions import PreventUpdate
+
+    import dashboard.app  # noqa: F401
     from dashboard.components.navbar import pick_run, sync_navbar
     from dashboard.lib import store
     v, _ = small_view

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-
 from helpers import synthetic_sae
+
 from store import RunWriter
 
 REPO = Path(__file__).resolve().parents[1]

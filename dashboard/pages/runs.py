@@ -14,8 +14,8 @@ from dashboard.lib.urls import href
 dash.register_page(__name__, path="/", name="Runs", title="Lexiscope · runs", order=0)
 
 COLUMNS = [("family", "family"), ("model", "model"), ("layer", "layer"), ("n_words", "words"), ("dim", "d"),
-           ("sae_arch", "SAE"), ("sae_d_sae", "SAE width"), ("sae_fvu", "FVU"), ("sae_l0", "L0"), ("i_cos", "i_cos"), ("i_pc", "i_pc"),
-           ("isoscore", "IsoScore"), ("sae_intrusion", "intrusion"), ("created", "created")]
+           ("sae_arch", "SAE"), ("sae_d_sae", "SAE width"), ("sae_fvu", "FVU"), ("sae_l0", "L0"), ("i_cos", "i_cos"),
+           ("i_pc", "i_pc"), ("isoscore", "IsoScore"), ("sae_intrusion", "intrusion"), ("created", "created")]
 MEASURES = [("i_cos", "i_cos (mean cosine)"), ("i_pc", "i_pc"), ("isoscore", "IsoScore"),
             ("sae_fvu", "SAE FVU"), ("sae_l0", "SAE L0"), ("sae_intrusion", "SAE intrusion score")]
 
