@@ -14,7 +14,7 @@ from store import Catalog
 
 from conftest import SMALL_GLOVE_RUN
 
-LEXISCOPE = [sys.executable, "-m", "compute.cli"]
+LEXISCOPE = [sys.executable, "-m", "lexiscope"]
 
 
 def run_cli(*args, env=None):

@@ -4,8 +4,8 @@ import re
 
 import yaml
 
-from compute.config import PlanError
 from dashboard.lib.text import split_words
+from jobs.policy import PlanError
 
 DEFAULTS = dict(model=None, name="", layers="all", vocab_mode="top", top_n=2000, words="", groups_source="default",
                 groups_text="", sae_arch="topk", d_sae=256, k=8, l1=5.0, steps=1000, umap=True)
@@ -62,7 +62,7 @@ def _num(value, field, kind=int):
 def form_config(v: dict, stored_groups=None) -> dict:
     """A run config dict from the form's values. `stored_groups(run_id) -> {group: [words]}` resolves a
     'run:<id>' concept-group choice. Raises PlanError (one line) for what the form itself cannot parse;
-    everything else is validated by compute.queue.check_run."""
+    everything else is validated by jobs.policy.check_run."""
     v = {**DEFAULTS, **{k: val for k, val in v.items() if val is not None}}
     if not v["model"]:
         raise PlanError("model: choose a model")
