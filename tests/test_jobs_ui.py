@@ -52,6 +52,8 @@ def test_queue_a_run_from_the_form_watch_it_finish_and_open_it(dash_duo, embedde
     dash_duo.driver.set_window_size(1400, 1000)
     dash_duo.start_server(app)
     dash_duo.wait_for_page(f"{dash_duo.server_url}/jobs")
+    # Bootstrap scrolls smoothly: WebDriver's scroll to an element would still be moving when its click lands.
+    dash_duo.driver.execute_script("document.documentElement.style.scrollBehavior = 'auto'")
     dash_duo.wait_for_element("#jobs-form", timeout=20)
     dash_duo.wait_for_element("#jobs-empty", timeout=10)
     assert dash_duo.find_element("#jobs-model").get_attribute("value") == "glove-6b-50d"
