@@ -13,6 +13,7 @@ from dash import Dash, dcc, html
 from dashboard.components.jobs_auth import enable_auth
 from dashboard.components.navbar import navbar
 from dashboard.lib import store
+from jobs.client import ensure_embedded_worker
 
 HERE = Path(__file__).parent
 
@@ -43,6 +44,5 @@ def serve(store_root=None, host="127.0.0.1", port=8050, debug=False, max_points=
     """Run the development server over a store (for production use gunicorn, see above)."""
     logging.getLogger("lexiscope").setLevel(logging.INFO)
     store.configure(store_root, max_points=max_points)
-    from compute.queue import ensure_embedded_worker
     ensure_embedded_worker(store_root)  # no broker configured: one local job worker for this store
     app.run(host=host, port=port, debug=debug)

@@ -12,9 +12,9 @@ from compute.config import PlanError, load_plan, parse_plan
 from compute.pipeline import precompute
 from store import Catalog
 
-from conftest import SMALL_GLOVE_RUN
+from helpers import SMALL_GLOVE_RUN
 
-LEXISCOPE = [sys.executable, "-m", "compute.cli"]
+LEXISCOPE = [sys.executable, "-m", "lexiscope"]
 
 
 def run_cli(*args, env=None):

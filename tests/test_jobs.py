@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from compute import queue as jobqueue
 from compute.config import PlanError, parse_run
+from jobs import client
+from jobs.liveness import heartbeat_timeout
+from jobs.worker import run_job, run_with_oom_retry
 from store import Catalog
 from store import jobs as jobstore
 from store.schema import TMP_PREFIX, runs_dir
@@ -54,7 +56,7 @@ def wait_for(fn, timeout: float, what: str, every: float = 0.25):
 
 
 def job(root, job_id):
-    return next(j for j in jobstore.list_jobs(root) if j["id"] == job_id)
+    return next(j for j in client.list_jobs(root) if j["id"] == job_id)
 
 
 def no_partial_files(root) -> list[str]:
@@ -77,7 +79,7 @@ class Workers:
 
     def start(self, root, broker=None) -> subprocess.Popen:
         log = self.tmp / f"worker-{len(self.procs)}.log"
-        cmd = [sys.executable, "-m", "compute.cli", "worker", "--store", str(root), "--device", "cpu"]
+        cmd = [sys.executable, "-m", "lexiscope", "worker", "--store", str(root), "--device", "cpu"]
         if broker:
             cmd += ["--broker", broker]
         with open(log, "wb") as fh:
@@ -113,11 +115,11 @@ def redis_url(tmp_path):
     proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                              "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     import redis
-    client = redis.Redis(port=port)
+    server = redis.Redis(port=port)
 
     def up():
         try:
-            return client.ping()
+            return server.ping()
         except redis.ConnectionError:
             return False
     wait_for(up, 20, "redis-server")
@@ -136,7 +138,7 @@ def test_redis_two_workers_share_jobs_and_a_killed_worker_fails_its_job(tmp_path
     pids = {p.pid for p in procs}
 
     cfgs = [with_seed(SMALL, seed) for seed in range(4)]
-    ids = [jobqueue.submit(c, root, user="tester", trusted=True, broker=redis_url)["id"] for c in cfgs]
+    ids = [client.submit(c, root, user="tester", trusted=True, broker=redis_url)["id"] for c in cfgs]
     done = wait_for(lambda: all(job(root, i)["status"] in jobstore.TERMINAL for i in ids) and
                     [job(root, i) for i in ids], 180, "4 jobs to finish")
     assert [j["status"] for j in done] == ["done"] * 4, [j["error"] for j in done]
@@ -153,13 +155,13 @@ def test_redis_two_workers_share_jobs_and_a_killed_worker_fails_its_job(tmp_path
 
     # Kill a worker mid-job: the job is marked failed, nothing of it reaches the store.
     long_cfg = with_seed(LONG, 7)
-    long_id = jobqueue.submit(long_cfg, root, user="tester", trusted=True, broker=redis_url)["id"]
+    long_id = client.submit(long_cfg, root, user="tester", trusted=True, broker=redis_url)["id"]
     running = wait_for(lambda: (j := job(root, long_id))["status"] == "running" and " L0 " in (j["stage"] or "")
                        and j, 120, "the long job to reach its first layer stage")
     assert running["pid"] in pids
     os.kill(running["pid"], signal.SIGKILL)
     failed = wait_for(lambda: (j := job(root, long_id))["status"] != "running" and j,
-                      jobstore.heartbeat_timeout() + 10, "the killed job to be marked failed")
+                      heartbeat_timeout() + 10, "the killed job to be marked failed")
     assert failed["status"] == "failed"
     assert "crashed or was killed" in failed["error"]
     assert Catalog(root).find_hash(parse_run(long_cfg).config_hash(0)) is None
@@ -171,15 +173,15 @@ def test_redis_two_workers_share_jobs_and_a_killed_worker_fails_its_job(tmp_path
 
 def test_embedded_worker_runs_a_job_and_cancel_stops_a_running_one(tmp_path):
     root = tmp_path / "store"
-    proc = jobqueue.ensure_embedded_worker(root, device="cpu")
+    proc = client.ensure_embedded_worker(root, device="cpu")
     try:
-        assert proc is not None and jobqueue.ensure_embedded_worker(root) is None, "one local worker per store"
-        assert jobqueue.embedded_worker_pid(root) == proc.pid
+        assert proc is not None and client.ensure_embedded_worker(root) is None, "one local worker per store"
+        assert client.embedded_worker_pid(root) == proc.pid
 
         long_cfg = with_seed(LONG, 3)
-        long_id = jobqueue.submit(long_cfg, root, user="ann")["id"]
+        long_id = client.submit(long_cfg, root, user="ann")["id"]
         wait_for(lambda: "enhancement" in (job(root, long_id)["stage"] or ""), 120, "the job to run")
-        jobqueue.cancel(long_id, root)
+        client.cancel(long_id, root)
         stopped = wait_for(lambda: (j := job(root, long_id))["status"] != "running" and j, 60, "the job to stop")
         assert stopped["status"] == "cancelled" and stopped["error"] is None
         assert Catalog(root).find_hash(parse_run(long_cfg).config_hash(0)) is None
@@ -187,7 +189,7 @@ def test_embedded_worker_runs_a_job_and_cancel_stops_a_running_one(tmp_path):
         assert proc.poll() is None, "cancelling a job must not stop the worker"
 
         # The same worker then runs the next job to the end.
-        small_id = jobqueue.submit(NO_SAE, root, user="ann")["id"]
+        small_id = client.submit(NO_SAE, root, user="ann")["id"]
         done = wait_for(lambda: (j := job(root, small_id))["status"] in jobstore.TERMINAL and j, 120, "a job")
         assert done["status"] == "done", done["error"]
         assert Catalog(root).run_ids() == done["run_ids"]
@@ -198,10 +200,10 @@ def test_embedded_worker_runs_a_job_and_cancel_stops_a_running_one(tmp_path):
 
 def test_cancel_before_start_skips_the_job(tmp_path):
     root = tmp_path / "store"
-    job_id = jobqueue.submit(SMALL, root)["id"]          # no worker: it stays queued
-    assert jobqueue.cancel(job_id, root)["status"] == "cancelled"
+    job_id = client.submit(SMALL, root)["id"]          # no worker: it stays queued
+    assert client.cancel(job_id, root)["status"] == "cancelled"
     # A worker that gets the message later (here: run in-process) skips it and writes nothing.
-    assert jobqueue.run_job(job_id, root, device="cpu")["status"] == "cancelled"
+    assert run_job(job_id, root, device="cpu")["status"] == "cancelled"
     assert not runs_dir(root).exists() or not any(runs_dir(root).iterdir())
 
 
@@ -218,7 +220,7 @@ def test_a_cancel_that_arrives_as_the_run_is_written_removes_it(tmp_path, monkey
         jobstore.request_cancel(job_id, root)
         return out
     monkeypatch.setattr(store.writer.RunWriter, "__exit__", exit_then_cancel)
-    assert jobqueue.run_job(job_id, root, device="cpu")["status"] == "cancelled"
+    assert run_job(job_id, root, device="cpu")["status"] == "cancelled"
     assert list(runs_dir(root).iterdir()) == []
 
 
@@ -242,7 +244,7 @@ def test_a_cancel_that_arrives_as_the_run_is_written_removes_it(tmp_path, monkey
 def test_unsafe_or_malformed_configs_are_refused_and_nothing_is_queued(tmp_path, cfg, message):
     root = tmp_path / "store"
     with pytest.raises(PlanError) as e:
-        jobqueue.submit(cfg, root, user="mallory")
+        client.submit(cfg, root, user="mallory")
     assert message in str(e.value) and "\n" not in str(e.value)
     assert jobstore.list_jobs(root) == []
     assert not (root / "queue.sqlite").exists()
@@ -254,22 +256,22 @@ def test_policy_from_env_and_yaml_and_the_per_user_cap(tmp_path, monkeypatch):
     policy_file.write_text("models: [minilm-l6]\nmax_jobs_per_user: 2\n")
     monkeypatch.setenv("LEXISCOPE_JOBS_POLICY", str(policy_file))
     with pytest.raises(PlanError, match="'glove-6b-50d' is not on this server's model list \\(minilm-l6\\)"):
-        jobqueue.submit({"model": "glove-6b-50d"}, root)
+        client.submit({"model": "glove-6b-50d"}, root)
     monkeypatch.setenv("LEXISCOPE_MODELS", "glove-6b-50d")   # env overrides the file
     inline_groups = {"pets": ["dog", "cat"], "fruit": ["apple", "pear"]}
     cfg = {**SMALL, "vocabulary": {"top_n": 0, "words": ["one", "two"], "concept_groups": inline_groups}}
-    first = jobqueue.submit(cfg, root, user="bob")
+    first = client.submit(cfg, root, user="bob")
     assert first["config"]["vocabulary"]["concept_groups"] == inline_groups
-    jobqueue.submit(SMALL, root, user="bob")
+    client.submit(SMALL, root, user="bob")
     with pytest.raises(PlanError, match="user 'bob' already has 2 queued or running jobs \\(limit 2\\)"):
-        jobqueue.submit(SMALL, root, user="bob")
-    jobqueue.submit(SMALL, root, user="carol")                  # the cap is per user
-    jobqueue.cancel(first["id"], root)
-    jobqueue.submit(SMALL, root, user="bob")                    # a cancelled job frees a slot
+        client.submit(SMALL, root, user="bob")
+    client.submit(SMALL, root, user="carol")                  # the cap is per user
+    client.cancel(first["id"], root)
+    client.submit(SMALL, root, user="bob")                    # a cancelled job frees a slot
     assert sorted(j["user"] for j in jobstore.list_jobs(root) if j["status"] == "queued") == ["bob", "bob", "carol"]
     monkeypatch.setenv("LEXISCOPE_MAX_VOCABULARY", "lots")
     with pytest.raises(PlanError, match="LEXISCOPE_MAX_VOCABULARY: 'lots' is not a whole number"):
-        jobqueue.submit(SMALL, root, user="dave")
+        client.submit(SMALL, root, user="dave")
 
 
 # -- crash detection without the worker's host ---------------------------------------------------
@@ -288,7 +290,7 @@ def test_a_stale_heartbeat_from_another_host_fails_the_job_and_removes_its_temp_
     tmp_file.write_bytes(b"partial")
     os.utime(tmp_file, (time.time() - 60, time.time() - 60))
 
-    by_id = {j["id"]: j for j in jobstore.list_jobs(root)}
+    by_id = {j["id"]: j for j in client.list_jobs(root)}
     assert by_id[stale]["status"] == "failed"
     assert "w@gpu-node-7 stopped during stage 'glove L0 sae'" in by_id[stale]["error"]
     assert by_id[fresh]["status"] == "running"
@@ -307,7 +309,7 @@ def test_oom_retries_once_with_half_the_batch_sizes_then_fails_clearly(tmp_path,
         if len(seen) == 1:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return ["ok"]
-    assert jobqueue.run_with_oom_retry(cfg, oom_once) == ["ok"]
+    assert run_with_oom_retry(cfg, oom_once) == ["ok"]
     assert seen == [(64, 256), (32, 128)]
 
     # Through a job: the pipeline always runs out of memory -> failed, with both batch sizes named.
@@ -318,7 +320,7 @@ def test_oom_retries_once_with_half_the_batch_sizes_then_fails_clearly(tmp_path,
     monkeypatch.setattr(compute.pipeline, "precompute_run", always_oom)
     root = tmp_path / "store"
     job_id = jobstore.create_job(cfg.model_dump(mode="json"), root)["id"]
-    out = jobqueue.run_job(job_id, root, device="cpu")
+    out = run_job(job_id, root, device="cpu")
     assert out["status"] == "failed"
     assert out["error"] == ("GPU out of memory at batch_size 64, sae.batch_size 256 and again at batch_size 32, "
                             "sae.batch_size 128; lower the batch sizes, the SAE width or the vocabulary")
@@ -330,7 +332,7 @@ def test_oom_retries_once_with_half_the_batch_sizes_then_fails_clearly(tmp_path,
         calls.append(c)
         raise ValueError("vocabulary: only 3 words are in model 'glove-6b-50d'")
     with pytest.raises(ValueError):
-        jobqueue.run_with_oom_retry(cfg, broken)
+        run_with_oom_retry(cfg, broken)
     assert len(calls) == 1
 
 
@@ -338,7 +340,8 @@ def test_oom_retries_once_with_half_the_batch_sizes_then_fails_clearly(tmp_path,
 
 def test_cli_precompute_queue_lists_and_cancels_jobs(tmp_path):
     from typer.testing import CliRunner
-    from compute.cli import app
+
+    from lexiscope import app
     root = tmp_path / "store"
     plan = tmp_path / "plan.yaml"
     plan.write_text(json.dumps({"runs": [{**SMALL, "name": "a"}, {**SMALL, "name": "b"}]}))

@@ -8,9 +8,9 @@ from urllib.parse import parse_qs, urlparse
 import h5py
 import pytest
 
-from compute import queue as jobqueue
 from compute.config import PlanError, parse_run
 from dashboard.components.jobs_form import config_form, form_config, parse_groups, parse_layers, run_groups
+from jobs import client
 from store import jobs as jobstore
 
 HAS_SAE = importlib.util.find_spec("compute.features") is not None
@@ -27,7 +27,7 @@ def embedded_app(tmp_path, monkeypatch):
     store.configure(root)
     yield app, root
     store.configure(None)
-    pid = jobqueue.embedded_worker_pid(root)
+    pid = client.embedded_worker_pid(root)
     if pid:
         import os
         import signal
@@ -52,6 +52,8 @@ def test_queue_a_run_from_the_form_watch_it_finish_and_open_it(dash_duo, embedde
     dash_duo.driver.set_window_size(1400, 1000)
     dash_duo.start_server(app)
     dash_duo.wait_for_page(f"{dash_duo.server_url}/jobs")
+    # Bootstrap scrolls smoothly: WebDriver's scroll to an element would still be moving when its click lands.
+    dash_duo.driver.execute_script("document.documentElement.style.scrollBehavior = 'auto'")
     dash_duo.wait_for_element("#jobs-form", timeout=20)
     dash_duo.wait_for_element("#jobs-empty", timeout=10)
     assert dash_duo.find_element("#jobs-model").get_attribute("value") == "glove-6b-50d"
@@ -74,7 +76,7 @@ def test_queue_a_run_from_the_form_watch_it_finish_and_open_it(dash_duo, embedde
     dash_duo.find_element("#jobs-submit").click()
     queued = dash_duo.wait_for_element("#jobs-queued", timeout=20)
     job_id = queued.get_attribute("data-job")
-    assert jobqueue.embedded_worker_pid(root), "the first job starts the local worker"
+    assert client.embedded_worker_pid(root), "the first job starts the local worker"
 
     # The live list: the job's row goes to done with a full progress bar.
     dash_duo.wait_for_element(f'#job-{job_id}[data-status="done"]', timeout=180)

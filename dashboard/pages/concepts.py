@@ -1,6 +1,5 @@
 """Concept explorer: type a group of words (or pick a stored group); features are ranked live by how
 selectively they fire on the group against all other words. No retraining: stored activations only."""
-import re
 
 import dash
 import dash_bootstrap_components as dbc
@@ -16,21 +15,13 @@ from dashboard.components.widgets import card, chips, graph
 from dashboard.components.wordmap import clicked_row, map_figure
 from dashboard.lib import store
 from dashboard.lib.concepts import rank_features_for, resolve_group
+from dashboard.lib.text import split_words
 from dashboard.lib.urls import href, parse, with_params
 from store.schema import SAE
 
 dash.register_page(__name__, path="/concepts", name="Concepts", title="Lexiscope · concepts", order=3)
 
 
-def split_words(text) -> list[str]:
-    """Words from free text: commas, semicolons, newlines or spaces separate them; duplicates dropped."""
-    seen, out = set(), []
-    for w in re.split(r"[,;\s]+", text or ""):
-        w = w.strip()
-        if w and w.lower() not in seen:
-            seen.add(w.lower())
-            out.append(w)
-    return out
 
 
 @run_page

@@ -7,14 +7,14 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
-from compute import queue as jobqueue
-from compute.config import PlanError
 from dashboard.components.alerts import guarded, notice
 from dashboard.components.jobs_auth import current_user
 from dashboard.components.jobs_form import DEFAULTS, config_form, form_config, run_groups
 from dashboard.components.widgets import card
 from dashboard.lib import store
 from dashboard.lib.urls import href
+from jobs import client
+from jobs.policy import PlanError, Policy
 from store import StoreError
 from store import jobs as jobstore
 
@@ -99,14 +99,14 @@ def _prefill(from_run: str | None):
 @guarded
 def layout(from_run=None, **_):
     try:
-        models = jobqueue.Policy.load().models
+        models = Policy.load().models
         policy_note = None
     except PlanError as e:
         models, policy_note = [], notice(str(e), color="danger")
     values, note = _prefill(from_run)
-    url = jobqueue.broker_url(_root())
-    mode = "embedded queue (a local worker runs one job at a time)" if jobqueue.is_embedded(url) else \
-        f"broker {jobqueue._safe_url(url)} (any number of GPU workers)"
+    url = client.broker_url(_root())
+    mode = "embedded queue (a local worker runs one job at a time)" if client.is_embedded(url) else \
+        f"broker {client.safe_url(url)} (any number of GPU workers)"
     return html.Div([
         dcc.Interval(id="jobs-interval", interval=1000),
         dcc.Store(id="jobs-refresh", data=0),
@@ -156,9 +156,9 @@ def job_row(job: dict):
 
 
 def _jobs() -> list[dict]:
-    jobs = jobstore.list_jobs(_root())[:MAX_SHOWN]
+    jobs = client.list_jobs(_root())[:MAX_SHOWN]
     if any(j["status"] == "queued" for j in jobs):
-        jobqueue.ensure_embedded_worker(_root())  # e.g. jobs left queued when the server restarted
+        client.ensure_embedded_worker(_root())  # e.g. jobs left queued when the server restarted
     return jobs
 
 
@@ -199,9 +199,9 @@ def queue_run(n, refresh_count, *values):
         raise PreventUpdate
     try:
         cfg = form_config(dict(zip(FIELDS, values)), stored_groups=_stored_groups)
-        jobqueue.ensure_embedded_worker(_root())
-        job = jobqueue.submit(cfg, _root(), user=current_user())
-    except (PlanError, StoreError, jobqueue.QueueError) as e:
+        client.ensure_embedded_worker(_root())
+        job = client.submit(cfg, _root(), user=current_user())
+    except (PlanError, StoreError, client.QueueError) as e:
         return dbc.Alert(str(e), color="danger", className="py-2 mb-0", id="jobs-error"), no_update
     return (html.Div(dbc.Alert(["Queued job ", html.Code(job["id"]), "."], color="success", className="py-2 mb-0"),
                      id="jobs-queued", **{"data-job": job["id"]}), (refresh_count or 0) + 1)
@@ -215,7 +215,7 @@ def cancel_job(clicks, refresh_count):
         raise PreventUpdate
     job_id = ctx.triggered_id["job"]
     try:
-        job = jobqueue.cancel(job_id, _root())
+        job = client.cancel(job_id, _root())
     except StoreError as e:
         return dbc.Alert(str(e), color="danger", className="py-2 mb-0"), no_update
     word = "cancelled" if job["status"] == "cancelled" else "stopping at its next step"
