@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from compute.config import parse_plan
-from helpers import SMALL_GLOVE_RUN  # noqa: F401  (test_cli.py still imports it from here)
+from helpers import SMALL_GLOVE_RUN
 
 REPO = Path(__file__).resolve().parents[1]
 # Real STS-B data sits beside the repo (never copied into it); LEXISCOPE_STS_DIR overrides.
