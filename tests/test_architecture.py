@@ -75,3 +75,13 @@ def test_only_the_settings_module_reads_lexiscope_variables():
         if path.name != "settings.py" and read.search(path.read_text())
     ]
     assert not offenders, f"read LEXISCOPE_* through store.settings, not os.environ: {offenders}"
+
+
+def test_the_readme_lists_every_setting():
+    from store.settings import Settings
+
+    readme = (REPO / "README.md").read_text()
+    missing = [
+        f"LEXISCOPE_{name.upper()}" for name in Settings.model_fields if f"`LEXISCOPE_{name.upper()}`" not in readme
+    ]
+    assert not missing, f"README's Settings table lacks {missing}"
