@@ -78,9 +78,17 @@ def pytest_setup_options():
         "--disable-gpu",
         "--disable-dev-shm-usage",
         "--window-size=1440,1000",
+        "--force-prefers-reduced-motion",  # Bootstrap scrolls smoothly otherwise, and clicks land mid-scroll
         "--disable-background-networking",
         "--disable-component-update",
         "--disable-sync",
     ):
         options.add_argument(arg)
     return options
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that drives headless Chromium (dash_duo) is marked `browser`, so `-m "not browser"` skips it."""
+    for item in items:
+        if "dash_duo" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
