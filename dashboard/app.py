@@ -13,6 +13,7 @@ from dash import Dash, dcc, html
 
 from dashboard.components.jobs_auth import enable_auth
 from dashboard.components.navbar import navbar
+from dashboard.components.routing import ROUTING_STATE
 from dashboard.lib import store
 from jobs.client import ensure_embedded_worker
 
@@ -39,6 +40,7 @@ def create_app() -> Dash:
         suppress_callback_exceptions=True,  # Bootstrap (Flatly) is served from assets/, offline
         title="Lexiscope",
         update_title=None,
+        routing_callback_inputs=ROUTING_STATE,  # pages built once per path and run (components/routing.py)
     )
     app.layout = shell
     enable_auth(app)  # basic auth when LEXISCOPE_AUTH=user:pass,... is set (dashboard/components/jobs_auth.py)
