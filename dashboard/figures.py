@@ -559,7 +559,7 @@ def dimension_bars(
 
 def vector_strip(values: np.ndarray, *, outliers=(), height=130) -> dict:
     """A word vector of any width as one heatmap row (diverging colours, centred at 0); a click on a cell
-    gives its dimension (clickData x). Outlier dimensions are marked above the strip (customdata = dim)."""
+    gives its dimension (clickData's x). Outlier dimensions are marked above the strip (customdata = dim)."""
     values = np.asarray(values, np.float32)
     d = len(values)
     m = float(np.abs(values).max()) or 1.0
@@ -598,20 +598,6 @@ def vector_strip(values: np.ndarray, *, outliers=(), height=130) -> dict:
     fig["layout"]["xaxis"].update(range=[-0.5, d - 0.5], showgrid=False, zeroline=False)
     fig["layout"]["margin"] = dict(l=10, r=10, t=5, b=40)
     return fig
-
-
-def clicked_dimension(click) -> int | None:
-    """The dimension of a click on dimension_bars (customdata) or vector_strip (the cell's x)."""
-    if not click or not click.get("points"):
-        return None
-    point = click["points"][0]
-    value = point.get("customdata", point.get("x"))
-    if isinstance(value, list):
-        value = value[0] if value else None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def histogram(

@@ -108,15 +108,13 @@ def test_links_layer_draws_one_segment_per_neighbour():
     assert t["x"] == [0.5, 1.0, None, 0.5, 3.0, None] and t["y"] == [0.5, 2.0, None, 0.5, 4.0, None]
 
 
-def test_vector_strip_one_cell_per_dimension_and_clicks_give_the_dimension():
+def test_vector_strip_one_cell_per_dimension():
     vec = RNG.standard_normal(384).astype(np.float32)
     fig = F.vector_strip(vec, outliers=[3, 100])
     np.testing.assert_array_equal(F.decode(fig["data"][0]["z"]), vec)
     assert fig["data"][0]["zmin"] == -fig["data"][0]["zmax"] == -np.abs(vec).max()
+    np.testing.assert_array_equal(F.decode(fig["data"][0]["x"]), np.arange(384))  # a cell's x is its dimension
     assert list(fig["data"][1]["customdata"]) == [3, 100]
-    assert F.clicked_dimension({"points": [{"x": 217, "y": 0, "z": 0.1}]}) == 217
-    assert F.clicked_dimension({"points": [{"x": 3, "customdata": 100}]}) == 100
-    assert F.clicked_dimension(None) is None
 
 
 RNG = np.random.default_rng(0)

@@ -22,7 +22,6 @@ from dashboard.components.routing import built_once
 from dashboard.components.widgets import card, graph, word_search
 from dashboard.components.word_panel import feature_label, pick_a_word, selection_panel, unknown_word, word_panel
 from dashboard.components.wordmap import Overlay, limit_for, map_controls, state_figure, state_patch
-from dashboard.figures import clicked_dimension
 from dashboard.lib import store, wordsearch
 from dashboard.lib.mapstate import OFF, ON, MapState
 from dashboard.lib.selection import rows_in_region
@@ -53,6 +52,7 @@ def layout(v, **query):
         [
             dcc.Location(id="words-nav", refresh="callback-nav"),
             dcc.Location(id="words-nav-click", refresh="callback-nav"),
+            dcc.Location(id="words-nav-dim", refresh="callback-nav"),
             dcc.Store(id="words-drawn", data=_drawn(state, None, False)),
             dcc.Store(id="words-selection", data=None),
             dcc.Store(id="words-selection-coloured", data=False),
@@ -201,24 +201,34 @@ def _page_view(pathname, drawn):
     Input("_pages_location", "search"),
     State("_pages_location", "pathname"),
     State("words-drawn", "data"),
+    State("words-search", "value"),
+    State("words-proj", "value"),
+    State("words-color", "value"),
+    State("words-toggles", "value"),
     prevent_initial_call=True,
 )
-def show_panel(search, pathname, drawn):
+def show_panel(search, pathname, drawn, *controls):
     """The side panel and the controls follow the URL (a click, a search, back and forward)."""
     v = _page_view(pathname, drawn)
     if store.resolve_run_id(parse(search).get("run")) != v.run_id:
         raise PreventUpdate  # another run: the router builds the page again
     state = _state(v, search)
+    wanted = (state.q or "", state.proj, state.color, _toggles(state))
+    # the controls follow the URL (back, forward); left alone when they already show it
+    echo = [no_update if _shows(old, new) else new for new, old in zip(wanted, controls)]
     return (
         _panel(v, state),
-        (state.q or "") if state.q != drawn["state"]["q"] else no_update,
-        state.proj,
-        state.color,
-        _toggles(state),
+        *echo,
         _colouring_note(v, state),
         _matches_note(v, state),
         _points_note(v, state),
     )
+
+
+def _shows(control, value) -> bool:
+    if isinstance(value, list):
+        return sorted(control or []) == sorted(value)
+    return (control or "") == value
 
 
 @functools.lru_cache(maxsize=16)
@@ -308,6 +318,25 @@ clientside_callback(
     prevent_initial_call=True,
 )
 
+# A click on the vector chart opens that dimension (a bar's customdata, or a heatmap cell's x).
+clientside_callback(
+    """function(clicks) {
+        const t = window.dash_clientside.callback_context.triggered[0];
+        const p = t && t.value && t.value.points && t.value.points[0];
+        if (!p) { return window.dash_clientside.no_update; }
+        const dim = Array.isArray(p.customdata) ? p.customdata[0] : (p.customdata !== undefined ? p.customdata : p.x);
+        if (dim === undefined || dim === null) { return window.dash_clientside.no_update; }
+        const run = new URLSearchParams(window.location.search).get('run');
+        const q = new URLSearchParams();
+        if (run) { q.set('run', run); }
+        q.set('dim', String(Math.round(dim)));
+        return '/dimensions?' + q.toString();
+    }""",
+    Output("words-nav-dim", "href"),
+    Input({"type": "words-vector", "id": ALL}, "clickData"),
+    prevent_initial_call=True,
+)
+
 # A lasso or box selection becomes a small region (the polygon, never the selected points); Clear and
 # a new projection drop it; the colour button flips colouring by it.
 clientside_callback(
@@ -379,13 +408,12 @@ def suggest(text, search):
     Input("words-proj", "value"),
     Input("words-color", "value"),
     Input("words-toggles", "value"),
-    Input({"type": "words-vector", "id": ALL}, "clickData"),
     State("words-search", "value"),
     State("_pages_location", "pathname"),
     State("_pages_location", "search"),
     prevent_initial_call=True,
 )
-def navigate(_go, _submit, proj, color, toggles, _vector, text, pathname, search):
+def navigate(_go, _submit, proj, color, toggles, text, pathname, search):
     """Every control of this page is a URL change, so the back button undoes it."""
     trigger = ctx.triggered_id
     if isinstance(trigger, dict):
@@ -398,11 +426,6 @@ def navigate(_go, _submit, proj, color, toggles, _vector, text, pathname, search
         if wordsearch.is_regex(text):
             return _changed(pathname, search, q=text)
         return _changed(pathname, search, word=text, q=text)
-    if trigger == "words-vector":
-        dim = clicked_dimension(ctx.triggered[0]["value"] if ctx.triggered else None)
-        if dim is None:
-            raise PreventUpdate
-        return href("/dimensions", run=query.get("run"), dim=dim)
     if trigger in ("words-proj", "words-color"):
         shown = _state(store.view(store.resolve_run_id(query.get("run"))), query)
         if (proj, color) == (shown.proj, shown.color):
