@@ -126,7 +126,7 @@ def label_axes_2d(fig: dict, x: str, y: str) -> dict:
 # Every point carries its word row in customdata and its word in text; hovers show only the word.
 
 MAP_LAYERS = ("base", "groups", "active", "selection", "matches", "links", "neighbours", "selected", "labels")
-MATCH = "#f08c00"
+MATCH = "#fcc419"
 SELECTION = "#7048e8"
 NEIGHBOUR = "#e8590c"
 HOVER = "%{text}<extra></extra>"
@@ -275,7 +275,7 @@ def active_marker(three_d: bool, values, label: str) -> dict:
 
 
 def accent_marker(three_d: bool, color: str, scale: float = 2.0, symbol=None) -> dict:
-    m = dict(size=_point_size(three_d) * scale, color=color, line=dict(width=0.5, color="#fff"))
+    m = dict(size=_point_size(three_d) * scale, color=color, line=dict(width=1, color="#212529"))
     if symbol:
         m["symbol"] = symbol
     return m

@@ -131,7 +131,7 @@ def _matches_note(v, state: MapState):
         return html.Span(f"Search {state.q}: {e}", className="text-danger")
     return html.Span(
         [
-            f"{n:,} word(s) match the {wordsearch.describe(state.q)} (orange on the map). ",
+            f"{n:,} word(s) match the {wordsearch.describe(state.q)} (yellow on the map). ",
             dcc.Link("clear", href=href(PATH, run=v.run_id, **_query_without(state, "q")), id="words-matches-clear"),
         ]
     )
