@@ -50,6 +50,9 @@ def mapview(tmp_path_factory):
         "enhanced/cluster": (np.arange(n) % 5).astype(np.int16),
     }
     out.update(synthetic_sae(X, group, 3, d_sae=64, k=4))
+    from compute.features import quantile_groups
+
+    out["sae/quantile_words"], out["sae/quantile_acts"] = quantile_groups(out["sae/acts"])  # as the pipeline
     root = tmp_path_factory.mktemp("map-store")
     with RunWriter(root, RUN, model="m", layer=0, n_layers=1, source="static", config={}, config_hash="x") as w:
         w.write_all(out)
@@ -350,3 +353,68 @@ def test_router_keeps_the_page_when_only_the_query_changes(mapview):
     marker = page.children[0]
     assert marker.id == {"type": "lx-page-marker", "id": "page"} and marker.data == page_key("/words", RUN)
     assert '"words-selected"' in to_json_plotly(page)
+
+
+def test_activation_intervals_are_labelled_by_their_bounds(mapview):
+    """The Features page's interval groups: each label's bounds hold its words, and its count is right."""
+    from dashboard.app import app  # noqa: F401
+    from dashboard.pages.features import feature_detail
+
+    v, out = mapview
+    A = out["sae/acts"].toarray()
+    f = int(np.argmax((A > 0).sum(axis=0)))
+    page = json.loads(to_json_plotly(feature_detail(v, f)))
+
+    def find(node):
+        if isinstance(node, dict):
+            if node.get("props", {}).get("id") == "features-quantiles":
+                return node
+            return next((x for x in map(find, node.values()) if x), None)
+        if isinstance(node, list):
+            return next((x for x in map(find, node) if x), None)
+        return None
+
+    rows = find(page)["props"]["children"]
+    col = A[:, f]
+    top = col.max()
+    assert len(rows) == 5
+    for q, div in enumerate(rows):  # highest interval first
+        lo, hi = top * (4 - q) / 5, top * (5 - q) / 5
+        n = np.count_nonzero((col > lo) & (col <= hi))
+        label, *links = div["props"]["children"]
+        assert label["props"]["children"] == f"{lo:.2f}–{hi:.2f} ({n:,} words)"
+        shown = [link["props"]["children"] for link in links if isinstance(link, dict)]
+        assert len(shown) == min(n, 5) and all(lo < col[out["words/text"].index(w)] <= hi for w in shown)
+
+
+def test_runs_page_orients_and_defines_every_measure_column(mapview):
+    """The home page says where to start; each measure column has a one-line definition as its tooltip,
+    and docs/dashboard.md lists the same measures."""
+    from pathlib import Path
+
+    from dashboard.app import app  # noqa: F401
+    from dashboard.pages import runs
+
+    page = json.loads(to_json_plotly(runs.layout()))
+    text = json.dumps(page)
+    assert "runs-orientation" in text and "Start by opening a run" in text
+
+    def table(node):
+        if isinstance(node, dict):
+            if node.get("props", {}).get("id") == "runs-table":
+                return node["props"]
+            return next((x for x in map(table, node.values()) if x), None)
+        if isinstance(node, list):
+            return next((x for x in map(table, node) if x), None)
+        return None
+
+    props = table(page)
+    measures = {"i_cos", "i_pc", "isoscore", "sae_fvu", "sae_l0", "sae_intrusion"}
+    assert measures <= {c["id"] for c in props["columns"]}
+    for key in measures:
+        tip = props["tooltip_header"][key]
+        assert len(tip) > 30 and "\n" not in tip
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "dashboard.md").read_text()
+    section = doc[doc.index("### What the measures mean") :]
+    for name in ("i_cos", "i_pc", "IsoScore", "FVU", "L0", "intrusion"):
+        assert f"\n| {name} |" in section
