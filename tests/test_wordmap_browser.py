@@ -210,11 +210,28 @@ def test_neighbour_highlighting_shows_the_stored_neighbours(dash_duo, app_on, ru
     assert _page_kept(dash_duo)
     _shot(dash_duo, tmp_path, "words-2d-neighbours")
 
+    # a link further down the panel (a neighbour) selects that word: the panel scrolls back into view
+    link = dash_duo.find_elements("#words-neighbors a")[-1]
+    target = link.text.rsplit(" ", 1)[0]
+    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'end'}); window.scrollBy(0, 400);", link)
+    time.sleep(0.3)
+    assert (
+        dash_duo.driver.execute_script("return document.getElementById('words-selected').getBoundingClientRect().top")
+        < 0
+    )
+    link.click()
+    dash_duo.wait_for_text_to_equal("#words-selected", target, timeout=30)
+    _wait(
+        dash_duo,
+        "const r = document.getElementById('words-selected').getBoundingClientRect(); return r.top >= 0 && r.bottom <= window.innerHeight",
+    )
+    assert _page_kept(dash_duo) and _query(dash_duo)["word"] == target
+
     # density contours and labels are toggles: a patch, not a new page
     dash_duo.find_element("#words-toggles input[value='density']").click()
     _wait(
         dash_duo,
-        "const gd = document.querySelector(arguments[0]); return gd._fullData.find(t => t.name === 'density').visible === true",
+        "const gd = document.querySelector(arguments[0]); const t = (gd.data || []).find(t => t.name === 'density'); return !!t && t.visible === true",
         MAP,
     )
     assert _query(dash_duo).get("density") == "1" and _page_kept(dash_duo)

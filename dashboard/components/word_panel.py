@@ -3,11 +3,11 @@ spellings), and a lasso selection (its words, shared features, concept groups, a
 
 import dash_bootstrap_components as dbc
 import numpy as np
-from dash import html
+from dash import dcc, html
 
 from dashboard import figures
 from dashboard.components.alerts import notice
-from dashboard.components.links import dim_link, feature_link, inline_list, word_link
+from dashboard.components.links import dim_link, feature_link, inline_list, word_href
 from dashboard.components.widgets import bar_list, card, chips, graph
 from dashboard.lib import wordsearch
 from dashboard.lib.features import gist
@@ -16,6 +16,11 @@ from dashboard.lib.urls import href
 
 BARS_UP_TO = 128  # dimensions drawn as bars; wider vectors as a heatmap strip
 CONCEPT_WORDS = 200  # most words a selection hands to the Concepts page (in the URL)
+
+
+def _word(run_id, word, label=None, keep=None):
+    """A link to another word on this page that keeps the map as it is (projection, colouring, search)."""
+    return dcc.Link(label or str(word), href=word_href(run_id, word, **(keep or {})), className="lx-link lx-word")
 
 
 def pick_a_word():
@@ -30,14 +35,14 @@ def pick_a_word():
     )
 
 
-def unknown_word(v, word: str):
+def unknown_word(v, word: str, keep=None):
     close = wordsearch.close_spellings(v, word)
     starting = [w for w in v.complete(word[:3], limit=8) if w not in close]
     parts = [f"'{word}' is not in the vocabulary of run {v.run_id}. "]
     if close:
-        parts += ["Did you mean: ", *inline_list([word_link(v.run_id, w) for w in close]), ". "]
+        parts += ["Did you mean: ", *inline_list([_word(v.run_id, w, keep=keep) for w in close]), ". "]
     if starting:
-        parts += ["Words starting like it: ", *inline_list([word_link(v.run_id, w) for w in starting])]
+        parts += ["Words starting like it: ", *inline_list([_word(v.run_id, w, keep=keep) for w in starting])]
     return notice(parts, color="warning", id="words-unknown")
 
 
@@ -46,7 +51,7 @@ def feature_label(v, f: int) -> str:
     return gist(v, f)
 
 
-def word_panel(v, row: int):
+def word_panel(v, row: int, keep=None):
     word = str(v.words[row])
     rid = v.run_id
     group = v.group[row]
@@ -67,7 +72,7 @@ def word_panel(v, row: int):
             card(
                 title,
                 chips(
-                    [word_link(rid, v.words[j], f"{v.words[j]} {c:.2f}") for j, c in zip(idx[:15], cos[:15])],
+                    [_word(rid, v.words[j], f"{v.words[j]} {c:.2f}", keep) for j, c in zip(idx[:15], cos[:15])],
                     id="words-neighbors-enhanced" if enhanced else "words-neighbors",
                 ),
             )
@@ -121,7 +126,7 @@ def _vector(v, row):
     )
 
 
-def selection_panel(v, rows: np.ndarray, drawn: int, coloured: bool):
+def selection_panel(v, rows: np.ndarray, drawn: int, coloured: bool, keep=None):
     """The panel of a lasso or box selection (rows in row order, i.e. most frequent first)."""
     rid = v.run_id
     n = len(rows)
@@ -168,7 +173,7 @@ def selection_panel(v, rows: np.ndarray, drawn: int, coloured: bool):
             f"the concept takes the {CONCEPT_WORDS} most frequent" if n > CONCEPT_WORDS else "",
             className="lx-muted",
         ),
-        chips([word_link(rid, w) for w in words[:60]], id="words-selection-words"),
+        chips([_word(rid, w, keep=keep) for w in words[:60]], id="words-selection-words"),
     ]
     if n > 60:
         parts.append(html.Div(f"… and {n - 60:,} more (most frequent shown)", className="lx-muted"))

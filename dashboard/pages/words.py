@@ -44,9 +44,14 @@ def _state(v, search_or_query) -> MapState:
 def layout(v, **query):
     state = _state(v, query)
     fig = state_figure(v, state)
-    the_map = graph(MAP_ID, fig, config=MAP_CONFIG) if fig else notice("This run has no stored projections.")
+    if fig is not None:
+        the_map = graph(MAP_ID, fig, config=MAP_CONFIG)
+    else:  # the map's callbacks still find their graph
+        the_map = html.Div(
+            [notice("This run has no stored projections."), dcc.Graph(id=MAP_ID, figure={}, style={"display": "none"})]
+        )
     toggles = [{"label": "labels", "value": "labels"}] + (
-        [{"label": "density", "value": "density"}] if v.projections() != ["umap3d"] else []
+        [{"label": "density (2-D)", "value": "density"}] if v.projections() != ["umap3d"] else []
     )
     return html.Div(
         [
@@ -97,7 +102,7 @@ def layout(v, **query):
                     dbc.Col(
                         [
                             html.Div(id="words-selection-panel"),
-                            html.Div(_panel(v, state), id="words-panel"),
+                            html.Div(_panel(v, state, query), id="words-panel"),
                         ],
                         lg=4,
                     ),
@@ -174,11 +179,12 @@ def _colouring_note(v, state: MapState):
     return None
 
 
-def _panel(v, state: MapState):
+def _panel(v, state: MapState, query: dict):
+    keep = {k: x for k, x in query.items() if k not in ("run", "word")}  # links keep the map as it is
     if state.row is not None:
-        return word_panel(v, state.row)
+        return word_panel(v, state.row, keep)
     if state.word:
-        return unknown_word(v, state.word)
+        return unknown_word(v, state.word, keep)
     return pick_a_word()
 
 
@@ -217,7 +223,7 @@ def show_panel(search, pathname, drawn, *controls):
     # the controls follow the URL (back, forward); left alone when they already show it
     echo = [no_update if _shows(old, new) else new for new, old in zip(wanted, controls)]
     return (
-        _panel(v, state),
+        _panel(v, state, parse(search)),
         *echo,
         _colouring_note(v, state),
         _matches_note(v, state),
@@ -251,13 +257,16 @@ def _selection(v, region, proj) -> tuple[np.ndarray, str | None]:
     Output(MAP_ID, "figure"),
     Output("words-drawn", "data"),
     Input("_pages_location", "search"),
+    # show_panel writes this note on every URL change: the map waits for the panel, so that redrawing a
+    # large map (seconds with software WebGL) never holds the panel back
+    Input("words-points", "children"),
     Input("words-selection", "data"),
     Input("words-selection-coloured", "data"),
     State("_pages_location", "pathname"),
     State("words-drawn", "data"),
     prevent_initial_call=True,
 )
-def patch_map(search, region, coloured, pathname, drawn):
+def patch_map(search, _panel_shown, region, coloured, pathname, drawn):
     """Take the drawn map to the URL's state: a Patch of the changed layers, or the whole map when the
     projection changed."""
     v = _page_view(pathname, drawn)
@@ -283,17 +292,19 @@ def patch_map(search, region, coloured, pathname, drawn):
     Input("words-selection", "data"),
     Input("words-selection-coloured", "data"),
     State("_pages_location", "pathname"),
+    State("_pages_location", "search"),
     State("words-drawn", "data"),
     prevent_initial_call=True,
 )
-def show_selection(region, coloured, pathname, drawn):
+def show_selection(region, coloured, pathname, search, drawn):
     v = _page_view(pathname, drawn)
-    proj = drawn["state"]["proj"]
+    proj = (region or {}).get("proj")
     rows, key = _selection(v, region, proj)
     if key is None:
         return None
     drawn_rows = np.intersect1d(rows, v.base_sample(limit_for(proj == "umap3d")), assume_unique=True)
-    return selection_panel(v, rows, len(drawn_rows), bool(coloured))
+    keep = {k: x for k, x in parse(search).items() if k not in ("run", "word")}
+    return selection_panel(v, rows, len(drawn_rows), bool(coloured), keep)
 
 
 # A click on a point: the new URL is computed in the browser (no round trip before the history entry).
@@ -337,16 +348,17 @@ clientside_callback(
     prevent_initial_call=True,
 )
 
-# A lasso or box selection becomes a small region (the polygon, never the selected points); Clear and
-# a new projection drop it; the colour button flips colouring by it.
+# A lasso or box selection becomes a small region (the polygon, never the selected points) of the map's
+# projection; Clear drops it; the colour button flips colouring by it. A region of another projection is
+# ignored (and its panel hidden). Nothing here depends on what show_panel writes, so patch_map never
+# waits for the panel.
 clientside_callback(
-    """function(selected, _clear, _colour, proj, coloured, region) {
+    """function(selected, _clear, _colour, coloured, region, proj) {
         const nu = window.dash_clientside.no_update;
         const t = window.dash_clientside.callback_context.triggered[0] || {};
         const id = t.prop_id || '';
         if (id.includes('words-selection-colour')) { return t.value ? [nu, !coloured] : [nu, nu]; }
         if (id.includes('words-selection-clear')) { return t.value ? [null, false] : [nu, nu]; }
-        if (id.startsWith('words-proj')) { return region && region.proj !== proj ? [null, false] : [nu, nu]; }
         let next = null;
         const lasso = selected && selected.lassoPoints;
         if (lasso && lasso.x && lasso.x.length >= 3) {
@@ -364,10 +376,18 @@ clientside_callback(
     Input(MAP_ID, "selectedData"),
     Input({"type": "words-selection-clear", "id": ALL}, "n_clicks"),
     Input({"type": "words-selection-colour", "id": ALL}, "n_clicks"),
-    Input("words-proj", "value"),
     State("words-selection-coloured", "data"),
     State("words-selection", "data"),
+    State("words-proj", "value"),
     prevent_initial_call=True,
+)
+
+# The selection panel shows only over the projection it was drawn on.
+clientside_callback(
+    """function(proj, region) { return !!region && region.proj !== proj; }""",
+    Output("words-selection-panel", "hidden"),
+    Input("words-proj", "value"),
+    Input("words-selection", "data"),
 )
 
 # New panel content that starts above or below the window is scrolled into view.
