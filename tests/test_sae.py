@@ -10,7 +10,7 @@ import yaml
 from scipy.stats import spearmanr
 
 from compute import features
-from compute.config import DEFAULT_GROUPS, PlanError, SAEConfig, parse_run
+from compute.config import DEFAULT_GROUPS, PlanError, ReluL1Config, TopKConfig, parse_run
 from compute.sae import encode_numpy, fit
 from store.reader import Run
 from store.writer import RunWriter, runs_dir
@@ -44,7 +44,7 @@ def _glove_default_matrix():
 @pytest.fixture(scope="module")
 def glove_run():
     words, X, groups, names = _glove_default_matrix()
-    cfg = SAEConfig(arch="topk", d_sae=1024, k=8, seed=0)  # the default plan's GloVe setting
+    cfg = TopKConfig(d_sae=1024, k=8, seed=0)  # the default plan's GloVe setting
     sae = fit(X, cfg)
     out = features.sae_output(sae, X, words, groups, names, cfg, sae.history, seed=0)
     return dict(words=words, X=X, sae=sae, cfg=cfg, out=out)
@@ -164,7 +164,7 @@ def _planted(n=12000, d=32, atoms=48, k=3, noise=0.01, seed=0):
 
 def test_topk_recovers_a_planted_dictionary():
     X, D = _planted()
-    sae = fit(X, SAEConfig(arch="topk", d_sae=96, k=3, steps=1500, batch_size=512, seed=0))
+    sae = fit(X, TopKConfig(d_sae=96, k=3, steps=1500, batch_size=512, seed=0))
     W = sae.W_dec.detach().numpy()
     cos = D @ (W / np.linalg.norm(W, axis=1, keepdims=True)).T
     recovered = (cos.max(1) >= 0.9).mean()
@@ -175,14 +175,14 @@ def test_relu_l1_sweep_l0_falls_as_l1_rises():
     X, _ = _planted(n=4000, d=16, atoms=32, k=3, seed=1)
     l0 = []
     for l1 in (0.5, 2.0, 8.0):
-        sae = fit(X, SAEConfig(arch="relu_l1", d_sae=64, l1=l1, steps=400, batch_size=256, seed=0))
+        sae = fit(X, ReluL1Config(d_sae=64, l1=l1, steps=400, batch_size=256, seed=0))
         l0.append(encode_numpy(sae, X).getnnz(1).mean())
     assert l0[0] > l0[1] > l0[2], l0
 
 
 def test_seeded_fit_is_reproducible_and_device_auto_works():
     X, _ = _planted(n=1000, d=8, atoms=8, k=2, seed=2)
-    cfg = SAEConfig(arch="topk", d_sae=16, k=2, steps=50, batch_size=128, seed=3)
+    cfg = TopKConfig(d_sae=16, k=2, steps=50, batch_size=128, seed=3)
     a, b = fit(X, cfg), fit(X, cfg, device="auto")
     for name, p in a.state_dict().items():
         np.testing.assert_array_equal(p.numpy(), b.state_dict()[name].numpy(), err_msg=name)
@@ -199,12 +199,12 @@ def test_clear_errors_for_bad_configs():
     X = np.random.default_rng(0).standard_normal((100, 8)).astype(np.float32)
     # width from the expansion factor (8 x 0.5 = 4) is only known at fit time
     with pytest.raises(ValueError, match=r"sae\.k: k \(8\) must not exceed d_sae \(4\)"):
-        fit(X, SAEConfig(expansion=0.5, k=8))
+        fit(X, TopKConfig(expansion=0.5, k=8))
 
 
 def test_divergence_raises_and_writes_nothing(tmp_path):
     X = np.random.default_rng(0).standard_normal((500, 8)).astype(np.float32)
-    cfg = SAEConfig(arch="relu_l1", d_sae=16, lr=1e30, steps=50, batch_size=64)
+    cfg = ReluL1Config(d_sae=16, lr=1e30, steps=50, batch_size=64)
     with pytest.raises(ValueError, match=r"SAE training diverged at step \d+ \(loss is NaN\); lower lr"):
         with RunWriter(tmp_path, "bad", model="m", layer=0, n_layers=1, source="static", config={},
                        config_hash="x") as w:
