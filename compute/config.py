@@ -2,7 +2,7 @@
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import (
@@ -122,17 +122,18 @@ class BatchTopKConfig(_KSparse):
     threshold_lr: float = Field(0.01, gt=0, le=1, description="step of the threshold's moving average")
 
 
-SAE_CONFIGS = (TopKConfig, ReluL1Config, BatchTopKConfig)  # one entry per architecture
-SAE_ARCHS = tuple(c.model_fields["arch"].default for c in SAE_CONFIGS)
-
-
 def _sae_arch(v) -> str:
     """The union's tag: `arch`, topk when omitted."""
     return v.get("arch", "topk") if isinstance(v, dict) else getattr(v, "arch", "topk")
 
 
-SAEConfig = Annotated[Union[tuple(Annotated[c, Tag(a)] for c, a in zip(SAE_CONFIGS, SAE_ARCHS))],
+# One entry per architecture (its class in compute/sae/ is registered under the same tag).
+SAEConfig = Annotated[Annotated[TopKConfig, Tag("topk")]
+                      | Annotated[ReluL1Config, Tag("relu_l1")]
+                      | Annotated[BatchTopKConfig, Tag("batch_topk")],
                       Discriminator(_sae_arch)]
+SAE_CONFIGS = (TopKConfig, ReluL1Config, BatchTopKConfig)
+SAE_ARCHS = tuple(c.model_fields["arch"].default for c in SAE_CONFIGS)
 _SAE_ADAPTER = TypeAdapter(SAEConfig)
 
 

@@ -12,12 +12,19 @@ from scipy.stats import spearmanr
 
 from compute import features
 from compute import sae as sae_lib
-from compute.config import (DEFAULT_GROUPS, SAE_ARCHS, SAE_CONFIGS, BatchTopKConfig, PlanError, ReluL1Config,
-                            TopKConfig, parse_run)
+from compute.config import (
+    DEFAULT_GROUPS,
+    SAE_ARCHS,
+    SAE_CONFIGS,
+    BatchTopKConfig,
+    PlanError,
+    ReluL1Config,
+    TopKConfig,
+    parse_run,
+)
 from compute.sae import encode_numpy, fit
 from store.reader import Run
 from store.writer import RunWriter, runs_dir
-
 
 # --- shared: the GloVe default run (20k most frequent English words in GloVe + concept-group words) ---
 

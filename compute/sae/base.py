@@ -115,7 +115,7 @@ class SAE(nn.Module):
         return out
 
     @classmethod
-    def from_arrays(cls, arrays, cfg, history: pd.DataFrame | None = None) -> "SAE":
+    def from_arrays(cls, arrays, cfg, history: pd.DataFrame | None = None) -> SAE:
         """The inverse of `to_arrays` (eval mode, on the CPU); `arrays` maps each name in ARRAYS."""
         d, d_sae = np.shape(arrays["W_enc"])
         sae = cls(int(d), int(d_sae), cfg)

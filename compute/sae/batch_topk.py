@@ -7,6 +7,8 @@ positive activation the batch top-k kept (paper §3; dictionary_learning trainer
 to the first batch's minimum then averages; the step 0.01 of the average is SAELens' topk_threshold_lr)."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from compute.sae.base import SAE
@@ -17,7 +19,7 @@ CANDIDATE_BOUND = 0.8
 
 class BatchTopKSAE(TopKSAE):
     arch = "batch_topk"
-    ARRAYS = {**TopKSAE.ARRAYS, "threshold": "threshold"}
+    ARRAYS: ClassVar[dict[str, str]] = {**TopKSAE.ARRAYS, "threshold": "threshold"}
 
     def __init__(self, d: int, d_sae: int, cfg):
         super().__init__(d, d_sae, cfg)
