@@ -298,6 +298,10 @@ def test_each_architecture_records_only_its_own_settings():
     relu = ReluL1Config().model_dump()
     assert "l1" in relu and not {"k", "aux_k", "aux_coef"} & set(relu)
     assert "k" in TopKConfig().model_dump() and not {"l1", "l1_warmup_frac"} & set(TopKConfig().model_dump())
+    # a run stored before the split recorded every field of the flat config; it still loads
+    old = {"arch": "relu_l1", "d_in": 50, "d_sae": 64, "k": 8, "l1": 2.0, "l1_warmup_frac": 0.05, "aux_k": None,
+           "aux_coef": 0.03125, "seed": 1}
+    assert sae_lib.stored_config(old) == ReluL1Config(d_sae=64, l1=2.0, seed=1)
     with pytest.raises(PlanError, match=r"^run\.sae\.k: not a setting of arch 'relu_l1'$"):
         parse_run({"model": "glove-6b-50d", "sae": {"arch": "relu_l1", "k": 8}})
     with pytest.raises(PlanError, match=r"^run\.sae\.arch: 'gated' is not one of 'topk', 'relu_l1', 'batch_topk'$"):
