@@ -64,7 +64,7 @@ class SAE(nn.Module):
     # --- normalised space (what the weights apply to) ---
     @torch.no_grad()
     def fit_normalisation(self, X_ND: torch.Tensor) -> None:
-        """mu = mean row, scale such that E||(x - mu) * scale||^2 = D (Gao et al. 2024 §2.1 normalise so)."""
+        """mu = the mean row; scale such that E||(x - mu) * scale||^2 = D."""
         mu_D = X_ND.mean(0)
         ms = ((X_ND - mu_D) ** 2).sum(-1).mean()
         self.mu.copy_(mu_D)
