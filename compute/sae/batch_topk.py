@@ -3,8 +3,9 @@
 Training keeps the k*B largest ReLU pre-activations of the whole batch (k per row on average, so rows can
 use more or fewer features), with TopK's unit-norm decoder and AuxK. Inference cannot depend on the batch,
 so it keeps every pre-activation above a threshold learned in training: a running estimate of the smallest
-positive activation the batch top-k kept (paper §3; dictionary_learning trainers/batch_top_k.py sets it
-to the first batch's minimum then averages; the step 0.01 of the average is SAELens' topk_threshold_lr)."""
+positive activation the batch top-k kept (as the paper estimates it; dictionary_learning's
+trainers/batch_top_k.py sets it to the first batch's minimum, then averages; the step 0.01 of the average
+is SAELens' topk_threshold_lr)."""
 from __future__ import annotations
 
 from typing import ClassVar
