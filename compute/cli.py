@@ -1,6 +1,7 @@
 """compute's commands: `lexiscope precompute` and `lexiscope runs` (lexiscope.py assembles the command).
 Imports beyond typer are inside the commands: they keep `lexiscope --help` fast (the pipeline loads torch,
 the store h5py and pandas)."""
+
 import logging
 import time
 from pathlib import Path
@@ -9,8 +10,9 @@ from typing import Annotated, Optional
 import typer
 
 PlanArg = Annotated[Optional[Path], typer.Argument(help="YAML plan (default: the bundled plan)")]
-StoreOpt = Annotated[Optional[Path], typer.Option(
-    "--store", help="store root (default $LEXISCOPE_STORE or ./lexiscope-store)")]
+StoreOpt = Annotated[
+    Optional[Path], typer.Option("--store", help="store root (default $LEXISCOPE_STORE or ./lexiscope-store)")
+]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="recompute runs already in the store")]
 
@@ -25,6 +27,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     from compute.config import PlanError
     from compute.embeddings import ModelError
     from store import StoreError
+
     return (PlanError, ModelError, StoreError, ValueError, KeyError, FileNotFoundError)
 
 
@@ -35,6 +38,7 @@ def precompute(plan: PlanArg = None, store: StoreOpt = None, device: DeviceOpt =
     try:
         from compute.config import load_plan
         from compute.pipeline import precompute as run_plan
+
         p = load_plan(plan)
         start = time.perf_counter()
         ids = run_plan(p, store=store, device=device, force=force)
@@ -48,6 +52,7 @@ def runs(store: StoreOpt = None):
     import pandas as pd
 
     from store import Catalog
+
     cat = Catalog(store)
     table = cat.table()
     for msg in cat.errors.values():
@@ -55,7 +60,24 @@ def runs(store: StoreOpt = None):
     if table.empty:
         typer.echo(f"no runs in {cat.root}; run `lexiscope precompute` first")
         return
-    cols = [c for c in ("run_id", "model", "layer", "n_words", "dim", "i_cos", "i_pc", "isoscore",
-                        "sae_arch", "sae_d_sae", "sae_fvu", "sae_l0", "created") if c in table]
+    cols = [
+        c
+        for c in (
+            "run_id",
+            "model",
+            "layer",
+            "n_words",
+            "dim",
+            "i_cos",
+            "i_pc",
+            "isoscore",
+            "sae_arch",
+            "sae_d_sae",
+            "sae_fvu",
+            "sae_l0",
+            "created",
+        )
+        if c in table
+    ]
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_colwidth", 40):
         typer.echo(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))

@@ -1,4 +1,5 @@
 """Typed, validated plans. A plan is a YAML file listing runs; see compute/data/default_plan.yaml."""
+
 import hashlib
 import json
 from pathlib import Path
@@ -38,7 +39,8 @@ class VocabularyConfig(_Strict):
     word_lists: list[str] = Field(default_factory=list, description="extra word-list files, one word a line")
     words: list[str] = Field(default_factory=list, description="extra words given inline")
     concept_groups: str | dict[str, list[str]] | None = Field(
-        "default", description="'default', a YAML/TSV file, an inline {group: [words]} mapping, or null")
+        "default", description="'default', a YAML/TSV file, an inline {group: [words]} mapping, or null"
+    )
     include_group_words: bool = True
 
 
@@ -64,6 +66,7 @@ class ProjectionConfig(_Strict):
 
 class _SAEBase(_Strict):
     """Settings every SAE architecture shares; each architecture's class adds only its own."""
+
     d_sae: int | None = Field(None, ge=1)
     expansion: float | None = Field(None, gt=0, description="d_sae = expansion x d when d_sae is not given")
     dead_steps: int = Field(200, ge=1, description="steps without firing before a feature counts as dead")
@@ -86,6 +89,7 @@ class _SAEBase(_Strict):
 
 class _KSparse(_SAEBase):
     """Shared by the architectures that keep k active features per word (on average for batch_topk)."""
+
     k: int = Field(8, ge=1)
     aux_k: int | None = Field(None, ge=1, description="AuxK dead-feature revival; default d/2")
     aux_coef: float = Field(1 / 32, ge=0)
@@ -102,11 +106,13 @@ class _KSparse(_SAEBase):
 
 class TopKConfig(_KSparse):
     """TopK (Gao et al. 2024): the k largest pre-activations of each word."""
+
     arch: Literal["topk"] = "topk"
 
 
 class ReluL1Config(_SAEBase):
     """ReLU + L1 penalty (Anthropic, "Towards Monosemanticity" + the April 2024 update)."""
+
     arch: Literal["relu_l1"] = "relu_l1"
     l1: float = Field(5.0, ge=0, description="L1 coefficient")
     l1_warmup_frac: float = Field(0.05, ge=0, le=1)
@@ -118,6 +124,7 @@ class ReluL1Config(_SAEBase):
 class BatchTopKConfig(_KSparse):
     """BatchTopK (Bussmann et al. 2024): the k x B largest pre-activations of a batch in training; at
     inference the features above a learned threshold."""
+
     arch: Literal["batch_topk"] = "batch_topk"
     threshold_lr: float = Field(0.01, gt=0, le=1, description="step of the threshold's moving average")
 
@@ -128,10 +135,12 @@ def _sae_arch(v) -> str:
 
 
 # One entry per architecture (its class in compute/sae/ is registered under the same tag).
-SAEConfig = Annotated[Annotated[TopKConfig, Tag("topk")]
-                      | Annotated[ReluL1Config, Tag("relu_l1")]
-                      | Annotated[BatchTopKConfig, Tag("batch_topk")],
-                      Discriminator(_sae_arch)]
+SAEConfig = Annotated[
+    Annotated[TopKConfig, Tag("topk")]
+    | Annotated[ReluL1Config, Tag("relu_l1")]
+    | Annotated[BatchTopKConfig, Tag("batch_topk")],
+    Discriminator(_sae_arch),
+]
 SAE_CONFIGS = (TopKConfig, ReluL1Config, BatchTopKConfig)
 SAE_ARCHS = tuple(c.model_fields["arch"].default for c in SAE_CONFIGS)
 _SAE_ADAPTER = TypeAdapter(SAEConfig)

@@ -7,6 +7,7 @@ def resolve_device(device: str = "auto") -> str:
         return device
     try:
         import torch
+
         return "cuda" if torch.cuda.is_available() else "cpu"
     except ImportError:
         return "cpu"

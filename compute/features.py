@@ -3,16 +3,18 @@
 `sae_output` builds the `/sae` OUTPUT dict of a run (see docs/store.md, section "SAE").
 Shapes in names: n words, D input dim, F features, G concept groups.
 """
+
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
 from compute.linalg import unit_rows
-from compute.sae import SAE, encode_numpy, fvu as sae_fvu
+from compute.sae import SAE, encode_numpy
+from compute.sae import fvu as sae_fvu
 from store import schema
 
 TOP_WORDS = 50
@@ -40,9 +42,9 @@ def match_features(W_dec_L: np.ndarray, W_dec_next: np.ndarray, chunk: int = 409
     idx = np.empty(len(A), dtype=np.int32)
     cos = np.empty(len(A), dtype=np.float32)
     for s in range(0, len(A), chunk):
-        C = A[s:s + chunk] @ B.T
-        idx[s:s + chunk] = C.argmax(1)
-        cos[s:s + chunk] = C[np.arange(len(C)), idx[s:s + chunk]]
+        C = A[s : s + chunk] @ B.T
+        idx[s : s + chunk] = C.argmax(1)
+        cos[s : s + chunk] = C[np.arange(len(C)), idx[s : s + chunk]]
     return idx, cos
 
 
@@ -58,13 +60,12 @@ def column_top(acts_nF: sp.csr_matrix, m: int = TOP_WORDS):
         keep = data > 0
         data, rows = data[keep], rows[keep]
         order = np.lexsort((rows, -data))[:m]  # ties: lower row (more frequent word) first
-        words[f, :len(order)] = rows[order]
-        vals[f, :len(order)] = data[order]
+        words[f, : len(order)] = rows[order]
+        vals[f, : len(order)] = data[order]
     return words, vals
 
 
-def quantile_groups(acts_nF: sp.csr_matrix, seed: int = 0, bins: int = QUANTILE_BINS,
-                    per_bin: int = QUANTILE_WORDS):
+def quantile_groups(acts_nF: sp.csr_matrix, seed: int = 0, bins: int = QUANTILE_BINS, per_bin: int = QUANTILE_WORDS):
     """sae_vis-style interval groups: the range (0, max] of each feature split into `bins` equal-width
     intervals, highest first; from each, `per_bin` seeded random words, sorted by activation.
     Returns (words (F,bins,per_bin) int32 -1 padded, acts (F,bins,per_bin) float32 0 padded)."""
@@ -88,8 +89,8 @@ def quantile_groups(acts_nF: sp.csr_matrix, seed: int = 0, bins: int = QUANTILE_
             if len(sel) > per_bin:
                 sel = rng.choice(sel, per_bin, replace=False)
             sel = sel[np.argsort(-data[sel], kind="stable")]
-            words[f, q, :len(sel)] = rows[sel]
-            vals[f, q, :len(sel)] = data[sel]
+            words[f, q, : len(sel)] = rows[sel]
+            vals[f, q, : len(sel)] = data[sel]
     return words, vals
 
 
@@ -143,8 +144,8 @@ def decoder_neighbors(sae: SAE, X: np.ndarray, m: int = DECODER_NEIGHBORS, chunk
     idx = np.empty((F, min(m, len(U_nD))), dtype=np.int32)
     cos = np.empty(idx.shape, dtype=np.float32)
     for s in range(0, F, chunk):
-        i, c = _top_rows(U_nD @ W_FD[s:s + chunk].T, m)
-        idx[s:s + chunk], cos[s:s + chunk] = i, c
+        i, c = _top_rows(U_nD @ W_FD[s : s + chunk].T, m)
+        idx[s : s + chunk], cos[s : s + chunk] = i, c
     return idx, cos
 
 
@@ -157,8 +158,9 @@ def feature_map(W_dec: np.ndarray, seed: int = 0) -> np.ndarray:
         return np.zeros((F, 2), dtype=np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        emb = umap.UMAP(n_components=2, metric="cosine", n_neighbors=min(15, F - 1), min_dist=0.1,
-                        random_state=seed).fit_transform(np.asarray(W_dec, np.float32))
+        emb = umap.UMAP(
+            n_components=2, metric="cosine", n_neighbors=min(15, F - 1), min_dist=0.1, random_state=seed
+        ).fit_transform(np.asarray(W_dec, np.float32))
     return emb.astype(np.float32)
 
 
@@ -183,7 +185,7 @@ def dist_ratio(S_nF, X: np.ndarray, seed: int = 0, top: int = INTRUSION_TOP, pos
         if dense:
             c = S[:, f]
             order = np.argsort(-c, kind="stable")
-            head = order[:max(tenth, top)]
+            head = order[: max(tenth, top)]
             if positive_only:
                 head = head[c[head] > 0]
             mask = c <= np.median(c)
@@ -192,7 +194,7 @@ def dist_ratio(S_nF, X: np.ndarray, seed: int = 0, top: int = INTRUSION_TOP, pos
             lo, hi = S.indptr[f], S.indptr[f + 1]
             rows, data = S.indices[lo:hi], S.data[lo:hi]
             rows, data = rows[data > 0], data[data > 0]
-            head = rows[np.lexsort((rows, -data))][:max(tenth, top)]
+            head = rows[np.lexsort((rows, -data))][: max(tenth, top)]
             if 2 * len(rows) < n:  # the median is 0: the bottom half is every word with activation 0
                 active = np.sort(rows)
                 in_bottom.append(lambda r, active=active: ~np.isin(r, active, assume_unique=False))
@@ -242,8 +244,17 @@ def intrusion_scores(acts_nF: sp.csr_matrix, X: np.ndarray, seed: int = 0) -> di
     return dict(per_feature=per_feature, intrusion=sae_score, intrusion_raw=raw, intrusion_rotated=rotated)
 
 
-def sae_output(sae: SAE, X: np.ndarray, words: Sequence[str], groups: np.ndarray, group_names: list[str],
-               cfg, history, seed: int = 0, progress=None) -> dict:
+def sae_output(
+    sae: SAE,
+    X: np.ndarray,
+    words: Sequence[str],
+    groups: np.ndarray,
+    group_names: list[str],
+    cfg,
+    history,
+    seed: int = 0,
+    progress=None,
+) -> dict:
     """The `/sae` OUTPUT dict of a run (paths relative to the run root); see docs/store.md "SAE"."""
     step = progress or (lambda stage, frac: None)
     X = np.asarray(X, dtype=np.float32)
@@ -269,11 +280,18 @@ def sae_output(sae: SAE, X: np.ndarray, words: Sequence[str], groups: np.ndarray
     fmap = feature_map(W_dec, seed)
     step("features", 1.0)
 
-    attrs = dict(arch=sae.arch, d_sae=int(F), **cfg.summary_attrs(),
-                 fvu=sae_fvu(sae, X, acts), l0=float(acts.getnnz(1).mean()) if n else 0.0,
-                 dead_frac=float((density == 0).mean()),
-                 intrusion=intr["intrusion"], intrusion_raw=intr["intrusion_raw"],
-                 intrusion_rotated=intr["intrusion_rotated"], config=sae.config)
+    attrs = dict(
+        arch=sae.arch,
+        d_sae=int(F),
+        **cfg.summary_attrs(),
+        fvu=sae_fvu(sae, X, acts),
+        l0=float(acts.getnnz(1).mean()) if n else 0.0,
+        dead_frac=float((density == 0).mean()),
+        intrusion=intr["intrusion"],
+        intrusion_raw=intr["intrusion_raw"],
+        intrusion_rotated=intr["intrusion_rotated"],
+        config=sae.config,
+    )
     out = {
         schema.SAE.path: attrs,
         # the weights, read back by compute.sae.from_run
@@ -284,10 +302,14 @@ def sae_output(sae: SAE, X: np.ndarray, words: Sequence[str], groups: np.ndarray
         schema.SAE.max_act: max_act,
         schema.SAE.best_group: best_group,
         schema.SAE.group_scores: group_scores,
-        schema.SAE.top_words: top_words, schema.SAE.top_acts: top_acts,
-        schema.SAE.quantile_words: q_words, schema.SAE.quantile_acts: q_acts,
-        schema.SAE.decoder_neighbors: nb_idx, schema.SAE.decoder_neighbor_cos: nb_cos,
-        schema.SAE.correlated: corr_idx, schema.SAE.correlated_cos: corr_cos,
+        schema.SAE.top_words: top_words,
+        schema.SAE.top_acts: top_acts,
+        schema.SAE.quantile_words: q_words,
+        schema.SAE.quantile_acts: q_acts,
+        schema.SAE.decoder_neighbors: nb_idx,
+        schema.SAE.decoder_neighbor_cos: nb_cos,
+        schema.SAE.correlated: corr_idx,
+        schema.SAE.correlated_cos: corr_cos,
         schema.SAE.feature_map: fmap,
         schema.SAE.feature_intrusion: intr["per_feature"],
     }

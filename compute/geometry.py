@@ -10,10 +10,11 @@ Definitions are pinned in DESIGN.md ("Exact definitions"); sources:
   principal directions) is Cai et al. (2021), "Isotropy in the Contextual Embedding Space",
   as used by Rajaee & Pilehvar.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -48,6 +49,7 @@ def _nonzero_rows(X: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # The measures
 # ---------------------------------------------------------------------------------------------
+
 
 def i_cos(X) -> float:
     """Exact mean cosine over all ordered pairs i != j, in O(nd): (||sum x_hat||^2 - n) / (n(n-1)).
@@ -199,8 +201,14 @@ def _spearman(a, b) -> float:
 # Stage output
 # ---------------------------------------------------------------------------------------------
 
-def analyse(X, cfg: GeometryConfig | None = None, zipf: np.ndarray | None = None,
-            group: Geometry = GEOMETRY, progress: Progress = None) -> dict:
+
+def analyse(
+    X,
+    cfg: GeometryConfig | None = None,
+    zipf: np.ndarray | None = None,
+    group: Geometry = GEOMETRY,
+    progress: Progress = None,
+) -> dict:
     """All isotropy measures of X as a stage OUTPUT: attrs of `group` plus its arrays."""
     cfg = cfg or GeometryConfig()
     X = _check(X)
@@ -217,10 +225,19 @@ def analyse(X, cfg: GeometryConfig | None = None, zipf: np.ndarray | None = None
     top3 = np.argsort(-cc_D, kind="stable")[:3]
     share = float(cc_D[top3].sum() / sampled) if np.isfinite(sampled) and sampled != 0 else float("nan")
     attrs = dict(
-        n=int(X.shape[0]), d=int(X.shape[1]), i_cos=exact, i_cos_sampled=sampled, i_pc=pc,
-        isoscore=iso, top3_dims=[int(i) for i in top3], top3_share=share, pairs=int(cfg.pairs),
-        seed=int(cfg.seed), outlier_sigma=float(cfg.outlier_sigma),
-        mean_norm=float(np.linalg.norm(basis[0])))
+        n=int(X.shape[0]),
+        d=int(X.shape[1]),
+        i_cos=exact,
+        i_cos_sampled=sampled,
+        i_pc=pc,
+        isoscore=iso,
+        top3_dims=[int(i) for i in top3],
+        top3_share=share,
+        pairs=int(cfg.pairs),
+        seed=int(cfg.seed),
+        outlier_sigma=float(cfg.outlier_sigma),
+        mean_norm=float(np.linalg.norm(basis[0])),
+    )
     if zipf is not None:
         zipf = np.asarray(zipf, dtype=np.float64)
         if zipf.shape != (X.shape[0],):
@@ -245,10 +262,12 @@ def analyse(X, cfg: GeometryConfig | None = None, zipf: np.ndarray | None = None
 # Cluster-based isotropy enhancement
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Enhancement:
     """k-means centroids (k, d); per-cluster means (k, d); per-cluster dominant directions
     (k, p, d), orthonormal rows (rows of zeros where a cluster had fewer than p directions)."""
+
     centroids: np.ndarray
     means: np.ndarray
     directions: np.ndarray
@@ -304,18 +323,26 @@ def fit_enhancement(X, clusters: int = 7, pcs_removed: int = 12, seed: int = 0) 
         if q > 0:
             pca = PCA(n_components=q, random_state=seed).fit(members)
             directions[c, :q] = pca.components_
-    return Enhancement(centroids=km.cluster_centers_.astype(np.float32),
-                       means=means.astype(np.float32), directions=directions.astype(np.float32))
+    return Enhancement(
+        centroids=km.cluster_centers_.astype(np.float32),
+        means=means.astype(np.float32),
+        directions=directions.astype(np.float32),
+    )
 
 
-def enhancement_output(X, enh: Enhancement, cfg: GeometryConfig | None = None,
-                       group: Enhanced = ENHANCED) -> dict:
+def enhancement_output(X, enh: Enhancement, cfg: GeometryConfig | None = None, group: Enhanced = ENHANCED) -> dict:
     """Isotropy of the enhanced vectors as a stage OUTPUT, plus the fitted enhancement."""
     cfg = cfg or GeometryConfig()
     x_enh = enh.apply(X)
     sampled, _ = i_cos_sampled(x_enh, cfg.pairs, cfg.seed)
-    attrs = dict(i_cos=i_cos(x_enh), i_cos_sampled=sampled, i_pc=i_pc(x_enh), isoscore=isoscore(x_enh),
-                 clusters=int(len(enh.centroids)), pcs_removed=int(enh.directions.shape[1]))
+    attrs = dict(
+        i_cos=i_cos(x_enh),
+        i_cos_sampled=sampled,
+        i_pc=i_pc(x_enh),
+        isoscore=isoscore(x_enh),
+        clusters=int(len(enh.centroids)),
+        pcs_removed=int(enh.directions.shape[1]),
+    )
     return {
         group.path: attrs,
         group.centroids: enh.centroids.astype(np.float32),
@@ -329,8 +356,10 @@ def enhancement_output(X, enh: Enhancement, cfg: GeometryConfig | None = None,
 # Per-language isotropy and zero-shot enhancement
 # ---------------------------------------------------------------------------------------------
 
-def per_language(X, langs, cfg: GeometryConfig | None = None, source_lang: str = "en",
-                 progress: Progress = None) -> dict:
+
+def per_language(
+    X, langs, cfg: GeometryConfig | None = None, source_lang: str = "en", progress: Progress = None
+) -> dict:
     """Per language: i_cos and i_pc before, after its own enhancement, and after the enhancement
     fitted on `source_lang` (zero-shot). Empty when fewer than two languages are present."""
     cfg = cfg or GeometryConfig()
@@ -354,8 +383,7 @@ def per_language(X, langs, cfg: GeometryConfig | None = None, source_lang: str =
         row = dict(language=lang, n=int(len(x_lang)))
         if len(x_lang) >= 2:
             row.update(i_cos=i_cos(x_lang), i_pc=i_pc(x_lang))
-            own = zero_shot if lang == source else fit_enhancement(
-                x_lang, cfg.clusters, cfg.pcs_removed, cfg.seed)
+            own = zero_shot if lang == source else fit_enhancement(x_lang, cfg.clusters, cfg.pcs_removed, cfg.seed)
             x_own = own.apply(x_lang)
             row.update(i_cos_enhanced=i_cos(x_own), i_pc_enhanced=i_pc(x_own))
             if zero_shot is not None:
@@ -364,6 +392,7 @@ def per_language(X, langs, cfg: GeometryConfig | None = None, source_lang: str =
         out[LANGUAGES.of(lang)] = row
         table.append(row)
     say(LANGUAGES.path, 1.0)
-    out[LANGUAGES.path] = dict(languages=present, source=source, table=table,
-                            clusters=int(cfg.clusters), pcs_removed=int(cfg.pcs_removed))
+    out[LANGUAGES.path] = dict(
+        languages=present, source=source, table=table, clusters=int(cfg.clusters), pcs_removed=int(cfg.pcs_removed)
+    )
     return out

@@ -1,4 +1,5 @@
 """Small array helpers the stages share."""
+
 import numpy as np
 
 

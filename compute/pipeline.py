@@ -1,5 +1,6 @@
 """Chains the stages (vocabulary -> embeddings -> geometry -> projections -> SAE) and writes one run
 per (model, layer) through store/. Every stage is seeded from the plan, so a rerun reproduces it."""
+
 import logging
 import re
 import warnings
@@ -21,9 +22,9 @@ log = logging.getLogger("lexiscope.compute")
 @dataclass
 class LayerInput:
     layer: int
-    X: np.ndarray                       # (n, d) word vectors analysed in this run
-    extra: dict = field(default_factory=dict)   # more stage output, e.g. words/n_contexts, tokens/*
-    tokens: np.ndarray | None = None    # (m, d) token sample for the token-level geometry
+    X: np.ndarray  # (n, d) word vectors analysed in this run
+    extra: dict = field(default_factory=dict)  # more stage output, e.g. words/n_contexts, tokens/*
+    tokens: np.ndarray | None = None  # (m, d) token sample for the token-level geometry
 
 
 def run_id_for(cfg: RunConfig, layer: int) -> str:
@@ -31,8 +32,9 @@ def run_id_for(cfg: RunConfig, layer: int) -> str:
     return f"{slug or 'run'}-L{layer}-{cfg.config_hash(layer)[:8]}"
 
 
-def precompute(plan: Plan, store=None, device: str = "auto", force: bool = False,
-               progress: Progress | None = None) -> list[str]:
+def precompute(
+    plan: Plan, store=None, device: str = "auto", force: bool = False, progress: Progress | None = None
+) -> list[str]:
     """Run every run of the plan; returns the run ids written or already present."""
     progress = progress or Progress()
     ids = []
@@ -42,8 +44,9 @@ def precompute(plan: Plan, store=None, device: str = "auto", force: bool = False
     return ids
 
 
-def precompute_run(cfg: RunConfig, store=None, device: str = "auto", force: bool = False,
-                   progress: Progress | None = None) -> list[str]:
+def precompute_run(
+    cfg: RunConfig, store=None, device: str = "auto", force: bool = False, progress: Progress | None = None
+) -> list[str]:
     """All layers of one run config. Layers whose config hash is already stored are skipped."""
     return _precompute_prepared(sts.prepare_runs([cfg])[0], store, device, force, progress)
 
@@ -60,9 +63,12 @@ def _precompute_prepared(cfg: RunConfig, store, device, force, progress) -> list
         kind = "static"
     else:
         from compute import contextual
+
         if not contextual.is_transformer(cfg.model):
-            raise ModelError(f"unknown model '{cfg.model}': not a bundled model (glove-6b-50d, minilm-l6), "
-                             f"not a word-vector file and not a transformer directory or Hugging Face id")
+            raise ModelError(
+                f"unknown model '{cfg.model}': not a bundled model (glove-6b-50d, minilm-l6), "
+                f"not a word-vector file and not a transformer directory or Hugging Face id"
+            )
         kind = "contextual"
 
     if kind == "static":
@@ -94,8 +100,17 @@ def _precompute_prepared(cfg: RunConfig, store, device, force, progress) -> list
     def write(layer: int, out: dict) -> str:
         run_id = run_id_for(cfg, layer)
         with progress.child(f"{name} L{layer}").stage("write"):
-            with RunWriter(root, run_id, model=cfg.model, layer=layer, n_layers=n_layers, source=kind,
-                           config=config, config_hash=cfg.config_hash(layer), family=family) as w:
+            with RunWriter(
+                root,
+                run_id,
+                model=cfg.model,
+                layer=layer,
+                n_layers=n_layers,
+                source=kind,
+                config=config,
+                config_hash=cfg.config_hash(layer),
+                family=family,
+            ) as w:
                 w.write_all(out)
         return run_id
 
@@ -123,6 +138,7 @@ def previous_layer_output(out: dict, decoder_below: np.ndarray | None) -> dict:
     if decoder_below is None or SAE.W_dec not in out:
         return {}
     from compute import features
+
     match, cos = features.match_features(out[SAE.W_dec], decoder_below)
     return {SAE.prev_layer_match: match, SAE.prev_layer_cos: cos}
 
@@ -138,6 +154,7 @@ def _requested_layers(cfg: RunConfig, n_layers: int) -> list[int]:
 
 def _contextual_inputs(cfg, catalog, device, force, progress):
     from compute import contextual
+
     with progress.stage("load model"):
         tokenizer, model = contextual.load_transformer(cfg.model, device)
     n_layers = model.config.num_hidden_layers + 1
@@ -149,23 +166,37 @@ def _contextual_inputs(cfg, catalog, device, force, progress):
         vocab = vocabulary.build(cfg.vocabulary)
         sentences = contextual.read_corpus(cfg.corpus or "lee", sts_dir=sts.folder_of(cfg.sts))
     with progress.stage("extract") as update:
-        ext = contextual.extract(tokenizer, model, sentences, vocab.words, todo,
-                                 token_sample=cfg.geometry.token_sample, seed=cfg.geometry.seed,
-                                 batch_size=cfg.batch_size, device=device, progress=update)
+        ext = contextual.extract(
+            tokenizer,
+            model,
+            sentences,
+            vocab.words,
+            todo,
+            token_sample=cfg.geometry.token_sample,
+            seed=cfg.geometry.seed,
+            batch_size=cfg.batch_size,
+            device=device,
+            progress=update,
+        )
     sts_out = {}
     if cfg.sts is not None:
         with progress.stage("sts") as update:
             sts_out = sts.contextual_outputs(tokenizer, model, cfg, ext.layers, device, progress=update)
     inputs = []
     for i, layer in enumerate(ext.layers):
-        extra = {**sts_out.get(layer, {}), WORDS.n_contexts: ext.n_contexts.astype(np.int32),
-                 TOKENS.text: list(ext.token_text), TOKENS.positions: ext.token_positions.astype(np.int32)}
+        extra = {
+            **sts_out.get(layer, {}),
+            WORDS.n_contexts: ext.n_contexts.astype(np.int32),
+            TOKENS.text: list(ext.token_text),
+            TOKENS.positions: ext.token_positions.astype(np.int32),
+        }
         inputs.append(LayerInput(layer, ext.word_vectors[i], extra, ext.token_vectors[i]))
     return inputs, n_layers, vocab
 
 
-def analyse_layer(cfg: RunConfig, item: LayerInput, vocab, full_words, full_X, device, progress,
-                  next_decoder=None) -> tuple[dict, np.ndarray | None]:
+def analyse_layer(
+    cfg: RunConfig, item: LayerInput, vocab, full_words, full_X, device, progress, next_decoder=None
+) -> tuple[dict, np.ndarray | None]:
     """Every stage for one layer; returns the run's output dict and its SAE decoder (or None)."""
     X = np.ascontiguousarray(item.X, dtype=np.float32)
     g = cfg.geometry
@@ -197,11 +228,15 @@ def analyse_layer(cfg: RunConfig, item: LayerInput, vocab, full_words, full_X, d
     decoder = None
     if cfg.sae is not None:
         from compute import features, sae
+
         with progress.stage("sae") as update:
             model = sae.fit(X, cfg.sae, device=device, progress=update)
         with progress.stage("features") as update:
-            out.update(features.sae_output(model, X, vocab.words, vocab.groups, vocab.group_names, cfg.sae,
-                                           model.history, seed=cfg.sae.seed))
+            out.update(
+                features.sae_output(
+                    model, X, vocab.words, vocab.groups, vocab.group_names, cfg.sae, model.history, seed=cfg.sae.seed
+                )
+            )
             out.update(features.sae_similarity_output(model, sim_words, sim_X))
             decoder = out[SAE.W_dec]
             if next_decoder is not None:

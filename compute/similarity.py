@@ -2,9 +2,10 @@
 
 WordSim353 (Finkelstein et al. 2002) and SimLex-999 (Hill et al. 2015), as shipped in gensim's
 test data. Pairs with a word missing from the vocabulary are left out and counted."""
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,8 +23,15 @@ def load_benchmarks() -> dict[str, pd.DataFrame]:
 
     out = {}
     for name, fname in BENCHMARK_FILES.items():
-        df = pd.read_csv(datapath(fname), sep="\t", comment="#", header=None, names=["w1", "w2", "gold"],
-                         dtype={"w1": str, "w2": str, "gold": float}, keep_default_na=False)
+        df = pd.read_csv(
+            datapath(fname),
+            sep="\t",
+            comment="#",
+            header=None,
+            names=["w1", "w2", "gold"],
+            dtype={"w1": str, "w2": str, "gold": float},
+            keep_default_na=False,
+        )
         out[name] = df
     return out
 
@@ -37,9 +45,13 @@ def _index(vocab: Sequence[str], lower: bool) -> dict[str, int]:
     return index
 
 
-def word_similarity(vocab: Sequence[str], X: np.ndarray,
-                    transform: Callable[[np.ndarray], np.ndarray] | None = None,
-                    lower: bool = True, benchmarks: dict[str, pd.DataFrame] | None = None) -> dict:
+def word_similarity(
+    vocab: Sequence[str],
+    X: np.ndarray,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    lower: bool = True,
+    benchmarks: dict[str, pd.DataFrame] | None = None,
+) -> dict:
     """Spearman between gold ratings and cosines of the covered pairs, per benchmark:
     {name: {"spearman", "pairs", "covered"}}. Only the rows that covered pairs need are read and
     passed through `transform` (raw rows (m, d) -> (m, d')), so vocab may be large."""
@@ -79,8 +91,7 @@ def word_similarity(vocab: Sequence[str], X: np.ndarray,
     return results
 
 
-def similarity_output(results_before: dict, results_after: dict | None = None,
-                      group: Similarity = SIMILARITY) -> dict:
+def similarity_output(results_before: dict, results_after: dict | None = None, group: Similarity = SIMILARITY) -> dict:
     """Stage OUTPUT: attrs `<name>_spearman`, `<name>_pairs`, `<name>_covered`, and with
     `results_after` the same keys suffixed `_enhanced`."""
     attrs = {}

@@ -3,6 +3,7 @@
     LEXISCOPE_STORE=/data/store gunicorn -w 4 -b 0.0.0.0:8050 'dashboard.app:server'
 
 Nothing reads the store at import time; each worker opens run files lazily on first use."""
+
 import logging
 from pathlib import Path
 
@@ -19,18 +20,26 @@ HERE = Path(__file__).parent
 
 
 def shell():
-    return html.Div([
-        dcc.Location(id="lx-nav", refresh="callback-nav"),
-        navbar(),
-        dbc.Container(dash.page_container, fluid=True, className="lx-page pb-4"),
-    ])
+    return html.Div(
+        [
+            dcc.Location(id="lx-nav", refresh="callback-nav"),
+            navbar(),
+            dbc.Container(dash.page_container, fluid=True, className="lx-page pb-4"),
+        ]
+    )
 
 
 def create_app() -> Dash:
     """The one app of this process (Dash pages keep a global registry, so build it once)."""
-    app = Dash("dashboard", use_pages=True, pages_folder=str(HERE / "pages"), assets_folder=str(HERE / "assets"),
-               suppress_callback_exceptions=True,  # Bootstrap (Flatly) is served from assets/, offline
-               title="Lexiscope", update_title=None)
+    app = Dash(
+        "dashboard",
+        use_pages=True,
+        pages_folder=str(HERE / "pages"),
+        assets_folder=str(HERE / "assets"),
+        suppress_callback_exceptions=True,  # Bootstrap (Flatly) is served from assets/, offline
+        title="Lexiscope",
+        update_title=None,
+    )
     app.layout = shell
     enable_auth(app)  # basic auth when LEXISCOPE_AUTH=user:pass,... is set (dashboard/components/jobs_auth.py)
     return app

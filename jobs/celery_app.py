@@ -6,6 +6,7 @@ Two modes, one code path:
   (`sqla+sqlite:///<store>/queue.sqlite`), with one local worker (jobs/embedded.py);
 - distributed: `LEXISCOPE_BROKER_URL=redis://host:6379/0` and any number of `lexiscope worker` processes.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -50,12 +51,15 @@ def celery_app(root=None, broker: str | None = None) -> Celery:
         default_root(root).mkdir(parents=True, exist_ok=True)
     app = Celery("lexiscope", broker=url, set_as_current=False)
     app.conf.update(
-        task_ignore_result=True, result_backend=None,
-        task_serializer="json", accept_content=["json"],
+        task_ignore_result=True,
+        result_backend=None,
+        task_serializer="json",
+        accept_content=["json"],
         task_default_queue=QUEUE,
         # One job at a time per worker, acknowledged when it ends: a worker never holds a second job
         # that it could take down with it. A redelivered job that already ran is skipped (claim_job).
-        task_acks_late=True, worker_prefetch_multiplier=1,
+        task_acks_late=True,
+        worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
         # SQLite: these options go to create_engine; wait for a busy database instead of failing.
         broker_transport_options={"connect_args": {"timeout": 30}} if embedded else {"visibility_timeout": 24 * 3600},

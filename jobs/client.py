@@ -1,5 +1,6 @@
 """Submitting, cancelling and listing jobs: what the dashboard and the CLI call. Torch-free: it validates with
 compute.config (pydantic) and sends the task by name, so importing it never loads the pipeline."""
+
 from __future__ import annotations
 
 import logging
@@ -14,8 +15,18 @@ from store import jobs as jobstore
 from store.schema import default_root
 
 # The dashboard and the CLI reach the queue's state through this module alone.
-__all__ = ["QueueError", "submit", "cancel", "list_jobs", "count_active", "broker_url", "is_embedded", "safe_url",
-           "embedded_worker_pid", "ensure_embedded_worker"]
+__all__ = [
+    "QueueError",
+    "submit",
+    "cancel",
+    "list_jobs",
+    "count_active",
+    "broker_url",
+    "is_embedded",
+    "safe_url",
+    "embedded_worker_pid",
+    "ensure_embedded_worker",
+]
 
 log = logging.getLogger("lexiscope.queue")
 
@@ -34,8 +45,15 @@ def count_active(root=None, user: str | None = None) -> int:
     return sum(1 for j in list_jobs(root) if j["status"] in jobstore.ACTIVE and (user is None or j.get("user") == user))
 
 
-def submit(data, root=None, user: str = "anonymous", trusted: bool = False, broker: str | None = None,
-           source: str = "dashboard", policy: Policy | None = None) -> dict:
+def submit(
+    data,
+    root=None,
+    user: str = "anonymous",
+    trusted: bool = False,
+    broker: str | None = None,
+    source: str = "dashboard",
+    policy: Policy | None = None,
+) -> dict:
     """Validate a run config and queue it; returns the job record. Untrusted submissions (the dashboard)
     go through the admin policy and the per-user cap. Raises PlanError (nothing queued) or QueueError."""
     root = Path(default_root(root)).resolve()
@@ -47,16 +65,29 @@ def submit(data, root=None, user: str = "anonymous", trusted: bool = False, brok
         cfg = check_run(data, policy)
         active = count_active(root, user)
         if active >= policy.max_jobs_per_user:
-            raise PlanError(f"user '{user}' already has {active} queued or running jobs "
-                            f"(limit {policy.max_jobs_per_user}); wait or cancel one")
+            raise PlanError(
+                f"user '{user}' already has {active} queued or running jobs "
+                f"(limit {policy.max_jobs_per_user}); wait or cancel one"
+            )
     job = jobstore.create_job(cfg.model_dump(mode="json"), root, user=user, source=source)
     url = broker_url(root, broker)
     try:
-        celery_app(root, broker).send_task(TASK_NAME, args=[job["id"], str(root)], task_id=job["id"], queue=QUEUE,
-                                           retry=True, retry_policy={"max_retries": 2, "interval_start": 0.5})
+        celery_app(root, broker).send_task(
+            TASK_NAME,
+            args=[job["id"], str(root)],
+            task_id=job["id"],
+            queue=QUEUE,
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.5},
+        )
     except Exception as e:
-        jobstore.update_job(job["id"], root, status="failed", ended=jobstore.now_iso(),
-                            error=f"could not reach the broker at {safe_url(url)}: {e}")
+        jobstore.update_job(
+            job["id"],
+            root,
+            status="failed",
+            ended=jobstore.now_iso(),
+            error=f"could not reach the broker at {safe_url(url)}: {e}",
+        )
         raise QueueError(f"could not reach the broker at {safe_url(url)}: {e}") from None
     return jobstore.update_job(job["id"], root, task_id=job["id"])
 

@@ -1,6 +1,7 @@
 """The embedded worker: with no broker configured, one local worker process per store, started by
 `lexiscope serve` or by the Jobs page when a job waits and no worker runs. It runs `python -m jobs.cli worker`
 and lives as long as the process that started it (jobs/worker.py watches that parent)."""
+
 from __future__ import annotations
 
 import fcntl
@@ -41,10 +42,23 @@ def ensure_embedded_worker(root=None, device: str = "auto") -> subprocess.Popen 
             return None
         log_file = open(jobstore.jobs_dir(root) / ".embedded-worker.log", "ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "jobs.cli", "worker", "--store", str(root), "--device", device,
-             "--parent-pid", str(os.getpid())],
-            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=str(Path(__file__).resolve().parents[1]))
+            [
+                sys.executable,
+                "-m",
+                "jobs.cli",
+                "worker",
+                "--store",
+                str(root),
+                "--device",
+                device,
+                "--parent-pid",
+                str(os.getpid()),
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=str(Path(__file__).resolve().parents[1]),
+        )
         log_file.close()
         _pidfile(root).write_text(str(proc.pid))
     return proc

@@ -1,6 +1,7 @@
 """Is a job's worker alive? A running job whose worker died is marked failed by whoever lists the jobs
 (jobs.client.list_jobs): at once when its worker ran on this host and its process is gone, otherwise once
 its heartbeat is older than `heartbeat_timeout()` seconds (other hosts, and hung workers)."""
+
 from __future__ import annotations
 
 import socket
@@ -38,9 +39,12 @@ def _failed(job: dict) -> dict | None:
     if job["status"] != "running" or not worker_gone(job):
         return None
     age = jobstore.age_seconds(job.get("heartbeat"))
-    return dict(status="failed", ended=jobstore.now_iso(),
-                error=f"worker {job.get('worker') or '?'} stopped during stage '{job.get('stage')}' "
-                      f"(no heartbeat for {age:.0f} s): it crashed or was killed; the run was not stored")
+    return dict(
+        status="failed",
+        ended=jobstore.now_iso(),
+        error=f"worker {job.get('worker') or '?'} stopped during stage '{job.get('stage')}' "
+        f"(no heartbeat for {age:.0f} s): it crashed or was killed; the run was not stored",
+    )
 
 
 def reap_job(job_id: str, root=None) -> dict | None:

@@ -1,5 +1,6 @@
 """The admin policy: what the dashboard's job form may ask for. Read from store.settings: the YAML file named by
 $LEXISCOPE_JOBS_POLICY (the model's keys), then the LEXISCOPE_MODELS / LEXISCOPE_MAX_* variables over it."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,13 +19,14 @@ _CAPS = ("max_vocabulary", "max_sae_steps", "max_d_sae", "max_jobs_per_user")
 
 class Policy(BaseModel):
     """The model allowlist and the caps of one server."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     models: list[str] = list(DEFAULT_MODELS)
-    max_vocabulary: int = 50_000     # words per run (top_n x languages + pasted words)
+    max_vocabulary: int = 50_000  # words per run (top_n x languages + pasted words)
     max_sae_steps: int = 20_000
     max_d_sae: int = 16_384
-    max_jobs_per_user: int = 3       # queued or running at once
+    max_jobs_per_user: int = 3  # queued or running at once
 
     @field_validator("models", mode="before")
     @classmethod
@@ -47,9 +49,11 @@ class Policy(BaseModel):
         except ValidationError as e:
             err = e.errors()[0]
             where = ".".join(str(part) for part in err["loc"][:1])
-            raise PlanError(f"LEXISCOPE_JOBS_POLICY: {where}: '{err.get('input')}' is not a whole number"
-                            if err["type"].startswith("int") else
-                            f"LEXISCOPE_JOBS_POLICY: {where}: {err['msg']}") from None
+            raise PlanError(
+                f"LEXISCOPE_JOBS_POLICY: {where}: '{err.get('input')}' is not a whole number"
+                if err["type"].startswith("int")
+                else f"LEXISCOPE_JOBS_POLICY: {where}: {err['msg']}"
+            ) from None
 
 
 def _read_yaml(path: Path) -> dict:
@@ -72,33 +76,43 @@ def check_run(data, policy: Policy | None = None, source: str = "run") -> RunCon
     if policy is None:
         return cfg
     if cfg.model not in policy.models:
-        raise PlanError(f"{source}.model: '{cfg.model}' is not on this server's model list "
-                        f"({', '.join(policy.models)})")
+        raise PlanError(
+            f"{source}.model: '{cfg.model}' is not on this server's model list ({', '.join(policy.models)})"
+        )
     v = cfg.vocabulary
     if v.word_lists:
         raise PlanError(f"{source}.vocabulary.word_lists: server files are not allowed here; paste the words")
     if isinstance(v.concept_groups, str) and v.concept_groups != "default":
-        raise PlanError(f"{source}.vocabulary.concept_groups: server files are not allowed here; "
-                        f"use 'default' or paste the groups")
+        raise PlanError(
+            f"{source}.vocabulary.concept_groups: server files are not allowed here; use 'default' or paste the groups"
+        )
     if cfg.corpus is not None and cfg.corpus not in NAMED_CORPORA and not cfg.corpus.startswith("stsb:"):
         raise PlanError(f"{source}.corpus: only the named corpora ('lee', 'stsb:<lang>') are allowed here")
     if cfg.sts is not None and cfg.sts.path is not None:
         raise PlanError(f"{source}.sts.path: server paths are not allowed here")
     n_words = v.top_n * len(v.languages) + len(v.words)
     if n_words > policy.max_vocabulary:
-        raise PlanError(f"{source}.vocabulary.top_n: {n_words:,} words is over this server's limit of "
-                        f"{policy.max_vocabulary:,}")
+        raise PlanError(
+            f"{source}.vocabulary.top_n: {n_words:,} words is over this server's limit of {policy.max_vocabulary:,}"
+        )
     if cfg.sae is not None:
         s = cfg.sae
-        steps = s.steps if s.steps is not None else (
-            int(s.epochs * n_words / max(1, min(s.batch_size, n_words or 1))) if s.epochs else 4000)
+        steps = (
+            s.steps
+            if s.steps is not None
+            else (int(s.epochs * n_words / max(1, min(s.batch_size, n_words or 1))) if s.epochs else 4000)
+        )
         if steps > policy.max_sae_steps:
-            raise PlanError(f"{source}.sae.steps: {steps:,} steps is over this server's limit of "
-                            f"{policy.max_sae_steps:,}")
+            raise PlanError(
+                f"{source}.sae.steps: {steps:,} steps is over this server's limit of {policy.max_sae_steps:,}"
+            )
         if s.d_sae is not None and s.d_sae > policy.max_d_sae:
-            raise PlanError(f"{source}.sae.d_sae: {s.d_sae:,} features is over this server's limit of "
-                            f"{policy.max_d_sae:,}")
+            raise PlanError(
+                f"{source}.sae.d_sae: {s.d_sae:,} features is over this server's limit of {policy.max_d_sae:,}"
+            )
         if s.d_sae is None and s.expansion is not None and s.expansion > MAX_EXPANSION:
-            raise PlanError(f"{source}.sae.expansion: {s.expansion:g} is over this server's limit of "
-                            f"{MAX_EXPANSION}; give d_sae instead")
+            raise PlanError(
+                f"{source}.sae.expansion: {s.expansion:g} is over this server's limit of "
+                f"{MAX_EXPANSION}; give d_sae instead"
+            )
     return cfg

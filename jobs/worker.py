@@ -2,6 +2,7 @@
 heartbeat thread, one retry at half the batch sizes on GPU out-of-memory, and the worker process itself
 (`lexiscope worker`: Celery's solo pool, one job at a time, no fork, so CUDA is first initialised in the
 process that runs the job). Job state goes to the store's records (store/jobs.py)."""
+
 from __future__ import annotations
 
 import logging
@@ -35,9 +36,16 @@ class GPUOutOfMemory(RuntimeError):
 
 # Rough share of the time per stage, for one overall progress fraction: the setup stages before the
 # layers (start, width), then each layer's stages in the order the pipeline runs them.
-_SETUP_STAGES = {"load model": (0.0, .05), "vocabulary": (.05, .05), "extract": (.1, .2)}
-_LAYER_STAGES = {"geometry": .05, "enhancement": .15, "word similarity": .1, "projections": .3, "sae": .3,
-                 "features": .05, "write": .05}
+_SETUP_STAGES = {"load model": (0.0, 0.05), "vocabulary": (0.05, 0.05), "extract": (0.1, 0.2)}
+_LAYER_STAGES = {
+    "geometry": 0.05,
+    "enhancement": 0.15,
+    "word similarity": 0.1,
+    "projections": 0.3,
+    "sae": 0.3,
+    "features": 0.05,
+    "write": 0.05,
+}
 _LAYER_LABEL = re.compile(r" L(\d+) (.+)$")
 
 
@@ -68,7 +76,7 @@ class _Reporter:
         # layers 'all': the pipeline runs the last layer first, so the first layer seen gives the count
         n = self.n_layers or (int(self.layers_seen[0]) + 1 if self.contextual else 1)
         names = list(_LAYER_STAGES)
-        done = sum(_LAYER_STAGES[s] for s in names[:names.index(stage)]) if stage in names else 0.0
+        done = sum(_LAYER_STAGES[s] for s in names[: names.index(stage)]) if stage in names else 0.0
         within = done + _LAYER_STAGES.get(stage, 0.0) * frac
         start = 0.3 if self.contextual else 0.1
         return start + (1 - start) * min(1.0, (len(self.layers_seen) - 1 + within) / max(1, n))
@@ -82,8 +90,9 @@ class _Reporter:
         self.overall = max(self.overall, min(0.99, self.estimate(label, frac)))
         if label != self.stage or now - self.last_write > 0.5:
             self.stage, self.last_write = label, now
-            jobstore.update_job(self.job_id, self.root, stage=label, progress=round(self.overall, 4),
-                                heartbeat=jobstore.now_iso())
+            jobstore.update_job(
+                self.job_id, self.root, stage=label, progress=round(self.overall, 4), heartbeat=jobstore.now_iso()
+            )
 
 
 class _Heartbeat(threading.Thread):
@@ -105,8 +114,9 @@ class _Heartbeat(threading.Thread):
 
 def is_oom(e: BaseException) -> bool:
     """A CUDA out-of-memory error (torch.cuda.OutOfMemoryError, or the RuntimeError older torch raised)."""
-    return isinstance(e, torch.cuda.OutOfMemoryError) or (isinstance(e, RuntimeError) and
-                                                          "out of memory" in str(e).lower())
+    return isinstance(e, torch.cuda.OutOfMemoryError) or (
+        isinstance(e, RuntimeError) and "out of memory" in str(e).lower()
+    )
 
 
 def halve_batches(cfg: RunConfig) -> RunConfig:
@@ -139,8 +149,10 @@ def run_with_oom_retry(cfg: RunConfig, run, on_retry=None):
         if not is_oom(e):
             raise
         _free_gpu()
-        raise GPUOutOfMemory(f"GPU out of memory at {_batches(cfg)} and again at {_batches(smaller)}; "
-                             f"lower the batch sizes, the SAE width or the vocabulary") from None
+        raise GPUOutOfMemory(
+            f"GPU out of memory at {_batches(cfg)} and again at {_batches(smaller)}; "
+            f"lower the batch sizes, the SAE width or the vocabulary"
+        ) from None
 
 
 def _free_gpu():
@@ -188,10 +200,17 @@ def run_job(job_id: str, root=None, device: str = "auto", worker: str | None = N
     root = default_root(root)
     job = jobstore.read_job(job_id, root)
     if job["cancel_requested"]:
-        return jobstore.transition(job_id, root, ("queued",), status="cancelled", stage="cancelled",
-                                   ended=jobstore.now_iso()) or jobstore.read_job(job_id, root)
-    job = jobstore.claim_job(job_id, root, worker=worker or f"pid-{os.getpid()}@{socket.gethostname()}",
-                             host=socket.gethostname(), pid=os.getpid(), device=device)
+        return jobstore.transition(
+            job_id, root, ("queued",), status="cancelled", stage="cancelled", ended=jobstore.now_iso()
+        ) or jobstore.read_job(job_id, root)
+    job = jobstore.claim_job(
+        job_id,
+        root,
+        worker=worker or f"pid-{os.getpid()}@{socket.gethostname()}",
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        device=device,
+    )
     if job is None:
         log.info("job %s is not queued any more; skipped", job_id)
         return jobstore.read_job(job_id, root)
@@ -204,9 +223,12 @@ def run_job(job_id: str, root=None, device: str = "auto", worker: str | None = N
         jobstore.update_job(job_id, root, device=_device_name(dev))
         reporter = _Reporter(job_id, root, cfg)
         ids = run_with_oom_retry(
-            cfg, lambda c: pipeline.precompute_run(c, store=root, device=dev, progress=Progress(reporter, show=False)),
-            on_retry=lambda c: jobstore.update_job(job_id, root, stage=f"retrying after GPU out of memory at "
-                                                                        f"{_batches(c)}"))
+            cfg,
+            lambda c: pipeline.precompute_run(c, store=root, device=dev, progress=Progress(reporter, show=False)),
+            on_retry=lambda c: jobstore.update_job(
+                job_id, root, stage=f"retrying after GPU out of memory at {_batches(c)}"
+            ),
+        )
         final = dict(status="done", stage="done", progress=1.0, run_ids=list(ids), error=None)
     except Cancelled:
         _remove_runs_of([cfg, halve_batches(cfg)], root, _run_files(root) - before)
@@ -224,14 +246,21 @@ def run_job(job_id: str, root=None, device: str = "auto", worker: str | None = N
 
 # -- the worker process ----------------------------------------------------------------------------
 
+
 def _celery_task(self, job_id: str, store: str):
     conf = self.app.conf
     root = conf.get("lexiscope_store") or store
     run_job(job_id, root, device=conf.get("lexiscope_device") or "auto", worker=self.request.hostname)
 
 
-def start_worker(root=None, device: str = "auto", broker: str | None = None, hostname: str | None = None,
-                 loglevel: str = "INFO", parent_pid: int | None = None):
+def start_worker(
+    root=None,
+    device: str = "auto",
+    broker: str | None = None,
+    hostname: str | None = None,
+    loglevel: str = "INFO",
+    parent_pid: int | None = None,
+):
     """Run a worker in this process until it is stopped: one job at a time, no fork (solo pool)."""
     root = Path(default_root(root)).resolve()
     jobstore.jobs_dir(root).mkdir(parents=True, exist_ok=True)
@@ -242,15 +271,28 @@ def start_worker(root=None, device: str = "auto", broker: str | None = None, hos
     if parent_pid:
         _exit_with_parent(parent_pid)
     name = hostname or f"lexiscope-{os.getpid()}@%h"
-    app.worker_main(["worker", "--pool=solo", "--concurrency=1", f"--queues={QUEUE}", f"--hostname={name}",
-                     f"--loglevel={loglevel}", "--without-gossip", "--without-mingle", "--without-heartbeat"])
+    app.worker_main(
+        [
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            f"--queues={QUEUE}",
+            f"--hostname={name}",
+            f"--loglevel={loglevel}",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+    )
 
 
 def _exit_with_parent(parent_pid: int):
     """The embedded worker lives as long as the server that started it: on the parent's death it gets a
     SIGTERM (Celery's warm shutdown: the job in hand finishes first)."""
+
     def watch():
         while pid_alive(parent_pid):
             time.sleep(1.0)
         os.kill(os.getpid(), signal.SIGTERM)
+
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()

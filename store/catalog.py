@@ -1,4 +1,5 @@
 """The catalog: every complete run under <store>/runs, rescanned when the folder changes."""
+
 import logging
 import os
 import threading
@@ -78,8 +79,9 @@ class Catalog:
         if df.empty:
             return df
         # Runs of one family (one plan entry) sit together, in layer order.
-        return df.sort_values(["model", "family", "layer", "created"],
-                              ascending=[True, True, True, False]).reset_index(drop=True)
+        return df.sort_values(["model", "family", "layer", "created"], ascending=[True, True, True, False]).reset_index(
+            drop=True
+        )
 
     def run_ids(self) -> list[str]:
         t = self.table()

@@ -10,6 +10,7 @@ Fields of a record (a plain dict):
 Whether a job's worker is still alive is not decided here: jobs/liveness.py does that, and marks a dead
 worker's job failed through `update_if`. Imports neither torch nor celery.
 """
+
 import datetime as _dt
 import json
 import os
@@ -28,8 +29,27 @@ except ImportError:  # not POSIX: records are still replaced atomically, just no
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 ACTIVE = ("queued", "running")
 TERMINAL = ("done", "failed", "cancelled")
-FIELDS = ("id", "config", "status", "stage", "progress", "worker", "device", "host", "pid", "user", "source",
-          "submitted", "started", "ended", "heartbeat", "error", "run_ids", "task_id", "cancel_requested")
+FIELDS = (
+    "id",
+    "config",
+    "status",
+    "stage",
+    "progress",
+    "worker",
+    "device",
+    "host",
+    "pid",
+    "user",
+    "source",
+    "submitted",
+    "started",
+    "ended",
+    "heartbeat",
+    "error",
+    "run_ids",
+    "task_id",
+    "cancel_requested",
+)
 
 
 def now_iso() -> str:
@@ -95,8 +115,18 @@ def create_job(config: dict, root=None, user: str = "anonymous", source: str = "
     """Write a new queued job for a validated run config (a JSON-able dict) and return its record."""
     jobs_dir(root).mkdir(parents=True, exist_ok=True)
     job = {f: None for f in FIELDS}
-    job.update(id=new_job_id(), config=config, status="queued", stage="queued", progress=0.0, user=user or
-               "anonymous", source=source, submitted=now_iso(), run_ids=[], cancel_requested=False)
+    job.update(
+        id=new_job_id(),
+        config=config,
+        status="queued",
+        stage="queued",
+        progress=0.0,
+        user=user or "anonymous",
+        source=source,
+        submitted=now_iso(),
+        run_ids=[],
+        cancel_requested=False,
+    )
     with _locked(root, job["id"]):
         _write(root, job)
     return job
@@ -136,8 +166,9 @@ def transition(job_id: str, root, allowed_from, **fields) -> dict | None:
 
 def claim_job(job_id: str, root=None, **fields) -> dict | None:
     """queued -> running, atomically; None when the job is no longer queued (cancelled, redelivered)."""
-    return transition(job_id, root, ("queued",), status="running", started=now_iso(), heartbeat=now_iso(),
-                      stage="starting", **fields)
+    return transition(
+        job_id, root, ("queued",), status="running", started=now_iso(), heartbeat=now_iso(), stage="starting", **fields
+    )
 
 
 def request_cancel(job_id: str, root=None) -> dict:
@@ -147,8 +178,9 @@ def request_cancel(job_id: str, root=None) -> dict:
     if not _path(root, job_id).exists():
         raise StoreError(f"job {job_id} does not exist in {jobs_dir(root)}")
     _cancel_flag(root, job_id).touch()
-    job = transition(job_id, root, ("queued",), status="cancelled", stage="cancelled", ended=now_iso(),
-                     cancel_requested=True)
+    job = transition(
+        job_id, root, ("queued",), status="cancelled", stage="cancelled", ended=now_iso(), cancel_requested=True
+    )
     return job or update_job(job_id, root, cancel_requested=True)
 
 

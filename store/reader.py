@@ -1,4 +1,5 @@
 """Lazy, fork-safe reader for one run file."""
+
 import json
 import os
 import threading
@@ -58,8 +59,10 @@ class Run:
                     raise StoreError(f"run file {self.path.name} has no schema_version: not a complete Lexiscope run")
                 if int(version) != SCHEMA_VERSION:
                     f.close()
-                    raise StoreError(f"run file {self.path.name} has schema_version {int(version)}; "
-                                     f"this Lexiscope reads version {SCHEMA_VERSION}")
+                    raise StoreError(
+                        f"run file {self.path.name} has schema_version {int(version)}; "
+                        f"this Lexiscope reads version {SCHEMA_VERSION}"
+                    )
                 self._handle, self._pid, self._cache = f, os.getpid(), {}
             return self._handle
 
@@ -94,10 +97,12 @@ class Run:
         """The attributes of a group or dataset, decoded ({} if the path is absent)."""
         key = ("attrs", path)
         if key not in self._cache:
+
             def get(f):
                 if path not in f:
                     return {}
                 return {k: _decode(v) for k, v in f[path].attrs.items()}
+
             self._cache[key] = self._read(get, f"attributes of {path}")
         return dict(self._cache[key])
 
@@ -111,6 +116,7 @@ class Run:
             if h5py.check_string_dtype(ds.dtype) is not None:
                 return ds.asstr()[()].astype(object) if ds.shape else ds.asstr()[()]
             return ds[()]
+
         out = self._read(get, path)
         if cache:
             self._cache[path] = out
@@ -138,8 +144,13 @@ class Run:
         if key not in self._cache:
             shape = tuple(int(x) for x in self.attrs_of(m.path)["shape"])
             self._cache[key] = sp.csr_matrix(
-                (self.array(m.data, cache=False), self.array(m.indices, cache=False),
-                 self.array(m.indptr, cache=False)), shape=shape)
+                (
+                    self.array(m.data, cache=False),
+                    self.array(m.indices, cache=False),
+                    self.array(m.indptr, cache=False),
+                ),
+                shape=shape,
+            )
         return self._cache[key]
 
     def csc(self, matrix: CSR | str) -> sp.csc_matrix:
@@ -209,8 +220,10 @@ class Run:
     def summary(self) -> dict:
         """The catalog row for this run."""
         a = self.attrs
-        out = {k: a.get(k) for k in (ROOT.run_id, ROOT.model, ROOT.layer, ROOT.n_layers, ROOT.source,
-                                     ROOT.config_hash, ROOT.created)}
+        out = {
+            k: a.get(k)
+            for k in (ROOT.run_id, ROOT.model, ROOT.layer, ROOT.n_layers, ROOT.source, ROOT.config_hash, ROOT.created)
+        }
         out["family"] = self.family
         out["name"] = self.config.get("name") or a.get(ROOT.model)
         shape = self._read(lambda f: f[EMBEDDINGS].shape if EMBEDDINGS in f else (0, 0), EMBEDDINGS)

@@ -4,6 +4,7 @@ docs/store.md documents each one, and tests/test_store.py keeps the two in step.
 
 A group object's `path` is the group itself (its attributes live there); each other field is the full
 path of a child: `SAE.density == "sae/density"`, `SAE.history.step == "sae/history/step"`."""
+
 import hashlib
 import json
 from dataclasses import dataclass, fields
@@ -36,11 +37,13 @@ def run_path(root, run_id: str) -> Path:
 
 # -- root attributes ------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class RootAttrs:
     """Attributes of the root group `/`: the identity of a run, written last (a file without them is
     not a run). `family` is shared by the runs of one plan entry across layers; files written before
     it existed lack it (readers then derive it with `family_of`)."""
+
     schema_version: str = "schema_version"
     run_id: str = "run_id"
     model: str = "model"
@@ -71,11 +74,13 @@ def family_of(model: str, config: dict | None) -> str:
 
 # -- groups and datasets --------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class _Group:
     """Base of the group classes: every field after `path` names a child (its default, else the field
     name) and is replaced by the child's full path; a field whose default is a group class becomes
     that group at `<path>/<field name>`."""
+
     path: str
     ATTRS: ClassVar[bool] = False  # whether the group itself carries attributes
 
@@ -151,6 +156,7 @@ class Enhanced(_Group):
 @dataclass(frozen=True)
 class PerLanguage(_Group):
     """A group with attributes and one attribute-only subgroup per language (`<path>/<lang>`)."""
+
     ATTRS: ClassVar[bool] = True
 
     def of(self, lang: str) -> str:
@@ -179,6 +185,7 @@ class STSGroup(PerLanguage):
 @dataclass(frozen=True)
 class CSR(_Group):
     """A sparse matrix: {indptr (n+1,) int64, indices (nnz,) int32, data (nnz,) float32}, attribute `shape`."""
+
     ATTRS: ClassVar[bool] = True
     indptr: str = ""
     indices: str = ""
@@ -234,7 +241,7 @@ GROUPS = ConceptGroups("groups")
 NEIGHBORS = Neighbors("neighbors")
 PROJECTIONS = Projections("projections")
 GEOMETRY = Geometry("geometry")
-GEOMETRY_TOKENS = Geometry("geometry_tokens")   # the same measures on the token sample (contextual runs)
+GEOMETRY_TOKENS = Geometry("geometry_tokens")  # the same measures on the token sample (contextual runs)
 ENHANCED = Enhanced("enhanced")
 LANGUAGES = PerLanguage("languages")
 SIMILARITY = Similarity("similarity")
@@ -242,8 +249,20 @@ TOKENS = Tokens("tokens")
 STS = STSGroup("sts")
 SAE = SAEGroup("sae")
 
-GROUPS_IN_FILE = (WORDS, GROUPS, NEIGHBORS, PROJECTIONS, GEOMETRY, GEOMETRY_TOKENS, ENHANCED, LANGUAGES,
-                  SIMILARITY, TOKENS, STS, SAE)
+GROUPS_IN_FILE = (
+    WORDS,
+    GROUPS,
+    NEIGHBORS,
+    PROJECTIONS,
+    GEOMETRY,
+    GEOMETRY_TOKENS,
+    ENHANCED,
+    LANGUAGES,
+    SIMILARITY,
+    TOKENS,
+    STS,
+    SAE,
+)
 
 
 def all_paths() -> list[str]:

@@ -3,13 +3,14 @@
 `settings()` reads the environment afresh on each call: tests and `serve --auth` change it at run time,
 and one read costs microseconds next to any request.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 
 class SettingsError(ValueError):

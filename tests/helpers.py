@@ -2,6 +2,7 @@
 small GloVe run of the shared fixtures, and `synthetic_sae` / `synthetic_sae_run`, a run with a stand-in
 SAE section, so dashboard tests and the latency benchmark do not depend on SAE training (the SAE paths
 are spelled out as docs/store.md lists them, independently of store/schema.py)."""
+
 import json
 
 import h5py
@@ -21,6 +22,7 @@ SMALL_GLOVE_RUN = {
 
 # -- a stand-in SAE --------------------------------------------------------------------------
 
+
 def synthetic_sae(X: np.ndarray, group: np.ndarray, n_groups: int, d_sae: int, k: int = 8, seed: int = 0) -> dict:
     """A TopK 'SAE' without training: decoder = normalised random word vectors, activations = top-k of
     ReLU(x̂·W_decᵀ). Every per-feature summary the dashboard reads is derived from it, by the
@@ -34,11 +36,10 @@ def synthetic_sae(X: np.ndarray, group: np.ndarray, n_groups: int, d_sae: int, k
     val_NK = np.empty((n, k), np.float32)
     chunk = max(256, (1 << 24) // d_sae)  # rows per block: ~200 MB of pre-activations and indices
     for lo in range(0, n, chunk):
-        pre = np.maximum(Xn[lo:lo + chunk] @ W_dec.T, 0)
+        pre = np.maximum(Xn[lo : lo + chunk] @ W_dec.T, 0)
         top = np.argpartition(-pre, k - 1, axis=1)[:, :k]
-        top_NK[lo:lo + chunk], val_NK[lo:lo + chunk] = top, np.take_along_axis(pre, top, axis=1)
-    acts = sp.csr_matrix((val_NK.ravel(), top_NK.ravel(), np.arange(0, n * k + 1, k, dtype=np.int64)),
-                         shape=(n, d_sae))
+        top_NK[lo : lo + chunk], val_NK[lo : lo + chunk] = top, np.take_along_axis(pre, top, axis=1)
+    acts = sp.csr_matrix((val_NK.ravel(), top_NK.ravel(), np.arange(0, n * k + 1, k, dtype=np.int64)), shape=(n, d_sae))
     acts.eliminate_zeros()
     acts.sort_indices()
     csc = acts.tocsc()
@@ -49,14 +50,14 @@ def synthetic_sae(X: np.ndarray, group: np.ndarray, n_groups: int, d_sae: int, k
     qw = np.full((d_sae, 5, 5), -1, np.int32)
     qa = np.zeros((d_sae, 5, 5), np.float32)
     for f in range(d_sae):
-        rows, vals = csc.indices[csc.indptr[f]:csc.indptr[f + 1]], csc.data[csc.indptr[f]:csc.indptr[f + 1]]
+        rows, vals = csc.indices[csc.indptr[f] : csc.indptr[f + 1]], csc.data[csc.indptr[f] : csc.indptr[f + 1]]
         order = np.argsort(-vals)[:50]
-        top_words[f, :len(order)], top_acts[f, :len(order)] = rows[order], vals[order]
+        top_words[f, : len(order)], top_acts[f, : len(order)] = rows[order], vals[order]
         if len(vals):
             edges = np.linspace(0, vals.max(), 6)
             for q in range(5):
                 inside = np.flatnonzero((vals > edges[q]) & (vals <= edges[q + 1]))[:5]
-                qw[f, q, :len(inside)], qa[f, q, :len(inside)] = rows[inside], vals[inside]
+                qw[f, q, : len(inside)], qa[f, q, : len(inside)] = rows[inside], vals[inside]
     G = max(1, n_groups)
     group_scores = np.zeros((d_sae, G), np.float32)
     totals = np.asarray(acts.sum(axis=0)).ravel()
@@ -72,24 +73,43 @@ def synthetic_sae(X: np.ndarray, group: np.ndarray, n_groups: int, d_sae: int, k
     dec_cos = np.zeros((d_sae, 20), np.float32)
     step = max(1, min(512, (1 << 25) // max(1, n)))  # at most ~400 MB of similarities and indices
     for lo in range(0, d_sae, step):
-        sims = W_dec[lo:lo + step] @ Xn.T
+        sims = W_dec[lo : lo + step] @ Xn.T
         part = np.argpartition(-sims, 19, axis=1)[:, :20]
         s = np.take_along_axis(sims, part, axis=1)
         o = np.argsort(-s, axis=1)
-        dec_nb[lo:lo + step], dec_cos[lo:lo + step] = np.take_along_axis(part, o, 1), np.take_along_axis(s, o, 1)
+        dec_nb[lo : lo + step], dec_cos[lo : lo + step] = np.take_along_axis(part, o, 1), np.take_along_axis(s, o, 1)
     centred = W_dec - W_dec.mean(0)
     fmap = (centred @ np.linalg.svd(centred, full_matrices=False)[2][:2].T).astype(np.float32)
     steps = np.arange(0, 1000, 50)
     return {
-        "sae": {"arch": "topk", "d_sae": d_sae, "k": k, "fvu": 0.2, "l0": float(acts.nnz / n),
-                "dead_frac": float((density == 0).mean()), "intrusion": 0.5},
-        "sae/W_dec": W_dec, "sae/acts": acts, "sae/density": density, "sae/max_act": max_act,
-        "sae/mono_score": group_scores.max(axis=1), "sae/best_group": best, "sae/group_scores": group_scores,
-        "sae/top_words": top_words, "sae/top_acts": top_acts, "sae/quantile_words": qw, "sae/quantile_acts": qa,
-        "sae/decoder_neighbors": dec_nb, "sae/decoder_neighbor_cos": dec_cos,
-        "sae/correlated": correlated, "sae/correlated_cos": np.take_along_axis(cos, correlated, 1).astype(np.float32),
-        "sae/feature_map": fmap, "sae/feature_intrusion": rng.random(d_sae).astype(np.float32),
-        "sae/history/step": steps, "sae/history/loss": (1 / (1 + steps / 100)).astype(np.float32),
+        "sae": {
+            "arch": "topk",
+            "d_sae": d_sae,
+            "k": k,
+            "fvu": 0.2,
+            "l0": float(acts.nnz / n),
+            "dead_frac": float((density == 0).mean()),
+            "intrusion": 0.5,
+        },
+        "sae/W_dec": W_dec,
+        "sae/acts": acts,
+        "sae/density": density,
+        "sae/max_act": max_act,
+        "sae/mono_score": group_scores.max(axis=1),
+        "sae/best_group": best,
+        "sae/group_scores": group_scores,
+        "sae/top_words": top_words,
+        "sae/top_acts": top_acts,
+        "sae/quantile_words": qw,
+        "sae/quantile_acts": qa,
+        "sae/decoder_neighbors": dec_nb,
+        "sae/decoder_neighbor_cos": dec_cos,
+        "sae/correlated": correlated,
+        "sae/correlated_cos": np.take_along_axis(cos, correlated, 1).astype(np.float32),
+        "sae/feature_map": fmap,
+        "sae/feature_intrusion": rng.random(d_sae).astype(np.float32),
+        "sae/history/step": steps,
+        "sae/history/loss": (1 / (1 + steps / 100)).astype(np.float32),
     }
 
 
@@ -100,9 +120,17 @@ def synthetic_sae_run(src_path, root, run_id: str, d_sae: int = 256, k: int = 8,
         X = src["embeddings"][()]
         group = src["words/group"][()] if "words/group" in src else np.full(len(X), -1)
         n_groups = len(src["groups/names"]) if "groups/names" in src else 0
-        with RunWriter(root, run_id, model=a["model"], layer=int(a["layer"]), n_layers=int(a["n_layers"]),
-                       source=a["source"], config=json.loads(a["config"]), config_hash=a["config_hash"],
-                       family=a.get("family")) as w:
+        with RunWriter(
+            root,
+            run_id,
+            model=a["model"],
+            layer=int(a["layer"]),
+            n_layers=int(a["n_layers"]),
+            source=a["source"],
+            config=json.loads(a["config"]),
+            config_hash=a["config_hash"],
+            family=a.get("family"),
+        ) as w:
             for name in src:
                 if name != "sae":
                     src.copy(src[name], w.f, name=name)

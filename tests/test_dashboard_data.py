@@ -1,4 +1,5 @@
 """The dashboard's data layer (dashboard/lib/) against independent brute-force computations."""
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -8,10 +9,12 @@ from store import RunWriter
 
 # -- tests of dashboard/lib/ ----------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def small_view(tmp_path_factory):
     """A 600-word synthetic run (random vectors, three groups) with a 64-feature stand-in SAE."""
     from dashboard.lib import store
+
     rng = np.random.default_rng(1)
     n, d = 600, 16
     words = [f"w{i:03d}" for i in range(n - 4)] + ["Cat", "cat", "dog", "dogma"]
@@ -19,9 +22,14 @@ def small_view(tmp_path_factory):
     group = np.full(n, -1, np.int16)
     group[:30], group[30:60], group[-4:] = 0, 1, 2
     root = tmp_path_factory.mktemp("dash-data")
-    out = {"words/text": words, "words/zipf": np.linspace(7, 1, n).astype(np.float32), "words/group": group,
-           "groups/names": ["g0", "g1", "animals"], "embeddings": X,
-           "projections/umap2d": rng.standard_normal((n, 2)).astype(np.float32)}
+    out = {
+        "words/text": words,
+        "words/zipf": np.linspace(7, 1, n).astype(np.float32),
+        "words/group": group,
+        "groups/names": ["g0", "g1", "animals"],
+        "embeddings": X,
+        "projections/umap2d": rng.standard_normal((n, 2)).astype(np.float32),
+    }
     out.update(synthetic_sae(X, group, 3, d_sae=64, k=4))
     with RunWriter(root, "small", model="m", layer=0, n_layers=1, source="static", config={}, config_hash="x") as w:
         w.write_all(out)
@@ -48,6 +56,7 @@ def test_find_prefers_exact_then_case_insensitive(small_view):
 
 def test_rank_features_matches_brute_force(small_view):
     from dashboard.lib.concepts import rank_features_for
+
     v, out = small_view
     A = out["sae/acts"].toarray()
     rows = np.arange(30)
@@ -93,6 +102,7 @@ def test_map_rows_capped_and_keep_selection(small_view):
 
 def test_decoder_loadings(small_view):
     from dashboard.lib.stats import decoder_loadings
+
     v, out = small_view
     W = out["sae/W_dec"]
     feats, weights = decoder_loadings(v.run.array("sae/W_dec"), 3, 5)
@@ -107,19 +117,34 @@ def test_layer_family_and_feature_matches_across_layers(tmp_path):
     from dashboard.lib import store
     from dashboard.lib.runs import family, neighbour_run
     from dashboard.pages.features import neighbour_layers
+
     rng = np.random.default_rng(2)
     n, F = 40, 6
     cfg = {"model": "m", "layers": "all", "sae": {"d_sae": F}}
     match = np.array([3, -1, 0, 5, 1, 2], np.int32)
-    for layer, extra, conf in ((1, {"sae/next_layer_match": match,
-                                    "sae/next_layer_cos": np.linspace(0.5, 1, F).astype(np.float32)}, cfg),
-                               (2, {}, cfg), (3, {}, {**cfg, "sae": {"d_sae": 99}})):
+    for layer, extra, conf in (
+        (1, {"sae/next_layer_match": match, "sae/next_layer_cos": np.linspace(0.5, 1, F).astype(np.float32)}, cfg),
+        (2, {}, cfg),
+        (3, {}, {**cfg, "sae": {"d_sae": 99}}),
+    ):
         acts = rng.random((n, F)).astype(np.float32)
         acts[acts < 0.7] = 0
-        out = {"words/text": [f"w{i}" for i in range(n)], "embeddings": rng.standard_normal((n, 4)).astype(np.float32),
-               "sae/acts": sp.csr_matrix(acts), **extra}
-        with RunWriter(tmp_path, f"m-L{layer}", model="m", layer=layer, n_layers=4, source="contextual",
-                       config=conf, config_hash=f"h{layer}") as w:
+        out = {
+            "words/text": [f"w{i}" for i in range(n)],
+            "embeddings": rng.standard_normal((n, 4)).astype(np.float32),
+            "sae/acts": sp.csr_matrix(acts),
+            **extra,
+        }
+        with RunWriter(
+            tmp_path,
+            f"m-L{layer}",
+            model="m",
+            layer=layer,
+            n_layers=4,
+            source="contextual",
+            config=conf,
+            config_hash=f"h{layer}",
+        ) as w:
             w.write_all(out)
     store.configure(tmp_path)
     try:
@@ -129,7 +154,7 @@ def test_layer_family_and_feature_matches_across_layers(tmp_path):
         up = str(neighbour_layers(v1, 0))
         assert "/features?run=m-L2&feature=3" in up
         assert "feature=" not in str(neighbour_layers(v1, 1))  # -1: no match
-        down = str(neighbour_layers(v2, 5))   # features 3 of layer 1 maps to 5
+        down = str(neighbour_layers(v2, 5))  # features 3 of layer 1 maps to 5
         assert "/features?run=m-L1&feature=3" in down and "feature=0" not in down
     finally:
         store.configure(None)
@@ -142,18 +167,34 @@ def test_family_attribute_groups_runs_and_prev_layer_matches_link_down(tmp_path)
     from dashboard.lib import store
     from dashboard.lib.runs import family, neighbour_run, run_options
     from dashboard.pages.features import neighbour_layers
+
     rng = np.random.default_rng(3)
     n, F = 30, 5
     prev = np.array([4, 0, -1, 2, 1], np.int32)
-    for layer, fam, extra in ((1, "A", {}), (2, "A", {"sae/prev_layer_match": prev,
-                                                   "sae/prev_layer_cos": np.full(F, 0.75, np.float32)}),
-                              (3, "B", {})):
+    for layer, fam, extra in (
+        (1, "A", {}),
+        (2, "A", {"sae/prev_layer_match": prev, "sae/prev_layer_cos": np.full(F, 0.75, np.float32)}),
+        (3, "B", {}),
+    ):
         acts = rng.random((n, F)).astype(np.float32)
         acts[acts < 0.6] = 0
-        out = {"words/text": [f"w{i}" for i in range(n)], "embeddings": rng.standard_normal((n, 4)).astype(np.float32),
-               "sae/acts": sp.csr_matrix(acts), **extra}
-        with RunWriter(tmp_path, f"r-L{layer}", model="m", layer=layer, n_layers=4, source="contextual",
-                       config={"model": "m", "name": f"plan-{fam}"}, config_hash=f"h{layer}", family=fam) as w:
+        out = {
+            "words/text": [f"w{i}" for i in range(n)],
+            "embeddings": rng.standard_normal((n, 4)).astype(np.float32),
+            "sae/acts": sp.csr_matrix(acts),
+            **extra,
+        }
+        with RunWriter(
+            tmp_path,
+            f"r-L{layer}",
+            model="m",
+            layer=layer,
+            n_layers=4,
+            source="contextual",
+            config={"model": "m", "name": f"plan-{fam}"},
+            config_hash=f"h{layer}",
+            family=fam,
+        ) as w:
             w.write_all(out)
     store.configure(tmp_path)
     try:
@@ -177,6 +218,7 @@ def test_page_helpers():
     from dashboard.lib.stats import dimension_stats, sigma_band
     from dashboard.lib.urls import href, parse, with_params
     from dashboard.pages.concepts import split_words
+
     assert split_words("cat, dog;horse\n Cat  bird") == ["cat", "dog", "horse", "bird"]
     m = np.array([0.1, 0.2, 5.0, 0.0])
     assert sigma_band(m) == pytest.approx((m.mean() - 3 * m.std(), m.mean() + 3 * m.std()))
@@ -210,14 +252,25 @@ def test_features_table_filter_sort_and_pages():
 
     import dashboard.app  # noqa: F401
     from dashboard.lib.table_query import split_filter_part, table_page
+
     assert split_filter_part("{density} s> 0.01") == ("density", ">", 0.01)
     assert split_filter_part('{best_group} scontains "anim"') == ("best_group", "contains", "anim")
     assert split_filter_part("{mono_score} ge 0.5") == ("mono_score", ">=", 0.5)
     rng = np.random.default_rng(5)
-    frame = pd.DataFrame({"feature": np.arange(100), "density": rng.random(100),
-                          "best_group": rng.choice(["animals", "colours", ""], 100)})
-    rows, pages = table_page(frame, 1, 10, [{"column_id": "density", "direction": "desc"}],
-                             '{density} s> 0.3 && {best_group} scontains "anim"')
+    frame = pd.DataFrame(
+        {
+            "feature": np.arange(100),
+            "density": rng.random(100),
+            "best_group": rng.choice(["animals", "colours", ""], 100),
+        }
+    )
+    rows, pages = table_page(
+        frame,
+        1,
+        10,
+        [{"column_id": "density", "direction": "desc"}],
+        '{density} s> 0.3 && {best_group} scontains "anim"',
+    )
     want = frame[(frame.density > 0.3) & (frame.best_group == "animals")].sort_values("density", ascending=False)
     assert pages == -(-len(want) // 10)
     assert [r["feature"] for r in rows] == list(want.feature.iloc[10:20])
@@ -230,6 +283,7 @@ def test_run_picker_keeps_the_page_and_drops_the_feature(small_view):
     import dashboard.app  # noqa: F401
     from dashboard.components.navbar import pick_run, sync_navbar
     from dashboard.lib import store
+
     v, _ = small_view
     store.configure(v.run.path.parent.parent)  # other tests point the store elsewhere
     assert pick_run("other", "/words", "?run=small&word=cat&feature=3") == "/words?run=other&word=cat"

@@ -1,5 +1,6 @@
 """The job queue, for real: a redis-server on loopback and `lexiscope worker` processes (distributed
 mode), the embedded SQLite broker with its local worker, the admin policy, cancel, crash and GPU OOM."""
+
 import importlib.util
 import json
 import os
@@ -23,16 +24,22 @@ from store.schema import TMP_PREFIX, runs_dir
 
 REPO = Path(__file__).resolve().parents[1]
 # The SAE stage needs compute.features (the SAE issue); without it the jobs run without an SAE.
-TINY_SAE = {"arch": "topk", "d_sae": 64, "k": 4, "steps": 30, "batch_size": 256} \
-    if importlib.util.find_spec("compute.features") else None
+TINY_SAE = (
+    {"arch": "topk", "d_sae": 64, "k": 4, "steps": 30, "batch_size": 256}
+    if importlib.util.find_spec("compute.features")
+    else None
+)
 # A few seconds per job: 500 GloVe words, no UMAP, a tiny SAE.
-SMALL = {"model": "glove-6b-50d", "vocabulary": {"top_n": 500},
-         "projections": {"umap3d": False, "umap2d": False}, "sae": TINY_SAE}
+SMALL = {
+    "model": "glove-6b-50d",
+    "vocabulary": {"top_n": 500},
+    "projections": {"umap3d": False, "umap2d": False},
+    "sae": TINY_SAE,
+}
 # Without the SAE stages, where a job's behaviour does not depend on them (it is faster).
 NO_SAE = {**SMALL, "sae": None}
 # Long enough to be caught mid-run: 5,000 words with both UMAP maps.
-LONG = {"model": "glove-6b-50d", "vocabulary": {"top_n": 5000}, "projections": {"umap_epochs": 200},
-        "sae": None}
+LONG = {"model": "glove-6b-50d", "vocabulary": {"top_n": 5000}, "projections": {"umap_epochs": 200}, "sae": None}
 
 
 def with_seed(cfg: dict, seed: int) -> dict:
@@ -66,8 +73,15 @@ def no_partial_files(root) -> list[str]:
 
 @pytest.fixture(autouse=True)
 def _no_broker_env(monkeypatch):
-    for var in ("LEXISCOPE_BROKER_URL", "LEXISCOPE_MODELS", "LEXISCOPE_JOBS_POLICY", "LEXISCOPE_MAX_VOCABULARY",
-                "LEXISCOPE_MAX_SAE_STEPS", "LEXISCOPE_MAX_JOBS_PER_USER", "LEXISCOPE_STORE"):
+    for var in (
+        "LEXISCOPE_BROKER_URL",
+        "LEXISCOPE_MODELS",
+        "LEXISCOPE_JOBS_POLICY",
+        "LEXISCOPE_MAX_VOCABULARY",
+        "LEXISCOPE_MAX_SAE_STEPS",
+        "LEXISCOPE_MAX_JOBS_PER_USER",
+        "LEXISCOPE_STORE",
+    ):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -112,9 +126,13 @@ def redis_url(tmp_path):
     if not Path(exe).is_file():
         pytest.fail("redis-server is not installed (apt-get install redis-server)")
     port = free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     import redis
+
     server = redis.Redis(port=port)
 
     def up():
@@ -122,6 +140,7 @@ def redis_url(tmp_path):
             return server.ping()
         except redis.ConnectionError:
             return False
+
     wait_for(up, 20, "redis-server")
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
@@ -129,6 +148,7 @@ def redis_url(tmp_path):
 
 
 # -- distributed mode -----------------------------------------------------------------------------
+
 
 def test_redis_two_workers_share_jobs_and_a_killed_worker_fails_its_job(tmp_path, redis_url, workers):
     root = tmp_path / "store"
@@ -139,8 +159,11 @@ def test_redis_two_workers_share_jobs_and_a_killed_worker_fails_its_job(tmp_path
 
     cfgs = [with_seed(SMALL, seed) for seed in range(4)]
     ids = [client.submit(c, root, user="tester", trusted=True, broker=redis_url)["id"] for c in cfgs]
-    done = wait_for(lambda: all(job(root, i)["status"] in jobstore.TERMINAL for i in ids) and
-                    [job(root, i) for i in ids], 180, "4 jobs to finish")
+    done = wait_for(
+        lambda: all(job(root, i)["status"] in jobstore.TERMINAL for i in ids) and [job(root, i) for i in ids],
+        180,
+        "4 jobs to finish",
+    )
     assert [j["status"] for j in done] == ["done"] * 4, [j["error"] for j in done]
     assert {j["pid"] for j in done} == pids, "both workers should have taken work"
     assert all(j["progress"] == 1.0 and len(j["run_ids"]) == 1 for j in done)
@@ -156,12 +179,18 @@ def test_redis_two_workers_share_jobs_and_a_killed_worker_fails_its_job(tmp_path
     # Kill a worker mid-job: the job is marked failed, nothing of it reaches the store.
     long_cfg = with_seed(LONG, 7)
     long_id = client.submit(long_cfg, root, user="tester", trusted=True, broker=redis_url)["id"]
-    running = wait_for(lambda: (j := job(root, long_id))["status"] == "running" and " L0 " in (j["stage"] or "")
-                       and j, 120, "the long job to reach its first layer stage")
+    running = wait_for(
+        lambda: (j := job(root, long_id))["status"] == "running" and " L0 " in (j["stage"] or "") and j,
+        120,
+        "the long job to reach its first layer stage",
+    )
     assert running["pid"] in pids
     os.kill(running["pid"], signal.SIGKILL)
-    failed = wait_for(lambda: (j := job(root, long_id))["status"] != "running" and j,
-                      heartbeat_timeout() + 10, "the killed job to be marked failed")
+    failed = wait_for(
+        lambda: (j := job(root, long_id))["status"] != "running" and j,
+        heartbeat_timeout() + 10,
+        "the killed job to be marked failed",
+    )
     assert failed["status"] == "failed"
     assert "crashed or was killed" in failed["error"]
     assert Catalog(root).find_hash(parse_run(long_cfg).config_hash(0)) is None
@@ -170,6 +199,7 @@ def test_redis_two_workers_share_jobs_and_a_killed_worker_fails_its_job(tmp_path
 
 
 # -- embedded mode: the local worker, cancel -------------------------------------------------------
+
 
 def test_embedded_worker_runs_a_job_and_cancel_stops_a_running_one(tmp_path):
     root = tmp_path / "store"
@@ -200,7 +230,7 @@ def test_embedded_worker_runs_a_job_and_cancel_stops_a_running_one(tmp_path):
 
 def test_cancel_before_start_skips_the_job(tmp_path):
     root = tmp_path / "store"
-    job_id = client.submit(SMALL, root)["id"]          # no worker: it stays queued
+    job_id = client.submit(SMALL, root)["id"]  # no worker: it stays queued
     assert client.cancel(job_id, root)["status"] == "cancelled"
     # A worker that gets the message later (here: run in-process) skips it and writes nothing.
     assert run_job(job_id, root, device="cpu")["status"] == "cancelled"
@@ -210,6 +240,7 @@ def test_cancel_before_start_skips_the_job(tmp_path):
 def test_a_cancel_that_arrives_as_the_run_is_written_removes_it(tmp_path, monkeypatch):
     """The window after the writer's rename: the job ends cancelled and the finished file is removed."""
     import store.writer
+
     root = tmp_path / "store"
     job_id = jobstore.create_job(parse_run(NO_SAE).model_dump(mode="json"), root)["id"]
     exit_ = store.writer.RunWriter.__exit__
@@ -219,6 +250,7 @@ def test_a_cancel_that_arrives_as_the_run_is_written_removes_it(tmp_path, monkey
         assert self.final.exists()
         jobstore.request_cancel(job_id, root)
         return out
+
     monkeypatch.setattr(store.writer.RunWriter, "__exit__", exit_then_cancel)
     assert run_job(job_id, root, device="cpu")["status"] == "cancelled"
     assert list(runs_dir(root).iterdir()) == []
@@ -226,21 +258,25 @@ def test_a_cancel_that_arrives_as_the_run_is_written_removes_it(tmp_path, monkey
 
 # -- safety ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("cfg, message", [
-    ({"model": "bert-base-uncased"}, "model: 'bert-base-uncased' is not on this server's model list"),
-    ({"model": "/home/admin/secret.model"}, "is not on this server's model list"),
-    ({"model": "glove-6b-50d", "vocabulary": {"top_n": 400000}}, "vocabulary.top_n: 400,000 words is over"),
-    ({"model": "glove-6b-50d", "vocabulary": {"top_n": 1000, "words": ["w"] * 60000}}, "vocabulary.top_n"),
-    ({"model": "glove-6b-50d", "sae": {"steps": 10 ** 6}}, "sae.steps: 1,000,000 steps is over"),
-    ({"model": "glove-6b-50d", "sae": {"d_sae": 10 ** 6}}, "sae.d_sae: 1,000,000 features is over"),
-    ({"model": "glove-6b-50d", "sae": {"expansion": 500}}, "sae.expansion: 500 is over"),
-    ({"model": "glove-6b-50d", "sae": {"k": "many"}}, "run.sae.k: Input should be a valid integer"),
-    ({"model": "glove-6b-50d", "colour": "red"}, "run.colour: Extra inputs are not permitted"),
-    ({"layers": [0]}, "run.model: Field required"),
-    ({"model": "glove-6b-50d", "vocabulary": {"word_lists": ["/etc/passwd"]}}, "vocabulary.word_lists"),
-    ({"model": "glove-6b-50d", "vocabulary": {"concept_groups": "/etc/groups.yaml"}}, "concept_groups"),
-    ({"model": "minilm-l6", "corpus": "/etc/passwd"}, "run.corpus"),
-])
+
+@pytest.mark.parametrize(
+    "cfg, message",
+    [
+        ({"model": "bert-base-uncased"}, "model: 'bert-base-uncased' is not on this server's model list"),
+        ({"model": "/home/admin/secret.model"}, "is not on this server's model list"),
+        ({"model": "glove-6b-50d", "vocabulary": {"top_n": 400000}}, "vocabulary.top_n: 400,000 words is over"),
+        ({"model": "glove-6b-50d", "vocabulary": {"top_n": 1000, "words": ["w"] * 60000}}, "vocabulary.top_n"),
+        ({"model": "glove-6b-50d", "sae": {"steps": 10**6}}, "sae.steps: 1,000,000 steps is over"),
+        ({"model": "glove-6b-50d", "sae": {"d_sae": 10**6}}, "sae.d_sae: 1,000,000 features is over"),
+        ({"model": "glove-6b-50d", "sae": {"expansion": 500}}, "sae.expansion: 500 is over"),
+        ({"model": "glove-6b-50d", "sae": {"k": "many"}}, "run.sae.k: Input should be a valid integer"),
+        ({"model": "glove-6b-50d", "colour": "red"}, "run.colour: Extra inputs are not permitted"),
+        ({"layers": [0]}, "run.model: Field required"),
+        ({"model": "glove-6b-50d", "vocabulary": {"word_lists": ["/etc/passwd"]}}, "vocabulary.word_lists"),
+        ({"model": "glove-6b-50d", "vocabulary": {"concept_groups": "/etc/groups.yaml"}}, "concept_groups"),
+        ({"model": "minilm-l6", "corpus": "/etc/passwd"}, "run.corpus"),
+    ],
+)
 def test_unsafe_or_malformed_configs_are_refused_and_nothing_is_queued(tmp_path, cfg, message):
     root = tmp_path / "store"
     with pytest.raises(PlanError) as e:
@@ -257,7 +293,7 @@ def test_policy_from_env_and_yaml_and_the_per_user_cap(tmp_path, monkeypatch):
     monkeypatch.setenv("LEXISCOPE_JOBS_POLICY", str(policy_file))
     with pytest.raises(PlanError, match="'glove-6b-50d' is not on this server's model list \\(minilm-l6\\)"):
         client.submit({"model": "glove-6b-50d"}, root)
-    monkeypatch.setenv("LEXISCOPE_MODELS", "glove-6b-50d")   # env overrides the file
+    monkeypatch.setenv("LEXISCOPE_MODELS", "glove-6b-50d")  # env overrides the file
     inline_groups = {"pets": ["dog", "cat"], "fruit": ["apple", "pear"]}
     cfg = {**SMALL, "vocabulary": {"top_n": 0, "words": ["one", "two"], "concept_groups": inline_groups}}
     first = client.submit(cfg, root, user="bob")
@@ -265,9 +301,9 @@ def test_policy_from_env_and_yaml_and_the_per_user_cap(tmp_path, monkeypatch):
     client.submit(SMALL, root, user="bob")
     with pytest.raises(PlanError, match="user 'bob' already has 2 queued or running jobs \\(limit 2\\)"):
         client.submit(SMALL, root, user="bob")
-    client.submit(SMALL, root, user="carol")                  # the cap is per user
+    client.submit(SMALL, root, user="carol")  # the cap is per user
     client.cancel(first["id"], root)
-    client.submit(SMALL, root, user="bob")                    # a cancelled job frees a slot
+    client.submit(SMALL, root, user="bob")  # a cancelled job frees a slot
     assert sorted(j["user"] for j in jobstore.list_jobs(root) if j["status"] == "queued") == ["bob", "bob", "carol"]
     monkeypatch.setenv("LEXISCOPE_MAX_VOCABULARY", "lots")
     with pytest.raises(PlanError, match="LEXISCOPE_MAX_VOCABULARY: 'lots' is not a whole number"):
@@ -275,6 +311,7 @@ def test_policy_from_env_and_yaml_and_the_per_user_cap(tmp_path, monkeypatch):
 
 
 # -- crash detection without the worker's host ---------------------------------------------------
+
 
 def test_a_stale_heartbeat_from_another_host_fails_the_job_and_removes_its_temp_file(tmp_path, monkeypatch):
     monkeypatch.setenv("LEXISCOPE_HEARTBEAT_TIMEOUT", "30")
@@ -299,8 +336,10 @@ def test_a_stale_heartbeat_from_another_host_fails_the_job_and_removes_its_temp_
 
 # -- GPU out of memory -----------------------------------------------------------------------------
 
+
 def test_oom_retries_once_with_half_the_batch_sizes_then_fails_clearly(tmp_path, monkeypatch):
     import torch
+
     cfg = parse_run({**SMALL, "batch_size": 64, "sae": {"d_sae": 64, "batch_size": 256}})
     seen = []
 
@@ -309,6 +348,7 @@ def test_oom_retries_once_with_half_the_batch_sizes_then_fails_clearly(tmp_path,
         if len(seen) == 1:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return ["ok"]
+
     assert run_with_oom_retry(cfg, oom_once) == ["ok"]
     assert seen == [(64, 256), (32, 128)]
 
@@ -317,13 +357,16 @@ def test_oom_retries_once_with_half_the_batch_sizes_then_fails_clearly(tmp_path,
 
     def always_oom(c, **kw):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
     monkeypatch.setattr(compute.pipeline, "precompute_run", always_oom)
     root = tmp_path / "store"
     job_id = jobstore.create_job(cfg.model_dump(mode="json"), root)["id"]
     out = run_job(job_id, root, device="cpu")
     assert out["status"] == "failed"
-    assert out["error"] == ("GPU out of memory at batch_size 64, sae.batch_size 256 and again at batch_size 32, "
-                            "sae.batch_size 128; lower the batch sizes, the SAE width or the vocabulary")
+    assert out["error"] == (
+        "GPU out of memory at batch_size 64, sae.batch_size 256 and again at batch_size 32, "
+        "sae.batch_size 128; lower the batch sizes, the SAE width or the vocabulary"
+    )
 
     # Other errors are not retried.
     calls = []
@@ -331,6 +374,7 @@ def test_oom_retries_once_with_half_the_batch_sizes_then_fails_clearly(tmp_path,
     def broken(c):
         calls.append(c)
         raise ValueError("vocabulary: only 3 words are in model 'glove-6b-50d'")
+
     with pytest.raises(ValueError):
         run_with_oom_retry(cfg, broken)
     assert len(calls) == 1
@@ -338,10 +382,12 @@ def test_oom_retries_once_with_half_the_batch_sizes_then_fails_clearly(tmp_path,
 
 # -- CLI ------------------------------------------------------------------------------------------
 
+
 def test_cli_precompute_queue_lists_and_cancels_jobs(tmp_path):
     from typer.testing import CliRunner
 
     from lexiscope import app
+
     root = tmp_path / "store"
     plan = tmp_path / "plan.yaml"
     plan.write_text(json.dumps({"runs": [{**SMALL, "name": "a"}, {**SMALL, "name": "b"}]}))

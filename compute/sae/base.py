@@ -5,6 +5,7 @@ Shapes in names: B batch, D input dim, F features (d_sae), K active features per
 The weights apply to *normalised* inputs, x_norm = (x - mu) * scale with E||x_norm||^2 = D; `encode` and
 `decode` take and return RAW vectors and normalise inside, so the stored weights + normalisation suffice.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,17 +23,18 @@ HISTORY_COLUMNS = ("step", "loss", "mse", "l0", "fvu", "dead")
 @dataclass
 class StepContext:
     """What the training loop tells an architecture's loss about the current step."""
+
     step: int
     steps: int
-    dead_F: torch.Tensor    # bool: features that have not fired for cfg.dead_steps steps
+    dead_F: torch.Tensor  # bool: features that have not fired for cfg.dead_steps steps
 
 
 @dataclass
 class StepOutput:
     loss: torch.Tensor
-    fvu: torch.Tensor       # on the training batch
-    l0: torch.Tensor        # mean active features per row of the batch
-    fired_F: torch.Tensor   # bool: features active on some row of the batch
+    fvu: torch.Tensor  # on the training batch
+    l0: torch.Tensor  # mean active features per row of the batch
+    fired_F: torch.Tensor  # bool: features active on some row of the batch
 
 
 class SAE(nn.Module):
@@ -41,8 +43,14 @@ class SAE(nn.Module):
 
     arch: ClassVar[str]
     # stored array name (the run's `/sae` group, docs/store.md) -> parameter or buffer
-    ARRAYS: ClassVar[dict[str, str]] = {"W_enc": "W_enc", "b_enc": "b_enc", "W_dec": "W_dec", "b_dec": "b_dec",
-                                        "norm_mean": "mu", "norm_scale": "scale"}
+    ARRAYS: ClassVar[dict[str, str]] = {
+        "W_enc": "W_enc",
+        "b_enc": "b_enc",
+        "W_dec": "W_dec",
+        "b_dec": "b_dec",
+        "norm_mean": "mu",
+        "norm_scale": "scale",
+    }
 
     def __init__(self, d: int, d_sae: int, cfg):
         super().__init__()
@@ -173,7 +181,7 @@ def encode_numpy(sae: SAE, X: np.ndarray, batch: int = 4096) -> sp.csr_matrix:
     dev = sae.W_enc.device
     blocks = []
     for s in range(0, X.shape[0], batch):
-        x_BD = torch.as_tensor(np.asarray(X[s:s + batch], dtype=np.float32), device=dev)
+        x_BD = torch.as_tensor(np.asarray(X[s : s + batch], dtype=np.float32), device=dev)
         m = sae.encode_csr(sae.normalise(x_BD))
         m.eliminate_zeros()
         m.sort_indices()

@@ -6,6 +6,7 @@ so it keeps every pre-activation above a threshold learned in training: a runnin
 positive activation the batch top-k kept (as the paper estimates it; dictionary_learning's
 trainers/batch_top_k.py sets it to the first batch's minimum, then averages; the step 0.01 of the average
 is SAELens' topk_threshold_lr)."""
+
 from __future__ import annotations
 
 from typing import ClassVar

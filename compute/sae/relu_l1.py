@@ -1,5 +1,6 @@
 """ReLU SAE with an L1 penalty (Anthropic, "Towards Monosemanticity" 2023 and its April 2024 training
 update): every positive pre-activation is kept; sparsity comes from the decoder-norm-weighted L1 term."""
+
 from __future__ import annotations
 
 import torch

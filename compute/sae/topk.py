@@ -1,5 +1,6 @@
 """TopK SAE (Gao et al. 2024, "Scaling and evaluating sparse autoencoders"): the k largest ReLU
 pre-activations of each row, unit-norm decoder rows, AuxK loss on dead latents."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,9 @@ class TopKSAE(SAE):
 
     def encode_norm(self, xn_BD: torch.Tensor) -> torch.Tensor:
         vals_BK, idx_BK = self.encode_topk(xn_BD)
-        return torch.zeros(xn_BD.shape[0], self.d_sae, dtype=xn_BD.dtype,
-                           device=xn_BD.device).scatter_(-1, idx_BK, vals_BK)
+        return torch.zeros(xn_BD.shape[0], self.d_sae, dtype=xn_BD.dtype, device=xn_BD.device).scatter_(
+            -1, idx_BK, vals_BK
+        )
 
     def encode_csr(self, xn_BD: torch.Tensor) -> sp.csr_matrix:
         vals_BK, idx_BK = self.encode_topk(xn_BD)
@@ -62,7 +64,8 @@ class TopKSAE(SAE):
             aux_k = self.cfg.aux_k or max(1, self.d // 2)  # Gao et al. 2024 §A.2 use k_aux = d/2
             # scaled as sparsify does: min(num_dead / k_aux, 1)
             loss = loss + self.cfg.aux_coef * min(n_dead / aux_k, 1.0) * self.aux_loss(
-                xc_BD, err_BD, ctx.dead_F, min(aux_k, n_dead))
+                xc_BD, err_BD, ctx.dead_F, min(aux_k, n_dead)
+            )
         return StepOutput(loss, fvu, l0, fired_F)
 
     def aux_loss(self, xc_BD, err_BD, dead_F, k_aux: int) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """The one training loop of every SAE architecture: Adam with warm-up and decay, shuffled batches of the
 normalised rows, dead-feature tracking, a history log and progress. The architecture plugs in through the
 hooks of compute/sae/base.py (init_weights, training_loss, before/after_optimizer_step)."""
+
 from __future__ import annotations
 
 import math
@@ -90,7 +91,7 @@ def _fit(sae_cls: type[SAE], X: np.ndarray, cfg, device: str, progress) -> SAE:
     for step in bar:
         if pos + batch > n:
             perm, pos = torch.randperm(n, generator=gen), 0
-        xn_BD = Xn_ND[perm[pos:pos + batch].to(device)]
+        xn_BD = Xn_ND[perm[pos : pos + batch].to(device)]
         pos += batch
 
         out = sae.training_loss(xn_BD, StepContext(step, steps, since_fired_F >= cfg.dead_steps))

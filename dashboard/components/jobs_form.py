@@ -1,5 +1,6 @@
 """The job form as pure functions: form values -> run config dict, and a stored run's config -> form values
 (the "Train another SAE on this run" shortcut). No Dash here, so it is tested without a browser."""
+
 import re
 
 import yaml
@@ -7,8 +8,22 @@ import yaml
 from dashboard.lib.text import split_words
 from jobs.policy import PlanError
 
-DEFAULTS = dict(model=None, name="", layers="all", vocab_mode="top", top_n=2000, words="", groups_source="default",
-                groups_text="", sae_arch="topk", d_sae=256, k=8, l1=5.0, steps=1000, umap=True)
+DEFAULTS = dict(
+    model=None,
+    name="",
+    layers="all",
+    vocab_mode="top",
+    top_n=2000,
+    words="",
+    groups_source="default",
+    groups_text="",
+    sae_arch="topk",
+    d_sae=256,
+    k=8,
+    l1=5.0,
+    steps=1000,
+    umap=True,
+)
 _SPLIT = re.compile(r"[\s,;]+")
 
 
@@ -38,8 +53,9 @@ def parse_groups(text: str | None) -> dict[str, list[str]]:
         raise PlanError("concept groups: write one group a line, as 'group: word, word, ...'")
     groups = {}
     for name, words in data.items():
-        words = split_words(" ".join(map(str, words)) if isinstance(words, list) else str(words or ""),
-                            case_sensitive=True)
+        words = split_words(
+            " ".join(map(str, words)) if isinstance(words, list) else str(words or ""), case_sensitive=True
+        )
         if not words:
             raise PlanError(f"concept groups: group '{name}' has no words")
         groups[str(name)] = words

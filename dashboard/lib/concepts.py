@@ -1,10 +1,12 @@
 """The concept explorer's analysis: a group of words (typed or stored), and the SAE features ranked by
 how selectively they fire on it. Stored activations only; nothing is retrained."""
+
 import numpy as np
 
 
-def resolve_group(v, group: str | None = None, words: list[str] | None = None
-                  ) -> tuple[list[str], np.ndarray, list[str]]:
+def resolve_group(
+    v, group: str | None = None, words: list[str] | None = None
+) -> tuple[list[str], np.ndarray, list[str]]:
     """(known words, their rows, unknown words) for typed words (already split) or a stored group name."""
     if words is not None:
         asked = words
@@ -47,6 +49,15 @@ def rank_features_for(v, rows: np.ndarray, limit: int = 20) -> list[dict]:
     n_out = max(1, v.n - len(rows))
     out_mean = (total - in_sum[cand]) / n_out
     order = np.argsort(-score, kind="stable")[:limit]
-    return [dict(feature=int(cand[j]), score=float(score[j]), recall=float(recall[j]),
-                 precision=float(precision[j]), in_mean=float(in_sum[cand[j]] / len(rows)),
-                 out_mean=float(out_mean[j]), hits=int(in_hits[cand[j]])) for j in order]
+    return [
+        dict(
+            feature=int(cand[j]),
+            score=float(score[j]),
+            recall=float(recall[j]),
+            precision=float(precision[j]),
+            in_mean=float(in_sum[cand[j]] / len(rows)),
+            out_mean=float(out_mean[j]),
+            hits=int(in_hits[cand[j]]),
+        )
+        for j in order
+    ]

@@ -1,5 +1,6 @@
 """What a feature is about, for the Features and Words pages: the features-table frame, its top words
 and a short gist. Functions of a RunView (dashboard/lib/store.py); they read through `v.run`."""
+
 import numpy as np
 import pandas as pd
 

@@ -1,5 +1,6 @@
 """A run family's measures layer by layer, for the Geometry page: isotropy of word types, tokens and
 enhanced vectors, word similarity, and STS scores (docs/store.md, "Geometry" and "STS")."""
+
 import numpy as np
 import pandas as pd
 
@@ -9,11 +10,13 @@ from store.schema import ENHANCED, GEOMETRY, GEOMETRY_TOKENS, SIMILARITY, STS
 
 MEASURES = [("i_cos", "I_Cos (mean cosine)"), ("i_pc", "I_PC"), ("isoscore", "IsoScore")]
 SIMILARITY_MEASURES = [("wordsim353_spearman", "WordSim353 ρ"), ("simlex999_spearman", "SimLex-999 ρ")]
-ROW_LABELS = {**{k: f"{label}, word types" for k, label in MEASURES},
-              **{k + "_tokens": f"{label}, tokens" for k, label in MEASURES},
-              **{k + "_enhanced": f"{label}, after enhancement" for k, label in MEASURES},
-              **{k: label for k, label in SIMILARITY_MEASURES},
-              **{k + "_enhanced": f"{label}, after enhancement" for k, label in SIMILARITY_MEASURES}}
+ROW_LABELS = {
+    **{k: f"{label}, word types" for k, label in MEASURES},
+    **{k + "_tokens": f"{label}, tokens" for k, label in MEASURES},
+    **{k + "_enhanced": f"{label}, after enhancement" for k, label in MEASURES},
+    **{k: label for k, label in SIMILARITY_MEASURES},
+    **{k + "_enhanced": f"{label}, after enhancement" for k, label in SIMILARITY_MEASURES},
+}
 STS_COLUMNS = ("raw", "individual", "zero_shot")
 
 
@@ -68,6 +71,6 @@ def sts_by_layer(v) -> dict[str, dict[str, dict[int, float]]]:
         if scores is None:
             continue
         for i, lang in enumerate(langs):
-            for j, col in enumerate(STS_COLUMNS[:scores.shape[1]]):
+            for j, col in enumerate(STS_COLUMNS[: scores.shape[1]]):
                 series.setdefault(col, {}).setdefault(lang, {})[layer] = float(scores[i, j])
     return series

@@ -1,5 +1,6 @@
 """Runs as the catalog lists them: families (the runs of one plan entry across layers, read from each
 run's `family` attribute), the layer above or below a run, the run picker's options and the Runs table."""
+
 import numpy as np
 
 from dashboard.lib import store
@@ -35,8 +36,10 @@ def family_names(table) -> dict[str, str]:
     if table.empty:
         return {}
     first = table.drop_duplicates("family")
-    names = {r["family"]: (r["name"] if r["name"] == r["model"] else f"{r['name']} ({r['model']})")
-             for _, r in first.iterrows()}
+    names = {
+        r["family"]: (r["name"] if r["name"] == r["model"] else f"{r['name']} ({r['model']})")
+        for _, r in first.iterrows()
+    }
     taken = list(names.values())
     return {f: (n if taken.count(n) == 1 else f"{n} [{f}]") for f, n in names.items()}
 
@@ -48,11 +51,16 @@ def run_options() -> list[dict]:
         return []
     names = family_names(t)
     out = []
-    for _, r in t.sort_values(["name", "family", "layer", "created"], ascending=[True, True, True, False],
-                              kind="stable").iterrows():
+    for _, r in t.sort_values(
+        ["name", "family", "layer", "created"], ascending=[True, True, True, False], kind="stable"
+    ).iterrows():
         sae = f" · SAE {r['sae_arch']} {int(r['sae_d_sae'])}" if _present(r.get("sae_d_sae")) else ""
-        out.append({"label": f"{names[r['family']]} · L{int(r['layer'])} · {int(r['n_words']):,} words{sae}",
-                    "value": r["run_id"]})
+        out.append(
+            {
+                "label": f"{names[r['family']]} · L{int(r['layer'])} · {int(r['n_words']):,} words{sae}",
+                "value": r["run_id"],
+            }
+        )
     return out
 
 

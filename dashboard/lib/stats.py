@@ -1,26 +1,37 @@
 """Per-run statistics computed once and then only indexed by callbacks."""
+
 import numpy as np
 from scipy.stats import rankdata
 
 MAX_RANKED = 100_000  # Spearman on a seeded sample above this many words (its standard error ~ 0.003)
 
 
-def dimension_stats(E: np.ndarray, zipf: np.ndarray, k: int = 15, bins: int = 60, max_ranked: int = MAX_RANKED,
-                    seed: int = 0) -> dict:
+def dimension_stats(
+    E: np.ndarray, zipf: np.ndarray, k: int = 15, bins: int = 60, max_ranked: int = MAX_RANKED, seed: int = 0
+) -> dict:
     """Everything the Dimensions page shows about each dimension, for all dimensions at once, so a
     click only indexes: top/bottom k rows (descending / ascending), moments, histograms, and the
     Spearman and Pearson correlation with Zipf frequency over the words that have one (Spearman on a
     seeded sample of `max_ranked` of them when there are more; `spearman_n` says how many)."""
     n, d = E.shape
-    T = np.ascontiguousarray(E.T)                                        # (d, n): one row per dimension
+    T = np.ascontiguousarray(E.T)  # (d, n): one row per dimension
     k = min(k, n)
     top = np.argpartition(-T, k - 1, axis=1)[:, :k]
     top = np.take_along_axis(top, np.argsort(-np.take_along_axis(T, top, 1), axis=1, kind="stable"), 1)
     bottom = np.argpartition(T, k - 1, axis=1)[:, :k]
     bottom = np.take_along_axis(bottom, np.argsort(np.take_along_axis(T, bottom, 1), axis=1, kind="stable"), 1)
-    out = {"top": top, "bottom": bottom, "mean": T.mean(1), "std": T.std(1), "min": T.min(1), "max": T.max(1),
-           "spearman": np.full(d, np.nan), "pearson": np.full(d, np.nan), "spearman_n": 0,
-           "hist": [np.histogram(T[j], bins=bins) for j in range(d)]}
+    out = {
+        "top": top,
+        "bottom": bottom,
+        "mean": T.mean(1),
+        "std": T.std(1),
+        "min": T.min(1),
+        "max": T.max(1),
+        "spearman": np.full(d, np.nan),
+        "pearson": np.full(d, np.nan),
+        "spearman_n": 0,
+        "hist": [np.histogram(T[j], bins=bins) for j in range(d)],
+    }
     rows = np.flatnonzero(np.isfinite(zipf))
     if len(rows) > 2:
         z = zipf[rows].astype(np.float64)

@@ -5,6 +5,7 @@ all words. Reading run files, and caching what was read, is store.Run's job (`v.
 Caching, one style: a RunView derives each index once (cached_property), and views live in one LRU
 keyed on what makes them stale (run, process, file mtime). Nothing is opened at import time: gunicorn
 workers fork before the first request, and each opens its run files lazily."""
+
 import bisect
 import functools
 import os
@@ -309,5 +310,14 @@ class RunView:
             pass
 
 
-__all__ = ["configure", "catalog", "view", "RunView", "StoreError", "default_run_id", "resolve_run_id",
-           "max_points", "runs_table"]
+__all__ = [
+    "configure",
+    "catalog",
+    "view",
+    "RunView",
+    "StoreError",
+    "default_run_id",
+    "resolve_run_id",
+    "max_points",
+    "runs_table",
+]

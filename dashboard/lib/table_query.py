@@ -1,9 +1,12 @@
 """Server-side paging, sorting and filtering of a DataFrame shown in a Dash DataTable (page_action,
 sort_action and filter_action "custom"), in the DataTable's own filter syntax."""
+
 import re
 
-FILTER = re.compile(r"^\s*\{(?P<col>[^}]+)\}\s*(?P<op>[si]?(?:>=|<=|!=|<|>|=|ge|le|lt|gt|ne|eq|contains))\s+"
-                    r"(?P<val>.+?)\s*$")
+FILTER = re.compile(
+    r"^\s*\{(?P<col>[^}]+)\}\s*(?P<op>[si]?(?:>=|<=|!=|<|>|=|ge|le|lt|gt|ne|eq|contains))\s+"
+    r"(?P<val>.+?)\s*$"
+)
 WORD_OPS = {"ge": ">=", "le": "<=", "lt": "<", "gt": ">", "ne": "!=", "eq": "="}
 
 
@@ -36,16 +39,23 @@ def table_page(frame, page: int, size: int, sort_by, filter_query: str):
         if op == "contains":
             df = df[series.astype(str).str.contains(str(value), case=False, regex=False)]
         elif op in (">=", "<=", "<", ">", "=", "!=") and isinstance(value, float) and series.dtype.kind in "fiu":
-            df = df[{">=": series >= value, "<=": series <= value, "<": series < value, ">": series > value,
-                     "=": series == value, "!=": series != value}[op].loc[df.index]]
+            df = df[
+                {
+                    ">=": series >= value,
+                    "<=": series <= value,
+                    "<": series < value,
+                    ">": series > value,
+                    "=": series == value,
+                    "!=": series != value,
+                }[op].loc[df.index]
+            ]
         elif op in ("=", "!="):
             hit = series.astype(str) == str(value)
             df = df[hit if op == "=" else ~hit]
     if sort_by:
         s = sort_by[0]
         if s["column_id"] in df:
-            df = df.sort_values(s["column_id"], ascending=s["direction"] == "asc", kind="stable",
-                                na_position="last")
+            df = df.sort_values(s["column_id"], ascending=s["direction"] == "asc", kind="stable", na_position="last")
     pages = max(1, -(-len(df) // size))
-    chunk = df.iloc[page * size:(page + 1) * size]
+    chunk = df.iloc[page * size : (page + 1) * size]
     return [{**r, "id": r["feature"]} for r in chunk.to_dict("records")], pages

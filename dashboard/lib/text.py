@@ -1,4 +1,5 @@
 """Words typed or pasted into a page."""
+
 import re
 
 _SEPARATORS = re.compile(r"[\s,;]+")
