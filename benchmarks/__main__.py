@@ -24,6 +24,7 @@ BENCHMARKS = {  # name -> module, in run order: the long 400k run first (the das
     "extraction": "benchmarks.extraction",
     "geometry": "benchmarks.geometry",
     "sae": "benchmarks.sae",
+    "sae_archs": "benchmarks.sae_archs",
     "scaling": "benchmarks.scaling",
 }
 

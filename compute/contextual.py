@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from compute.embeddings import ModelError  # one error class for every kind of model
+from compute.embeddings import STATIC_SUFFIXES, ModelError  # one error class for every kind of model
 from store.settings import settings
 
 
@@ -36,7 +36,6 @@ BUNDLED = {"minilm-l6": _minilm_dir()}
 
 # Names that mean static vectors (bundled GloVe, gensim-data downloader names), never a transformer.
 _STATIC_PREFIXES = ("glove-", "word2vec-", "fasttext-", "conceptnet-")
-_STATIC_SUFFIXES = (".txt", ".bin", ".vec", ".kv", ".gz", ".npy", ".model")
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?$")
 
 
@@ -47,7 +46,7 @@ def is_transformer(model: str) -> bool:
     p = Path(model).expanduser()
     if p.is_dir():
         return (p / "config.json").is_file()
-    if p.is_file() or model.lower().endswith(_STATIC_SUFFIXES):
+    if p.is_file() or model.lower().endswith(STATIC_SUFFIXES):
         return False
     if model.lower().startswith(_STATIC_PREFIXES):
         return False

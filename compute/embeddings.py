@@ -11,6 +11,7 @@ class ModelError(ValueError):
 
 
 BUNDLED_STATIC = ("glove-6b-50d",)
+# The word-vector files load_static reads (gensim); also what compute.contextual never takes for a transformer.
 STATIC_SUFFIXES = (".txt", ".vec", ".bin", ".kv", ".gz", ".model")
 
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from compute.linalg import unit_rows
 from compute.sae import SAE, encode_numpy
 from compute.sae import fvu as sae_fvu
 from store import schema
@@ -21,12 +22,6 @@ QUANTILE_BINS, QUANTILE_WORDS = 5, 5
 DECODER_NEIGHBORS = 20
 CORRELATED = 10
 INTRUSION_TOP = 5
-
-
-def _unit_rows(M: np.ndarray) -> np.ndarray:
-    M = np.asarray(M, dtype=np.float32)
-    norms = np.linalg.norm(M, axis=1, keepdims=True)
-    return np.divide(M, norms, out=np.zeros_like(M), where=norms > 0)
 
 
 def _top_rows(S_nF: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -41,7 +36,7 @@ def _top_rows(S_nF: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
 def match_features(W_dec_L: np.ndarray, W_dec_next: np.ndarray, chunk: int = 4096):
     """For every decoder direction of layer L, the nearest one in the other layer by cosine:
     (idx (F,) int32, cos (F,) float32)."""
-    A, B = _unit_rows(W_dec_L), _unit_rows(W_dec_next)
+    A, B = unit_rows(W_dec_L, np.float32), unit_rows(W_dec_next, np.float32)
     if A.shape[1] != B.shape[1]:
         raise ValueError(f"W_dec_next: input dims differ ({A.shape[1]} vs {B.shape[1]})")
     idx = np.empty(len(A), dtype=np.int32)
@@ -143,8 +138,8 @@ def correlated_features(acts_nF: sp.csr_matrix, m: int = CORRELATED):
 
 def decoder_neighbors(sae: SAE, X: np.ndarray, m: int = DECODER_NEIGHBORS, chunk: int = 512):
     """The m words whose centred vectors (x - mu) are nearest each decoder direction by cosine."""
-    U_nD = _unit_rows(np.asarray(X, np.float32) - sae.mu.numpy())
-    W_FD = _unit_rows(sae.W_dec.detach().numpy())
+    U_nD = unit_rows(np.asarray(X, np.float32) - sae.mu.numpy(), np.float32)
+    W_FD = unit_rows(sae.W_dec.detach().numpy(), np.float32)
     F = len(W_FD)
     idx = np.empty((F, min(m, len(U_nD))), dtype=np.int32)
     cos = np.empty(idx.shape, dtype=np.float32)
@@ -288,8 +283,7 @@ def sae_output(
     attrs = dict(
         arch=sae.arch,
         d_sae=int(F),
-        k=int(cfg.k),
-        l1=float(cfg.l1),
+        **cfg.summary_attrs(),
         fvu=sae_fvu(sae, X, acts),
         l0=float(acts.getnnz(1).mean()) if n else 0.0,
         dead_frac=float((density == 0).mean()),
@@ -300,12 +294,8 @@ def sae_output(
     )
     out = {
         schema.SAE.path: attrs,
-        schema.SAE.W_enc: sae.W_enc.detach().numpy().astype(np.float32),
-        schema.SAE.b_enc: sae.b_enc.detach().numpy().astype(np.float32),
-        schema.SAE.W_dec: W_dec,
-        schema.SAE.b_dec: sae.b_dec.detach().numpy().astype(np.float32),
-        schema.SAE.norm_mean: sae.mu.numpy().astype(np.float32),
-        schema.SAE.norm_scale: np.array([float(sae.scale)], dtype=np.float32),
+        # the weights, read back by compute.sae.from_run
+        **{getattr(schema.SAE, name): array for name, array in sae.to_arrays().items()},
         schema.SAE.acts.path: acts,
         schema.SAE.density: density,
         schema.SAE.mono_score: mono,

@@ -21,6 +21,7 @@ from scipy.stats import spearmanr
 from threadpoolctl import threadpool_limits
 
 from compute.config import GeometryConfig
+from compute.linalg import unit_rows
 from store.schema import ENHANCED, GEOMETRY, LANGUAGES, Enhanced, Geometry
 
 CHUNK = 65536  # rows per block: bounds the float64 working copies on 400k-row vocabularies
@@ -41,13 +42,6 @@ def _check(X, name: str = "X") -> np.ndarray:
     return X
 
 
-def _unit_rows(x_BD: np.ndarray) -> np.ndarray:
-    """float64 rows scaled to unit norm; all-zero rows stay zero."""
-    x_BD = np.asarray(x_BD, dtype=np.float64)
-    norm_B = np.linalg.norm(x_BD, axis=1, keepdims=True)
-    return np.divide(x_BD, norm_B, out=np.zeros_like(x_BD), where=norm_B > 0)
-
-
 def _nonzero_rows(X: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.any(X != 0, axis=1))
 
@@ -64,7 +58,7 @@ def i_cos(X) -> float:
     sum_D = np.zeros(X.shape[1], dtype=np.float64)
     n = 0
     for b in _blocks(X.shape[0]):
-        u_BD = _unit_rows(X[b])
+        u_BD = unit_rows(X[b])
         n += int(np.count_nonzero(np.any(u_BD != 0, axis=1)))
         sum_D += u_BD.sum(axis=0)
     if n < 2:
@@ -90,7 +84,7 @@ def i_cos_sampled(X, pairs: int = 1000, seed: int = 0) -> tuple[float, np.ndarra
     if len(rows) < 2:
         return float("nan"), np.full(X.shape[1], np.nan)
     i, j = sample_pairs(len(rows), pairs, seed)
-    cc_D = (_unit_rows(X[rows[i]]) * _unit_rows(X[rows[j]])).mean(axis=0)
+    cc_D = (unit_rows(X[rows[i]]) * unit_rows(X[rows[j]])).mean(axis=0)
     return float(cc_D.sum()), cc_D
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from compute import embeddings, geometry, projections, similarity, sts, vocabulary
 from compute.config import Plan, PlanError, RunConfig
+from compute.device import resolve_device
 from compute.embeddings import ModelError
 from compute.progress import Progress
 from store import Catalog, RunWriter, default_root
@@ -24,17 +25,6 @@ class LayerInput:
     X: np.ndarray  # (n, d) word vectors analysed in this run
     extra: dict = field(default_factory=dict)  # more stage output, e.g. words/n_contexts, tokens/*
     tokens: np.ndarray | None = None  # (m, d) token sample for the token-level geometry
-
-
-def resolve_device(device: str = "auto") -> str:
-    if device != "auto":
-        return device
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "cpu"
 
 
 def run_id_for(cfg: RunConfig, layer: int) -> str:

@@ -7,6 +7,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 
 from compute.config import ProjectionConfig
+from compute.linalg import unit_rows
 from store.schema import NEIGHBORS, PROJECTIONS, Neighbors
 
 # Up to this many rows the exact k-NN (chunked matrix products) beats building an approximate index.
@@ -22,18 +23,13 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
         sys.modules["numba"].config.THREADING_LAYER = "workqueue"
 
 
-def _unit(X):
-    X = np.asarray(X, dtype=np.float32)
-    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
-
-
 def knn_cosine(X, k: int, seed: int = 0, progress=None) -> tuple[np.ndarray, np.ndarray]:
     """k nearest neighbours by cosine, self first: (indices (n, k+1) int32, cosine distance (n, k+1)).
 
     Exact in chunks (O(chunk * n) memory) for moderate n, pynndescent beyond."""
     n = len(X)
     k1 = min(k + 1, n)
-    U = _unit(X)
+    U = unit_rows(X, np.float32)
     if n > EXACT_KNN_MAX:
         from pynndescent import NNDescent
 

@@ -211,6 +211,7 @@ class SAEGroup(_Group):
     b_dec: str = ""
     norm_mean: str = ""
     norm_scale: str = ""
+    threshold: str = ""  # batch_topk only
     acts: CSR = CSR
     density: str = ""
     max_act: str = ""
