@@ -12,8 +12,8 @@ Shapes in names: n words, F features, L labels, M top words per feature.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp

@@ -15,7 +15,7 @@ raw vectors, and an SAE whose decoder stays frozen at random (compute/random_dec
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -30,6 +30,19 @@ def qvec_columns(label_names: Sequence[str], prefixes=QVEC_PREFIXES) -> np.ndarr
     return np.array([j for j, name in enumerate(label_names) if str(name).startswith(tuple(prefixes))], int)
 
 
+def _moments(S) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and standard deviations of a dense or sparse matrix."""
+    n = S.shape[0]
+    mean = np.asarray(S.sum(0)).ravel() / n
+    sq = np.asarray(S.multiply(S).sum(0) if sp.issparse(S) else (S * S).sum(0)).ravel() / n
+    return mean, np.sqrt(np.maximum(sq - mean ** 2, 0))
+
+
+def _varies(mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    # a relative floor: a column whose spread is rounding noise counts as constant
+    return sd > 1e-9 * np.maximum(1, np.abs(mean))
+
+
 def correlations(S_nF, P_nP) -> np.ndarray:
     """(F, P) Pearson correlation of every column of S (dense or sparse) with every column of P (dense or
     sparse), over the n rows; 0 where a column is constant."""
@@ -38,15 +51,10 @@ def correlations(S_nF, P_nP) -> np.ndarray:
     P = np.asarray(P_nP.toarray() if sp.issparse(P_nP) else P_nP, dtype=np.float64)
     if P.shape[0] != n:
         raise ValueError(f"P_nP: {P.shape[0]} rows but the basis has {n}")
-    mean_S = np.asarray(S.sum(0)).ravel() / n
-    sq_S = np.asarray(S.multiply(S).sum(0) if sp.issparse(S) else (S * S).sum(0)).ravel() / n
-    mean_P, sq_P = P.mean(0), (P * P).mean(0)
+    (mean_S, sd_S), (mean_P, sd_P) = _moments(S), _moments(P)
     cov = np.asarray(S.T @ P) / n - np.outer(mean_S, mean_P)
-    sd_S = np.sqrt(np.maximum(sq_S - mean_S ** 2, 0))
-    sd_P = np.sqrt(np.maximum(sq_P - mean_P ** 2, 0))
     denom = np.outer(sd_S, sd_P)
-    # a relative floor: a column whose spread is rounding noise counts as constant
-    live = np.outer(sd_S > 1e-9 * np.maximum(1, np.abs(mean_S)), sd_P > 1e-12)
+    live = np.outer(_varies(mean_S, sd_S), _varies(mean_P, sd_P))
     return np.divide(cov, denom, out=np.zeros_like(cov), where=live & (denom > 0))
 
 
@@ -62,9 +70,9 @@ def qvec(S_nF, weights_nL, label_names: Sequence[str], signed: bool) -> dict:
     score = np.abs(r) if signed else np.maximum(r, 0)
     per_dim = score.max(1) if score.shape[1] else np.zeros(score.shape[0])
     aligned = np.where(per_dim > 0, cols[score.argmax(1)] if score.shape[1] else -1, -1)
-    varies = np.asarray((S != 0).sum(0) > 0).ravel() if sp.issparse(S) else np.ptp(S, axis=0) > 0
+    varies = _varies(*_moments(sp.csc_matrix(S, dtype=np.float64) if sp.issparse(S) else np.asarray(S, np.float64)))
     return {"qvec_mean": float(per_dim[varies].mean()) if varies.any() else float("nan"),
-            "qvec_sum": float(per_dim.sum()), "dims": int(varies.sum()), "words": int(len(rows)),
+            "qvec_sum": float(per_dim.sum()), "dims": int(varies.sum()), "words": len(rows),
             "per_dim": per_dim.astype(np.float32), "aligned": aligned.astype(np.int32)}
 
 
