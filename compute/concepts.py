@@ -84,7 +84,8 @@ def top_label_share(top_words_FM: np.ndarray, member_nL, best_F: np.ndarray, m: 
 
 
 def feature_labels(top_words_FM: np.ndarray, words: Sequence[str], label_names: Sequence[str],
-                   best_F: np.ndarray, best_f1_F: np.ndarray, floor: float = LABEL_FLOOR, n_words: int = 3) -> list[str]:
+                   best_F: np.ndarray, best_f1_F: np.ndarray, floor: float = LABEL_FLOOR,
+                   n_words: int = 3) -> list[str]:
     """A name per feature: `noun.animal 0.42 · dog, cat, horse` (best label, its F1, the top words), or the top
     words alone when the best F1 is below `floor`, or `(never fires)`."""
     out = []
