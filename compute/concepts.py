@@ -83,6 +83,15 @@ def top_label_share(top_words_FM: np.ndarray, member_nL, best_F: np.ndarray, m: 
     return out
 
 
+def median_top_share(score_F: np.ndarray, top_words_FM: np.ndarray, member_nL, best_F: np.ndarray,
+                     n_features: int = 20, m: int = TOP_SHARE_WORDS) -> float:
+    """Over the `n_features` features with the highest score, the median share of their top-m words that carry
+    their best label (issue 12's acceptance figure); NaN when none of them has a label."""
+    top = np.argsort(-np.asarray(score_F), kind="stable")[:n_features]
+    share = top_label_share(np.asarray(top_words_FM)[top], member_nL, np.asarray(best_F)[top], m)
+    return float(np.nanmedian(share)) if np.isfinite(share).any() else float("nan")
+
+
 def feature_labels(top_words_FM: np.ndarray, words: Sequence[str], label_names: Sequence[str],
                    best_F: np.ndarray, best_f1_F: np.ndarray, floor: float = LABEL_FLOOR,
                    n_words: int = 3) -> list[str]:

@@ -191,3 +191,13 @@ def combine(*parts: Labels | None) -> Labels:
     return Labels([name for p in parts for name in p.names],
                   sp.hstack([p.weights for p in parts], format="csr").astype(np.float32),
                   sp.hstack([p.member for p in parts], format="csr").astype(bool))
+
+
+def run_labels(words: Sequence[str], groups: np.ndarray, group_names: Sequence[str], path=None) -> Labels:
+    """A run's labels: the supersenses of its words, then its concept groups. Without WordNet, logs the one line
+    of `log_wordnet_missing` and returns the groups alone (possibly no label at all)."""
+    ss = supersenses(words, path)
+    if ss is None:
+        log_wordnet_missing(path)
+    return combine(ss, group_labels(groups, group_names))
+

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from compute.concepts import concept_scores, feature_labels, top_label_share
+from compute.concepts import concept_scores, feature_labels, median_top_share, top_label_share
 
 
 def planted_sae_acts(n=400, d=6, seed=0):
@@ -101,3 +101,21 @@ def test_feature_labels_and_top_label_share():
     assert names == ["noun.animal 0.42 · dog, cat, horse", "red, blue", "(never fires)"]
     share = top_label_share(top, member, np.array([0, 1, -1]))
     assert share[0] == pytest.approx(0.75) and share[1] == pytest.approx(1.0) and np.isnan(share[2])
+
+
+def test_median_top_share_ranks_by_score():
+    member = np.array([[1, 0], [1, 0], [0, 1], [0, 0]], bool)
+    top = np.array([[0, 1], [2, 3], [0, 3]])
+    best = np.array([0, 1, 0])
+    # by score: feature 1 (share 1/2), feature 2 (1/2), feature 0 (1)
+    assert median_top_share(np.array([0.1, 0.9, 0.5]), top, member, best, n_features=2) == pytest.approx(0.5)
+    assert median_top_share(np.array([0.1, 0.9, 0.5]), top, member, best, n_features=3) == pytest.approx(0.5)
+    assert median_top_share(np.array([0.9, 0.1, 0.5]), top, member, best, n_features=1) == pytest.approx(1.0)
+
+
+def test_no_labels_at_all_falls_back_to_top_words():
+    acts = sp.csr_matrix(np.array([[1.0, 0], [0.5, 0], [0, 2.0]]))
+    s = concept_scores(acts, sp.csr_matrix((3, 0), dtype=bool))
+    assert s.f1.shape == (2, 0) and list(s.best) == [-1, -1] and list(s.best_f1) == [0, 0]
+    names = feature_labels(np.array([[0, 1], [2, -1]]), ["a", "b", "c"], [], s.best, s.best_f1)
+    assert names == ["a, b", "c"]

@@ -108,3 +108,17 @@ def test_group_labels_and_combine():
     assert list(both.counts()) == [2, 1, 2, 1]
     with pytest.raises(ValueError, match="groups"):
         labels.group_labels(np.array([0, 2]), ["animals"])
+
+
+def test_run_labels_without_wordnet_keeps_the_groups_and_logs_once(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="lexiscope.compute"):
+        lab = labels.run_labels(["dog", "red"], np.array([0, 1]), ["animals", "colours"], path=tmp_path)
+    assert lab.names == ["group.animals", "group.colours"]
+    assert len(caplog.records) == 1 and "WordNet 3.0 not found" in caplog.records[0].getMessage()
+
+
+@needs_wordnet
+def test_run_labels_with_wordnet_puts_supersenses_first():
+    lab = labels.run_labels(["dog", "red"], np.array([0, -1]), ["animals"], path=WORDNET)
+    assert lab.names[:45] == list(labels.LEXNAMES) and lab.names[45:] == ["group.animals"]
+    assert lab.member[0, lab.names.index("noun.animal")] and lab.member[0, 45]
