@@ -3,7 +3,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from compute.concepts import concept_scores, feature_labels, median_top_share, top_label_share
+from compute.concepts import (
+    concept_scores,
+    feature_labels,
+    median_top_share,
+    top_label_share,
+)
 
 
 def planted_sae_acts(n=400, d=6, seed=0):
