@@ -1,7 +1,7 @@
 """What a feature means, measured on the default GloVe run (issue 12): WordNet sense policy, the new concept
 score against the old mono_score, and QVEC / intrusion for the SAE and its baselines.
 
-    python -m benchmarks.labels [--seeds 0 1 2] [--out benchmarks/results/labels-<date>.json]
+    python -m benchmarks.labels [--seeds 0 1 2] [--minilm-layers 0 1 2 3 4 5 6] [--out PATH]
 
 Quality figures, not timings (the machine is shared; the seconds are for orientation only). Inputs are those of
 the default plan's first run (bundled GloVe 6B 50d, top 20k English words, topk SAE d_sae=1024 k=8), built the
@@ -158,21 +158,41 @@ def sae_quality(model, X, acts) -> dict:
             "dead_frac": float((density == 0).mean())}
 
 
-def run(seeds=(0,), log=print) -> dict:
-    import torch
-
+def analyse_sae(X: np.ndarray, sae_cfg, words: list[str], lab: labels.Labels, ss: labels.Labels,
+                groups: np.ndarray, group_names: list[str], seed: int, log, t0: float, tag: str) -> dict:
+    """Train the SAE and its frozen-decoder twin on X; every figure of one (run, seed)."""
     from compute import sae as sae_lib
     from compute.random_decoder import fit_frozen_decoder
 
-    torch.set_num_threads(1)
-    t0 = time.time()
-    cfg, vocab, X = glove_inputs()
-    words, groups = list(vocab.words), np.asarray(vocab.groups)
+    model = sae_lib.fit(X, sae_cfg)
+    acts = sae_lib.encode_numpy(model, X)
+    log(f"{tag}: SAE trained ({time.time() - t0:.0f} s)")
+    frozen = fit_frozen_decoder(X, sae_cfg)
+    acts_rd = sae_lib.encode_numpy(frozen, X)
+    log(f"{tag}: frozen-decoder SAE trained ({time.time() - t0:.0f} s)")
+    entry = {"sae": sae_quality(model, X, acts), "random_decoder": sae_quality(frozen, X, acts_rd),
+             "features": feature_figures(acts, words, lab, groups, group_names),
+             "features_random_decoder": feature_figures(acts_rd, words, lab, groups, group_names),
+             "bases": interpretability.basis_report(acts, X, ss.weights, ss.names, seed=seed,
+                                                    random_decoder_acts=acts_rd)}
+    log(f"{tag}: new top-20 median share {entry['features']['new_score']['median_top10_share']:.2f}, "
+        f"old {entry['features']['old_mono_score']['median_top10_share']:.2f} ({time.time() - t0:.0f} s)")
+    return entry
+
+
+def run_labels(words: list[str], groups: np.ndarray, group_names: list[str]):
     reader = labels.open_wordnet()
     if reader is None:
         raise SystemExit(labels.wordnet_missing_line(labels.wordnet_dir()))
     ss = labels.supersenses(words, reader=reader)
-    lab = labels.combine(ss, labels.group_labels(groups, vocab.group_names))
+    return ss, labels.combine(ss, labels.group_labels(groups, group_names))
+
+
+def run_glove(seeds=(0,), log=print) -> dict:
+    t0 = time.time()
+    cfg, vocab, X = glove_inputs()
+    words, groups = list(vocab.words), np.asarray(vocab.groups)
+    ss, lab = run_labels(words, groups, vocab.group_names)
     log(f"labels: {len(words)} words, coverage {ss.coverage:.3f} ({time.time() - t0:.0f} s)")
     out = {"inputs": {"model": cfg.model, "words": len(words), "d": int(X.shape[1]),
                       "sae": cfg.sae.model_dump(mode="json"), "wordnet_dir": str(labels.wordnet_dir()),
@@ -181,45 +201,71 @@ def run(seeds=(0,), log=print) -> dict:
            "supersense_coverage": ss.coverage,
            "sense_policies": policy_table(ss.weights.toarray(), ss.names, X)}
     log(f"policies done ({time.time() - t0:.0f} s)")
-    out["seeds"] = {}
-    for seed in seeds:
-        sae_cfg = cfg.sae.model_copy(update={"seed": seed})
-        model = sae_lib.fit(X, sae_cfg)
-        acts = sae_lib.encode_numpy(model, X)
-        log(f"seed {seed}: SAE trained ({time.time() - t0:.0f} s)")
-        frozen = fit_frozen_decoder(X, sae_cfg)
-        acts_rd = sae_lib.encode_numpy(frozen, X)
-        log(f"seed {seed}: frozen-decoder SAE trained ({time.time() - t0:.0f} s)")
-        entry = {"sae": sae_quality(model, X, acts), "random_decoder": sae_quality(frozen, X, acts_rd),
-                 "features": feature_figures(acts, words, lab, groups, vocab.group_names),
-                 "features_random_decoder": feature_figures(acts_rd, words, lab, groups, vocab.group_names),
-                 "bases": interpretability.basis_report(acts, X, ss.weights, ss.names, seed=seed,
-                                                        random_decoder_acts=acts_rd)}
-        out["seeds"][str(seed)] = entry
-        log(f"seed {seed}: new top-20 median share {entry['features']['new_score']['median_top10_share']:.2f}, "
-            f"old {entry['features']['old_mono_score']['median_top10_share']:.2f} ({time.time() - t0:.0f} s)")
+    out["seeds"] = {str(seed): analyse_sae(X, cfg.sae.model_copy(update={"seed": seed}), words, lab, ss, groups,
+                                           vocab.group_names, seed, log, t0, f"glove seed {seed}")
+                    for seed in seeds}
     out["seconds"] = time.time() - t0
     return out
 
 
+def run_minilm(layers, log=print) -> dict:
+    """The default plan's MiniLM run (lee corpus, 20k words): every figure per layer, SAE seed 0."""
+    from compute import contextual, vocabulary
+    from compute.config import load_plan
+
+    t0 = time.time()
+    cfg = next(r for r in load_plan().runs if r.model == "minilm-l6")
+    tokenizer, model = contextual.load_transformer(cfg.model, "cpu")
+    vocab = vocabulary.build(cfg.vocabulary)
+    ext = contextual.extract(tokenizer, model, contextual.read_corpus(cfg.corpus or "lee"), vocab.words, layers,
+                             token_sample=0, seed=0, batch_size=cfg.batch_size, device="cpu")
+    words, groups = list(vocab.words), np.asarray(vocab.groups)
+    ss, lab = run_labels(words, groups, vocab.group_names)
+    log(f"minilm: vectors and labels ({time.time() - t0:.0f} s)")
+    out = {"inputs": {"model": cfg.model, "words": len(words), "sae": cfg.sae.model_dump(mode="json")},
+           "supersense_coverage": ss.coverage, "layers": {}}
+    for i, layer in enumerate(ext.layers):
+        X = np.ascontiguousarray(ext.word_vectors[i], dtype=np.float32)
+        out["layers"][str(layer)] = analyse_sae(X, cfg.sae, words, lab, ss, groups, vocab.group_names,
+                                                cfg.sae.seed, log, t0, f"minilm L{layer}")
+    out["seconds"] = time.time() - t0
+    return out
+
+
+def _summary(entry: dict) -> dict:
+    return {"new_median_top10_share": entry["features"]["new_score"]["median_top10_share"],
+            "old_median_top10_share": entry["features"]["old_mono_score"]["median_top10_share"],
+            **{b: {k: round(v, 4) for k, v in r.items() if isinstance(v, float)} for b, r in entry["bases"].items()}}
+
+
 def main(argv=None) -> int:
+    import torch
+
     ap = argparse.ArgumentParser(prog="python -m benchmarks.labels", description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="SAE seeds (the default plan uses 0)")
-    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--seeds", type=int, nargs="*", default=[0],
+                    help="GloVe SAE seeds (the default plan uses 0); none: skip the GloVe run")
+    ap.add_argument("--minilm-layers", type=int, nargs="*", default=[], help="MiniLM layers to measure too")
+    ap.add_argument("--out", type=Path, default=None, help="results JSON; other parts already in it are kept")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_num_threads(1)
     day = datetime.now(UTC).strftime("%Y-%m-%d")
     out = args.out or RESULTS_DIR / f"labels-{day}.json"
-    results = dict(command="python -m benchmarks.labels --seeds " + " ".join(map(str, args.seeds)),
-                   updated=common.now_iso(), machine=common.machine(), versions=common.versions(),
-                   note="quality figures on a shared CPU machine; seconds are for orientation only",
-                   **run(args.seeds))
+    results = common.load_results(out)
+    results.update(updated=common.now_iso(), machine=common.machine(), versions=common.versions(),
+                   note="quality figures on a shared CPU machine; seconds are for orientation only")
+    commands = results.setdefault("commands", {})
+    if args.seeds:
+        commands["glove"] = "python -m benchmarks.labels --seeds " + " ".join(map(str, args.seeds))
+        results.update(run_glove(args.seeds))
+        print(json.dumps({s: _summary(e) for s, e in results["seeds"].items()}, indent=1))
+    if args.minilm_layers:
+        commands["minilm"] = "python -m benchmarks.labels --seeds --minilm-layers " + " ".join(
+            map(str, args.minilm_layers))
+        results["minilm"] = run_minilm(args.minilm_layers)
+        print(json.dumps({f"L{k}": _summary(e) for k, e in results["minilm"]["layers"].items()}, indent=1))
     common.save_results(out, results)
-    print(json.dumps({s: {"new_median_top10_share": e["features"]["new_score"]["median_top10_share"],
-                          "old_median_top10_share": e["features"]["old_mono_score"]["median_top10_share"],
-                          **{b: {k: round(v, 4) for k, v in r.items() if isinstance(v, float)}
-                             for b, r in e["bases"].items()}} for s, e in results["seeds"].items()}, indent=1))
     print(f"wrote {out}")
     return 0
 
