@@ -61,10 +61,14 @@ def correlations(S_nF, P_nP) -> np.ndarray:
 def qvec(S_nF, weights_nL, label_names: Sequence[str], signed: bool) -> dict:
     """QVEC of the basis S (n words x F dims) against the supersense weights (n x L). Returns {"qvec_mean",
     "qvec_sum", "dims" (dimensions that vary), "words" (rows used), "per_dim" (F,), "aligned" (F,) label index,
-    -1 when none}."""
+    -1 when none}. Without supersense columns or labelled words (WordNet absent) the scores are NaN."""
     cols = qvec_columns(label_names)
     W = sp.csr_matrix(weights_nL, dtype=np.float64)[:, cols]
     rows = np.flatnonzero(W.getnnz(1) > 0)
+    F = S_nF.shape[1]
+    if len(rows) < 2:
+        return {"qvec_mean": float("nan"), "qvec_sum": float("nan"), "dims": 0, "words": len(rows),
+                "per_dim": np.full(F, np.nan, np.float32), "aligned": np.full(F, -1, np.int32)}
     S = S_nF[rows] if sp.issparse(S_nF) else np.asarray(S_nF)[rows]
     r = correlations(S, W[rows])
     score = np.abs(r) if signed else np.maximum(r, 0)

@@ -95,3 +95,14 @@ def test_frozen_decoder_sae_trains_only_the_encoder():
     assert sae_lib.fvu(model, X) < 0.9                                          # and it learned something
     acts = sae_lib.encode_numpy(model, X)
     assert acts.getnnz(1).max() <= 4
+
+
+def test_qvec_without_supersenses_is_nan_and_the_report_still_has_intrusion():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(100, 5))
+    groups_only = sp.csr_matrix((rng.random((100, 2)) < 0.2).astype(np.float32))   # WordNet absent
+    q = qvec(X, groups_only, ["group.animals", "group.colours"], signed=True)
+    assert np.isnan(q["qvec_mean"]) and q["words"] == 0 and np.all(q["aligned"] == -1)
+    acts = sp.csr_matrix(np.maximum(X @ rng.normal(size=(5, 12)) - 1.0, 0))
+    rep = basis_report(acts, X, groups_only, ["group.animals", "group.colours"])
+    assert np.isnan(rep["sae"]["qvec_mean"]) and np.isfinite(rep["raw"]["intrusion"])
