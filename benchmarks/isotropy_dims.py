@@ -8,6 +8,7 @@ Word similarity is measured as compute/pipeline.py does: the enhancement is fitt
 GloVe pairs are looked up in all 400k GloVe words (enhancement applied to them), MiniLM pairs in the run's
 vocabulary. Quality figures, not timings.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,10 +58,14 @@ def sweep(X: np.ndarray, sim_words, sim_X, pcs, clusters: int = 7, seed: int = 0
             enh = geometry.fit_enhancement(X, clusters, p, seed)
             Xe, transform = enh.apply(X), enh.apply
         sim = similarity.word_similarity(sim_words, sim_X, transform=transform)
-        out[str(p)] = {"wordsim353": sim["wordsim353"]["spearman"], "simlex999": sim["simlex999"]["spearman"],
-                       "wordsim353_covered": sim["wordsim353"]["covered"],
-                       "knn10_overlap_with_raw": neighbour_overlap(base_nb, knn(Xe, rows)),
-                       "i_cos": geometry.i_cos(Xe), "isoscore": geometry.isoscore(Xe)}
+        out[str(p)] = {
+            "wordsim353": sim["wordsim353"]["spearman"],
+            "simlex999": sim["simlex999"]["spearman"],
+            "wordsim353_covered": sim["wordsim353"]["covered"],
+            "knn10_overlap_with_raw": neighbour_overlap(base_nb, knn(Xe, rows)),
+            "i_cos": geometry.i_cos(Xe),
+            "isoscore": geometry.isoscore(Xe),
+        }
     return out
 
 
@@ -87,8 +92,17 @@ def minilm(pcs, layers) -> dict:
     tokenizer, model = contextual.load_transformer(cfg.model, "cpu")
     vocab = vocabulary.build(cfg.vocabulary)
     torch.set_num_threads(1)
-    ext = contextual.extract(tokenizer, model, contextual.read_corpus(cfg.corpus or "lee"), vocab.words, layers,
-                             token_sample=0, seed=0, batch_size=cfg.batch_size, device="cpu")
+    ext = contextual.extract(
+        tokenizer,
+        model,
+        contextual.read_corpus(cfg.corpus or "lee"),
+        vocab.words,
+        layers,
+        token_sample=0,
+        seed=0,
+        batch_size=cfg.batch_size,
+        device="cpu",
+    )
     out = {}
     for i, layer in enumerate(ext.layers):
         X = np.ascontiguousarray(ext.word_vectors[i], dtype=np.float32)
@@ -105,15 +119,21 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore")
     pcs = sorted({0, *args.pcs})
     t0 = time.time()
-    res = {"command": f"python -m benchmarks.isotropy_dims --pcs {' '.join(map(str, args.pcs))} "
-                      f"--layers {' '.join(map(str, args.layers))}",
-           "updated": common.now_iso(), "machine": common.machine(), "versions": common.versions(),
-           "note": "quality figures on a shared CPU machine; k-means clusters = 7 as in the default plan",
-           "glove": glove(pcs)}
+    res = {
+        "command": f"python -m benchmarks.isotropy_dims --pcs {' '.join(map(str, args.pcs))} "
+        f"--layers {' '.join(map(str, args.layers))}",
+        "updated": common.now_iso(),
+        "machine": common.machine(),
+        "versions": common.versions(),
+        "note": "quality figures on a shared CPU machine; k-means clusters = 7 as in the default plan",
+        "glove": glove(pcs),
+    }
     print("glove", json.dumps(res["glove"]["sweep"], indent=None), flush=True)
     res["minilm"] = minilm(pcs, args.layers)
-    res["best_pcs_by_wordsim353"] = {"glove": best_pcs(res["glove"]["sweep"]),
-                                     **{f"minilm_L{k}": best_pcs(v["sweep"]) for k, v in res["minilm"].items()}}
+    res["best_pcs_by_wordsim353"] = {
+        "glove": best_pcs(res["glove"]["sweep"]),
+        **{f"minilm_L{k}": best_pcs(v["sweep"]) for k, v in res["minilm"].items()},
+    }
     res["seconds"] = time.time() - t0
     day = datetime.now(UTC).strftime("%Y-%m-%d")
     out = args.out or RESULTS_DIR / f"isotropy-dims-{day}.json"

@@ -7,6 +7,7 @@ Quality figures, not timings (the machine is shared; the seconds are for orienta
 the default plan's first run (bundled GloVe 6B 50d, top 20k English words, topk SAE d_sae=1024 k=8), built the
 way compute/pipeline.py builds them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -87,11 +88,15 @@ def policy_table(weights: np.ndarray, names: list[str], X: np.ndarray, k: int = 
         shuffled[rows] = member[rng.permutation(rows)]
         coherence, chance = knn_coherence(member, idx), knn_coherence(shuffled, idx)
         counts = member.sum(0)
-        out[policy] = {"coverage": float(covered.mean()), "labels_per_word": float(member[covered].sum(1).mean()),
-                       "knn10_same_label": coherence, "knn10_same_label_shuffled": chance,
-                       "lift": coherence / chance,
-                       "labels_with_20_words": int((counts >= concepts.MIN_LABEL_WORDS).sum()),
-                       "words_per_label": {names[j]: int(counts[j]) for j in np.argsort(-counts)}}
+        out[policy] = {
+            "coverage": float(covered.mean()),
+            "labels_per_word": float(member[covered].sum(1).mean()),
+            "knn10_same_label": coherence,
+            "knn10_same_label_shuffled": chance,
+            "lift": coherence / chance,
+            "labels_with_20_words": int((counts >= concepts.MIN_LABEL_WORDS).sum()),
+            "words_per_label": {names[j]: int(counts[j]) for j in np.argsort(-counts)},
+        }
     return out
 
 
@@ -113,18 +118,34 @@ def old_mono_score(acts: sp.csr_matrix, groups: np.ndarray, n_groups: int):
     return mono, np.where(best > 0, means.argmax(1), -1)
 
 
-def ranking_figures(order: np.ndarray, share: np.ndarray, score: np.ndarray, names: list[str], best: np.ndarray,
-                    feature_names: list[str]) -> dict:
+def ranking_figures(
+    order: np.ndarray,
+    share: np.ndarray,
+    score: np.ndarray,
+    names: list[str],
+    best: np.ndarray,
+    feature_names: list[str],
+) -> dict:
     top = order[:TOP_FEATURES]
-    return {"median_top10_share": float(np.nanmedian(share[top])),
-            "mean_top10_share": float(np.nanmean(share[top])),
-            "features": [{"feature": int(f), "score": float(score[f]),
-                          "label": names[best[f]] if best[f] >= 0 else None,
-                          "top10_share": float(share[f]), "name": feature_names[f]} for f in top]}
+    return {
+        "median_top10_share": float(np.nanmedian(share[top])),
+        "mean_top10_share": float(np.nanmean(share[top])),
+        "features": [
+            {
+                "feature": int(f),
+                "score": float(score[f]),
+                "label": names[best[f]] if best[f] >= 0 else None,
+                "top10_share": float(share[f]),
+                "name": feature_names[f],
+            }
+            for f in top
+        ],
+    }
 
 
-def feature_figures(acts: sp.csr_matrix, words: list[str], lab: labels.Labels, groups: np.ndarray,
-                    group_names: list[str]) -> dict:
+def feature_figures(
+    acts: sp.csr_matrix, words: list[str], lab: labels.Labels, groups: np.ndarray, group_names: list[str]
+) -> dict:
     """The new score's top-20 ranking (supersenses + groups), the old mono_score's, and the floor table."""
     top_words, _ = column_top(acts, 50)
     s = concepts.concept_scores(acts, lab.member)
@@ -134,8 +155,9 @@ def feature_figures(acts: sp.csr_matrix, words: list[str], lab: labels.Labels, g
     new = ranking_figures(order, share, s.best_f1, lab.names, s.best, names)
     new["best_f1_median"] = float(np.median(s.best_f1))
     new["labelled_features"] = int((s.best_f1 >= concepts.LABEL_FLOOR).sum())
-    new["label_counts"] = {lab.names[j]: int(c) for j, c in
-                           zip(*np.unique(s.best[s.best_f1 >= concepts.LABEL_FLOOR], return_counts=True))}
+    new["label_counts"] = {
+        lab.names[j]: int(c) for j, c in zip(*np.unique(s.best[s.best_f1 >= concepts.LABEL_FLOOR], return_counts=True))
+    }
 
     mono, best_group = old_mono_score(acts, groups, len(group_names))
     G = labels.group_labels(groups, group_names)
@@ -146,20 +168,41 @@ def feature_figures(acts: sp.csr_matrix, words: list[str], lab: labels.Labels, g
     floors = []
     for lo, hi in itertools.pairwise(FLOOR_BINS):
         sel = (s.best_f1 >= lo) & (s.best_f1 < hi)
-        floors.append({"f1_from": lo, "f1_to": min(hi, 1.0), "features": int(sel.sum()),
-                       "median_top10_share": float(np.nanmedian(share[sel])) if sel.any() else None})
+        floors.append(
+            {
+                "f1_from": lo,
+                "f1_to": min(hi, 1.0),
+                "features": int(sel.sum()),
+                "median_top10_share": float(np.nanmedian(share[sel])) if sel.any() else None,
+            }
+        )
     return {"new_score": new, "old_mono_score": old, "f1_bins": floors}
 
 
 def sae_quality(model, X, acts) -> dict:
     from compute import sae as sae_lib
+
     density = acts.getnnz(0) / acts.shape[0]
-    return {"fvu": sae_lib.fvu(model, X, acts), "l0": float(acts.getnnz(1).mean()),
-            "dead_frac": float((density == 0).mean())}
+    return {
+        "fvu": sae_lib.fvu(model, X, acts),
+        "l0": float(acts.getnnz(1).mean()),
+        "dead_frac": float((density == 0).mean()),
+    }
 
 
-def analyse_sae(X: np.ndarray, sae_cfg, words: list[str], lab: labels.Labels, ss: labels.Labels,
-                groups: np.ndarray, group_names: list[str], seed: int, log, t0: float, tag: str) -> dict:
+def analyse_sae(
+    X: np.ndarray,
+    sae_cfg,
+    words: list[str],
+    lab: labels.Labels,
+    ss: labels.Labels,
+    groups: np.ndarray,
+    group_names: list[str],
+    seed: int,
+    log,
+    t0: float,
+    tag: str,
+) -> dict:
     """Train the SAE and its frozen-decoder twin on X; every figure of one (run, seed)."""
     from compute import sae as sae_lib
     from compute.random_decoder import fit_frozen_decoder
@@ -170,13 +213,17 @@ def analyse_sae(X: np.ndarray, sae_cfg, words: list[str], lab: labels.Labels, ss
     frozen = fit_frozen_decoder(X, sae_cfg)
     acts_rd = sae_lib.encode_numpy(frozen, X)
     log(f"{tag}: frozen-decoder SAE trained ({time.time() - t0:.0f} s)")
-    entry = {"sae": sae_quality(model, X, acts), "random_decoder": sae_quality(frozen, X, acts_rd),
-             "features": feature_figures(acts, words, lab, groups, group_names),
-             "features_random_decoder": feature_figures(acts_rd, words, lab, groups, group_names),
-             "bases": interpretability.basis_report(acts, X, ss.weights, ss.names, seed=seed,
-                                                    random_decoder_acts=acts_rd)}
-    log(f"{tag}: new top-20 median share {entry['features']['new_score']['median_top10_share']:.2f}, "
-        f"old {entry['features']['old_mono_score']['median_top10_share']:.2f} ({time.time() - t0:.0f} s)")
+    entry = {
+        "sae": sae_quality(model, X, acts),
+        "random_decoder": sae_quality(frozen, X, acts_rd),
+        "features": feature_figures(acts, words, lab, groups, group_names),
+        "features_random_decoder": feature_figures(acts_rd, words, lab, groups, group_names),
+        "bases": interpretability.basis_report(acts, X, ss.weights, ss.names, seed=seed, random_decoder_acts=acts_rd),
+    }
+    log(
+        f"{tag}: new top-20 median share {entry['features']['new_score']['median_top10_share']:.2f}, "
+        f"old {entry['features']['old_mono_score']['median_top10_share']:.2f} ({time.time() - t0:.0f} s)"
+    )
     return entry
 
 
@@ -194,16 +241,37 @@ def run_glove(seeds=(0,), log=print) -> dict:
     words, groups = list(vocab.words), np.asarray(vocab.groups)
     ss, lab = run_labels(words, groups, vocab.group_names)
     log(f"labels: {len(words)} words, coverage {ss.coverage:.3f} ({time.time() - t0:.0f} s)")
-    out = {"inputs": {"model": cfg.model, "words": len(words), "d": int(X.shape[1]),
-                      "sae": cfg.sae.model_dump(mode="json"), "wordnet_dir": str(labels.wordnet_dir()),
-                      "min_share": labels.MIN_SHARE, "min_label_words": concepts.MIN_LABEL_WORDS,
-                      "label_floor": concepts.LABEL_FLOOR},
-           "supersense_coverage": ss.coverage,
-           "sense_policies": policy_table(ss.weights.toarray(), ss.names, X)}
+    out = {
+        "inputs": {
+            "model": cfg.model,
+            "words": len(words),
+            "d": int(X.shape[1]),
+            "sae": cfg.sae.model_dump(mode="json"),
+            "wordnet_dir": str(labels.wordnet_dir()),
+            "min_share": labels.MIN_SHARE,
+            "min_label_words": concepts.MIN_LABEL_WORDS,
+            "label_floor": concepts.LABEL_FLOOR,
+        },
+        "supersense_coverage": ss.coverage,
+        "sense_policies": policy_table(ss.weights.toarray(), ss.names, X),
+    }
     log(f"policies done ({time.time() - t0:.0f} s)")
-    out["seeds"] = {str(seed): analyse_sae(X, cfg.sae.model_copy(update={"seed": seed}), words, lab, ss, groups,
-                                           vocab.group_names, seed, log, t0, f"glove seed {seed}")
-                    for seed in seeds}
+    out["seeds"] = {
+        str(seed): analyse_sae(
+            X,
+            cfg.sae.model_copy(update={"seed": seed}),
+            words,
+            lab,
+            ss,
+            groups,
+            vocab.group_names,
+            seed,
+            log,
+            t0,
+            f"glove seed {seed}",
+        )
+        for seed in seeds
+    }
     out["seconds"] = time.time() - t0
     return out
 
@@ -217,33 +285,53 @@ def run_minilm(layers, log=print) -> dict:
     cfg = next(r for r in load_plan().runs if r.model == "minilm-l6")
     tokenizer, model = contextual.load_transformer(cfg.model, "cpu")
     vocab = vocabulary.build(cfg.vocabulary)
-    ext = contextual.extract(tokenizer, model, contextual.read_corpus(cfg.corpus or "lee"), vocab.words, layers,
-                             token_sample=0, seed=0, batch_size=cfg.batch_size, device="cpu")
+    ext = contextual.extract(
+        tokenizer,
+        model,
+        contextual.read_corpus(cfg.corpus or "lee"),
+        vocab.words,
+        layers,
+        token_sample=0,
+        seed=0,
+        batch_size=cfg.batch_size,
+        device="cpu",
+    )
     words, groups = list(vocab.words), np.asarray(vocab.groups)
     ss, lab = run_labels(words, groups, vocab.group_names)
     log(f"minilm: vectors and labels ({time.time() - t0:.0f} s)")
-    out = {"inputs": {"model": cfg.model, "words": len(words), "sae": cfg.sae.model_dump(mode="json")},
-           "supersense_coverage": ss.coverage, "layers": {}}
+    out = {
+        "inputs": {"model": cfg.model, "words": len(words), "sae": cfg.sae.model_dump(mode="json")},
+        "supersense_coverage": ss.coverage,
+        "layers": {},
+    }
     for i, layer in enumerate(ext.layers):
         X = np.ascontiguousarray(ext.word_vectors[i], dtype=np.float32)
-        out["layers"][str(layer)] = analyse_sae(X, cfg.sae, words, lab, ss, groups, vocab.group_names,
-                                                cfg.sae.seed, log, t0, f"minilm L{layer}")
+        out["layers"][str(layer)] = analyse_sae(
+            X, cfg.sae, words, lab, ss, groups, vocab.group_names, cfg.sae.seed, log, t0, f"minilm L{layer}"
+        )
     out["seconds"] = time.time() - t0
     return out
 
 
 def _summary(entry: dict) -> dict:
-    return {"new_median_top10_share": entry["features"]["new_score"]["median_top10_share"],
-            "old_median_top10_share": entry["features"]["old_mono_score"]["median_top10_share"],
-            **{b: {k: round(v, 4) for k, v in r.items() if isinstance(v, float)} for b, r in entry["bases"].items()}}
+    return {
+        "new_median_top10_share": entry["features"]["new_score"]["median_top10_share"],
+        "old_median_top10_share": entry["features"]["old_mono_score"]["median_top10_share"],
+        **{b: {k: round(v, 4) for k, v in r.items() if isinstance(v, float)} for b, r in entry["bases"].items()},
+    }
 
 
 def main(argv=None) -> int:
     import torch
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks.labels", description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="*", default=[0],
-                    help="GloVe SAE seeds (the default plan uses 0); none: skip the GloVe run")
+    ap.add_argument(
+        "--seeds",
+        type=int,
+        nargs="*",
+        default=[0],
+        help="GloVe SAE seeds (the default plan uses 0); none: skip the GloVe run",
+    )
     ap.add_argument("--minilm-layers", type=int, nargs="*", default=[], help="MiniLM layers to measure too")
     ap.add_argument("--out", type=Path, default=None, help="results JSON; other parts already in it are kept")
     args = ap.parse_args(argv)
@@ -253,8 +341,12 @@ def main(argv=None) -> int:
     day = datetime.now(UTC).strftime("%Y-%m-%d")
     out = args.out or RESULTS_DIR / f"labels-{day}.json"
     results = common.load_results(out)
-    results.update(updated=common.now_iso(), machine=common.machine(), versions=common.versions(),
-                   note="quality figures on a shared CPU machine; seconds are for orientation only")
+    results.update(
+        updated=common.now_iso(),
+        machine=common.machine(),
+        versions=common.versions(),
+        note="quality figures on a shared CPU machine; seconds are for orientation only",
+    )
     commands = results.setdefault("commands", {})
     if args.seeds:
         commands["glove"] = "python -m benchmarks.labels --seeds " + " ".join(map(str, args.seeds))
@@ -262,7 +354,8 @@ def main(argv=None) -> int:
         print(json.dumps({s: _summary(e) for s, e in results["seeds"].items()}, indent=1))
     if args.minilm_layers:
         commands["minilm"] = "python -m benchmarks.labels --seeds --minilm-layers " + " ".join(
-            map(str, args.minilm_layers))
+            map(str, args.minilm_layers)
+        )
         results["minilm"] = run_minilm(args.minilm_layers)
         print(json.dumps({f"L{k}": _summary(e) for k, e in results["minilm"]["layers"].items()}, indent=1))
     common.save_results(out, results)

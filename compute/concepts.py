@@ -10,6 +10,7 @@ one word moves recall by more than 5 points, and the label's precision cannot be
 
 Shapes in names: n words, F features, L labels, M top words per feature.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -26,12 +27,12 @@ TOP_SHARE_WORDS = 10
 
 @dataclass(frozen=True)
 class ConceptScores:
-    precision: np.ndarray   # (F, L) float32
-    recall: np.ndarray      # (F, L) float32
-    f1: np.ndarray          # (F, L) float32, 0 for labels that are not eligible
-    best: np.ndarray        # (F,) int32, -1 = no label
-    best_f1: np.ndarray     # (F,) float32, 0 = no label
-    eligible: np.ndarray    # (L,) bool: the label has at least `min_words` words
+    precision: np.ndarray  # (F, L) float32
+    recall: np.ndarray  # (F, L) float32
+    f1: np.ndarray  # (F, L) float32, 0 for labels that are not eligible
+    best: np.ndarray  # (F,) int32, -1 = no label
+    best_f1: np.ndarray  # (F,) float32, 0 = no label
+    eligible: np.ndarray  # (L,) bool: the label has at least `min_words` words
 
 
 def _divide(a, b) -> np.ndarray:
@@ -65,8 +66,14 @@ def concept_scores(acts_nF, member_nL, min_words: int = MIN_LABEL_WORDS) -> Conc
     best = f1.argmax(1).astype(np.int32) if f1.shape[1] else np.full(f1.shape[0], -1, np.int32)
     best_f1 = f1.max(1) if f1.shape[1] else np.zeros(f1.shape[0])
     best[best_f1 <= 0] = -1
-    return ConceptScores(precision.astype(np.float32), recall.astype(np.float32), f1.astype(np.float32),
-                         best, best_f1.astype(np.float32), eligible)
+    return ConceptScores(
+        precision.astype(np.float32),
+        recall.astype(np.float32),
+        f1.astype(np.float32),
+        best,
+        best_f1.astype(np.float32),
+        eligible,
+    )
 
 
 def top_label_share(top_words_FM: np.ndarray, member_nL, best_F: np.ndarray, m: int = TOP_SHARE_WORDS) -> np.ndarray:
@@ -83,8 +90,14 @@ def top_label_share(top_words_FM: np.ndarray, member_nL, best_F: np.ndarray, m: 
     return out
 
 
-def median_top_share(score_F: np.ndarray, top_words_FM: np.ndarray, member_nL, best_F: np.ndarray,
-                     n_features: int = 20, m: int = TOP_SHARE_WORDS) -> float:
+def median_top_share(
+    score_F: np.ndarray,
+    top_words_FM: np.ndarray,
+    member_nL,
+    best_F: np.ndarray,
+    n_features: int = 20,
+    m: int = TOP_SHARE_WORDS,
+) -> float:
     """Over the `n_features` features with the highest score, the median share of their top-m words that carry
     their best label (issue 12's acceptance figure); NaN when none of them has a label."""
     top = np.argsort(-np.asarray(score_F), kind="stable")[:n_features]
@@ -92,9 +105,15 @@ def median_top_share(score_F: np.ndarray, top_words_FM: np.ndarray, member_nL, b
     return float(np.nanmedian(share)) if np.isfinite(share).any() else float("nan")
 
 
-def feature_labels(top_words_FM: np.ndarray, words: Sequence[str], label_names: Sequence[str],
-                   best_F: np.ndarray, best_f1_F: np.ndarray, floor: float = LABEL_FLOOR,
-                   n_words: int = 3) -> list[str]:
+def feature_labels(
+    top_words_FM: np.ndarray,
+    words: Sequence[str],
+    label_names: Sequence[str],
+    best_F: np.ndarray,
+    best_f1_F: np.ndarray,
+    floor: float = LABEL_FLOOR,
+    n_words: int = 3,
+) -> list[str]:
     """A name per feature: `noun.animal 0.42 · dog, cat, horse` (best label, its F1, the top words), or the top
     words alone when the best F1 is below `floor`, or `(never fires)`."""
     out = []

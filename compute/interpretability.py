@@ -13,6 +13,7 @@ DistRatio word intrusion (Sun et al. 2016) is compute/features.py's `dist_ratio`
 Bases compared (`basis_report`): the SAE features, the raw dimensions, a seeded random rotation of the centred
 raw vectors, and an SAE whose decoder stays frozen at random (compute/random_decoder.py).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -35,7 +36,7 @@ def _moments(S) -> tuple[np.ndarray, np.ndarray]:
     n = S.shape[0]
     mean = np.asarray(S.sum(0)).ravel() / n
     sq = np.asarray(S.multiply(S).sum(0) if sp.issparse(S) else (S * S).sum(0)).ravel() / n
-    return mean, np.sqrt(np.maximum(sq - mean ** 2, 0))
+    return mean, np.sqrt(np.maximum(sq - mean**2, 0))
 
 
 def _varies(mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
@@ -67,21 +68,33 @@ def qvec(S_nF, weights_nL, label_names: Sequence[str], signed: bool) -> dict:
     rows = np.flatnonzero(W.getnnz(1) > 0)
     F = S_nF.shape[1]
     if len(rows) < 2:
-        return {"qvec_mean": float("nan"), "qvec_sum": float("nan"), "dims": 0, "words": len(rows),
-                "per_dim": np.full(F, np.nan, np.float32), "aligned": np.full(F, -1, np.int32)}
+        return {
+            "qvec_mean": float("nan"),
+            "qvec_sum": float("nan"),
+            "dims": 0,
+            "words": len(rows),
+            "per_dim": np.full(F, np.nan, np.float32),
+            "aligned": np.full(F, -1, np.int32),
+        }
     S = S_nF[rows] if sp.issparse(S_nF) else np.asarray(S_nF)[rows]
     r = correlations(S, W[rows])
     score = np.abs(r) if signed else np.maximum(r, 0)
     per_dim = score.max(1) if score.shape[1] else np.zeros(score.shape[0])
     aligned = np.where(per_dim > 0, cols[score.argmax(1)] if score.shape[1] else -1, -1)
     varies = _varies(*_moments(sp.csc_matrix(S, dtype=np.float64) if sp.issparse(S) else np.asarray(S, np.float64)))
-    return {"qvec_mean": float(per_dim[varies].mean()) if varies.any() else float("nan"),
-            "qvec_sum": float(per_dim.sum()), "dims": int(varies.sum()), "words": len(rows),
-            "per_dim": per_dim.astype(np.float32), "aligned": aligned.astype(np.int32)}
+    return {
+        "qvec_mean": float(per_dim[varies].mean()) if varies.any() else float("nan"),
+        "qvec_sum": float(per_dim.sum()),
+        "dims": int(varies.sum()),
+        "words": len(rows),
+        "per_dim": per_dim.astype(np.float32),
+        "aligned": aligned.astype(np.int32),
+    }
 
 
-def bases(acts_nF: sp.csr_matrix, X: np.ndarray, seed: int = 0,
-          random_decoder_acts: sp.csr_matrix | None = None) -> dict[str, tuple[object, bool]]:
+def bases(
+    acts_nF: sp.csr_matrix, X: np.ndarray, seed: int = 0, random_decoder_acts: sp.csr_matrix | None = None
+) -> dict[str, tuple[object, bool]]:
     """{name: (scores (n, F), signed)} for the SAE, the raw dimensions, a random rotation and, when given, the
     frozen-random-decoder SAE."""
     X = np.asarray(X, np.float64)
@@ -92,8 +105,14 @@ def bases(acts_nF: sp.csr_matrix, X: np.ndarray, seed: int = 0,
     return out
 
 
-def basis_report(acts_nF: sp.csr_matrix, X: np.ndarray, weights_nL, label_names: Sequence[str], seed: int = 0,
-                 random_decoder_acts: sp.csr_matrix | None = None) -> dict[str, dict]:
+def basis_report(
+    acts_nF: sp.csr_matrix,
+    X: np.ndarray,
+    weights_nL,
+    label_names: Sequence[str],
+    seed: int = 0,
+    random_decoder_acts: sp.csr_matrix | None = None,
+) -> dict[str, dict]:
     """QVEC and DistRatio intrusion of every basis (`bases`): {name: {"qvec_mean", "qvec_sum", "dims", "words",
     "intrusion"}}. Intrusion distances are always in the original space X, so the bases compare."""
     out = {}

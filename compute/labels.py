@@ -16,6 +16,7 @@ Sense policy (measured on the default GloVe 20k vocabulary; figures in benchmark
 WordNet is read with nltk's WordNetCorpusReader from a plain folder (Debian's `wordnet-base`:
 /usr/share/wordnet; setting `wordnet_dir`, LEXISCOPE_WORDNET_DIR). Nothing is downloaded at run time.
 """
+
 from __future__ import annotations
 
 import io
@@ -36,16 +37,63 @@ POS_ORDER = ("n", "v", "a", "r")
 # WordNet 3.0 lexicographer files, by file number (lexnames(5WN)). Debian's wordnet-base ships no `lexnames`
 # file, which nltk's reader needs; the list is fixed by the WordNet 3.0 format.
 LEXNAMES = (
-    "adj.all", "adj.pert", "adv.all", "noun.Tops", "noun.act", "noun.animal", "noun.artifact", "noun.attribute",
-    "noun.body", "noun.cognition", "noun.communication", "noun.event", "noun.feeling", "noun.food", "noun.group",
-    "noun.location", "noun.motive", "noun.object", "noun.person", "noun.phenomenon", "noun.plant",
-    "noun.possession", "noun.process", "noun.quantity", "noun.relation", "noun.shape", "noun.state",
-    "noun.substance", "noun.time", "verb.body", "verb.change", "verb.cognition", "verb.communication",
-    "verb.competition", "verb.consumption", "verb.contact", "verb.creation", "verb.emotion", "verb.motion",
-    "verb.perception", "verb.possession", "verb.social", "verb.stative", "verb.weather", "adj.ppl",
+    "adj.all",
+    "adj.pert",
+    "adv.all",
+    "noun.Tops",
+    "noun.act",
+    "noun.animal",
+    "noun.artifact",
+    "noun.attribute",
+    "noun.body",
+    "noun.cognition",
+    "noun.communication",
+    "noun.event",
+    "noun.feeling",
+    "noun.food",
+    "noun.group",
+    "noun.location",
+    "noun.motive",
+    "noun.object",
+    "noun.person",
+    "noun.phenomenon",
+    "noun.plant",
+    "noun.possession",
+    "noun.process",
+    "noun.quantity",
+    "noun.relation",
+    "noun.shape",
+    "noun.state",
+    "noun.substance",
+    "noun.time",
+    "verb.body",
+    "verb.change",
+    "verb.cognition",
+    "verb.communication",
+    "verb.competition",
+    "verb.consumption",
+    "verb.contact",
+    "verb.creation",
+    "verb.emotion",
+    "verb.motion",
+    "verb.perception",
+    "verb.possession",
+    "verb.social",
+    "verb.stative",
+    "verb.weather",
+    "adj.ppl",
 )
-REQUIRED_FILES = ("index.noun", "data.noun", "index.verb", "data.verb", "index.adj", "data.adj",
-                  "index.adv", "data.adv", "cntlist.rev")
+REQUIRED_FILES = (
+    "index.noun",
+    "data.noun",
+    "index.verb",
+    "data.verb",
+    "index.adj",
+    "data.adj",
+    "index.adv",
+    "data.adv",
+    "cntlist.rev",
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +102,7 @@ class Labels:
 
     names: (L,) label names; weights: (n, L) float32 CSR, the share of the word's sense weight per label (rows
     of covered words sum to 1; concept groups: 1 per member); member: (n, L) bool CSR, the word carries it."""
+
     names: list[str]
     weights: sp.csr_matrix
     member: sp.csr_matrix
@@ -73,6 +122,7 @@ def wordnet_dir(path=None) -> Path:
     if path is not None:
         return Path(path)
     from store.settings import settings
+
     return Path(settings().wordnet_dir)
 
 
@@ -82,8 +132,10 @@ def missing_files(path: Path) -> list[str]:
 
 def wordnet_missing_line(path) -> str:
     """The one line the pipeline logs when WordNet cannot be read."""
-    return (f"WordNet 3.0 not found in {path} (apt-get install wordnet-base, or set LEXISCOPE_WORDNET_DIR): "
-            f"supersense labels skipped; features are labelled by concept groups and top words")
+    return (
+        f"WordNet 3.0 not found in {path} (apt-get install wordnet-base, or set LEXISCOPE_WORDNET_DIR): "
+        f"supersense labels skipped; features are labelled by concept groups and top words"
+    )
 
 
 def log_wordnet_missing(path=None) -> None:
@@ -118,6 +170,7 @@ def open_wordnet(path=None):
 
 def _stop_words() -> frozenset[str]:
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
     return frozenset(ENGLISH_STOP_WORDS)
 
 
@@ -140,8 +193,9 @@ def sense_weights(reader, word: str) -> dict[str, float]:
     return out
 
 
-def supersenses(words: Sequence[str], path=None, min_share: float = MIN_SHARE, reader=None,
-                skip_function_words: bool = True) -> Labels | None:
+def supersenses(
+    words: Sequence[str], path=None, min_share: float = MIN_SHARE, reader=None, skip_function_words: bool = True
+) -> Labels | None:
     """Supersense labels of `words` (labels = the 45 WordNet 3.0 lexicographer files, in file order), or None
     when WordNet is absent (the caller logs `log_wordnet_missing()` once)."""
     reader = reader if reader is not None else open_wordnet(path)
@@ -188,9 +242,11 @@ def combine(*parts: Labels | None) -> Labels:
     parts = [p for p in parts if p is not None]
     if not parts:
         raise ValueError("combine: no labels given")
-    return Labels([name for p in parts for name in p.names],
-                  sp.hstack([p.weights for p in parts], format="csr").astype(np.float32),
-                  sp.hstack([p.member for p in parts], format="csr").astype(bool))
+    return Labels(
+        [name for p in parts for name in p.names],
+        sp.hstack([p.weights for p in parts], format="csr").astype(np.float32),
+        sp.hstack([p.member for p in parts], format="csr").astype(bool),
+    )
 
 
 def run_labels(words: Sequence[str], groups: np.ndarray, group_names: Sequence[str], path=None) -> Labels:
@@ -200,4 +256,3 @@ def run_labels(words: Sequence[str], groups: np.ndarray, group_names: Sequence[s
     if ss is None:
         log_wordnet_missing(path)
     return combine(ss, group_labels(groups, group_names))
-

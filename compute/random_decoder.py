@@ -7,6 +7,7 @@ this baseline says nothing about learned features.
 It reuses compute/sae.py's pieces (initialisation, normalisation, losses, schedule); when the SAE package
 gains a `freeze_decoder` training option this module becomes that call.
 """
+
 from __future__ import annotations
 
 import math
@@ -54,7 +55,7 @@ def fit_frozen_decoder(X: np.ndarray, cfg: SAEConfig, steps: int | None = None) 
         for step in range(steps):
             if pos + batch > n:
                 perm, pos = torch.randperm(n, generator=gen), 0
-            xn_BD = Xn_ND[perm[pos:pos + batch]]
+            xn_BD = Xn_ND[perm[pos : pos + batch]]
             pos += batch
             if cfg.arch == "topk":
                 loss, _, _, fired_F = sae_lib._topk_loss(model, xn_BD, since_fired_F >= cfg.dead_steps, aux_k)

@@ -1,4 +1,5 @@
 """compute/concepts.py: the feature-label score on planted data and against a dense per-pair computation."""
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -19,11 +20,11 @@ def planted_sae_acts(n=400, d=6, seed=0):
     X = rng.normal(0, 0.05, (n, d))
     member = np.zeros((n, 5), bool)
     for c in range(5):
-        X[40 * c:40 * c + 40, c] += 1.0
-        member[40 * c:40 * c + 40, c] = True
-    X[200:240, 5] += 1.0                      # unrelated words, in no label
+        X[40 * c : 40 * c + 40, c] += 1.0
+        member[40 * c : 40 * c + 40, c] = True
+    X[200:240, 5] += 1.0  # unrelated words, in no label
     W = np.eye(d)
-    W[0, 5] = 1.0                             # feature 5 = axis 0 + axis 5
+    W[0, 5] = 1.0  # feature 5 = axis 0 + axis 5
     acts = np.maximum(X @ W - 0.5, 0)
     return sp.csr_matrix(acts), member
 
@@ -57,7 +58,7 @@ def test_feature_on_label_plus_as_many_unrelated_words_scores_two_thirds():
     s = concept_scores(acts, member)
     assert s.best[5] == 0
     assert s.recall[5, 0] == pytest.approx(1.0)
-    assert s.precision[5, 0] == pytest.approx(0.5, abs=0.02)   # the activation mass is split about evenly
+    assert s.precision[5, 0] == pytest.approx(0.5, abs=0.02)  # the activation mass is split about evenly
     assert s.f1[5, 0] == pytest.approx(2 / 3, abs=0.02)
 
 
@@ -65,9 +66,9 @@ def test_vectorised_scores_match_dense_reference_on_random_data():
     rng = np.random.default_rng(3)
     n, F, L = 300, 25, 12
     A = rng.exponential(1.0, (n, F)) * (rng.random((n, F)) < 0.08)
-    A[:, 7] = 0                                # a dead feature
+    A[:, 7] = 0  # a dead feature
     member = rng.random((n, L)) < rng.uniform(0.01, 0.3, L)
-    member[:, 4] = False                       # an empty label
+    member[:, 4] = False  # an empty label
     s = concept_scores(sp.csr_matrix(A), sp.csr_matrix(member), min_words=1)
     P, R, F1 = dense_scores(A, member)
     np.testing.assert_allclose(s.precision, P, atol=1e-6)
@@ -86,8 +87,8 @@ def test_small_labels_are_left_out_and_ties_take_the_lower_label():
     member = np.array([[1, 1, 1], [1, 1, 0], [0, 0, 0], [0, 0, 0]], bool)
     s = concept_scores(acts, member, min_words=2)
     assert list(s.eligible) == [True, True, False]
-    assert s.f1[0, 2] == 0                     # label 2 has one word: not eligible
-    assert s.best[0] == 0                      # labels 0 and 1 tie at F1 = 1
+    assert s.f1[0, 2] == 0  # label 2 has one word: not eligible
+    assert s.best[0] == 0  # labels 0 and 1 tie at F1 = 1
 
 
 def test_bad_inputs_get_one_line_errors():
@@ -101,8 +102,9 @@ def test_feature_labels_and_top_label_share():
     words = ["dog", "cat", "horse", "red", "blue"]
     member = np.array([[1, 0], [1, 0], [1, 0], [0, 1], [0, 1]], bool)
     top = np.array([[0, 1, 2, 3], [3, 4, -1, -1], [-1, -1, -1, -1]])
-    names = feature_labels(top, words, ["noun.animal", "adj.all"], np.array([0, 1, -1]),
-                           np.array([0.42, 0.05, 0.0]), floor=0.1)
+    names = feature_labels(
+        top, words, ["noun.animal", "adj.all"], np.array([0, 1, -1]), np.array([0.42, 0.05, 0.0]), floor=0.1
+    )
     assert names == ["noun.animal 0.42 · dog, cat, horse", "red, blue", "(never fires)"]
     share = top_label_share(top, member, np.array([0, 1, -1]))
     assert share[0] == pytest.approx(0.75) and share[1] == pytest.approx(1.0) and np.isnan(share[2])

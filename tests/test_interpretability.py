@@ -1,4 +1,5 @@
 """compute/interpretability.py (QVEC, basis report) and compute/random_decoder.py (frozen-decoder baseline)."""
+
 import itertools
 
 import numpy as np
@@ -10,13 +11,13 @@ from compute.features import intrusion_scores
 from compute.interpretability import basis_report, correlations, qvec, qvec_columns
 from compute.random_decoder import fit_frozen_decoder
 
-NAMES = ["adj.all", "noun.animal", "noun.food", "verb.motion"]   # QVEC uses the last three
+NAMES = ["adj.all", "noun.animal", "noun.food", "verb.motion"]  # QVEC uses the last three
 
 
 def test_correlations_match_numpy_corrcoef_dense_and_sparse():
     rng = np.random.default_rng(0)
     S = rng.exponential(1, (80, 6)) * (rng.random((80, 6)) < 0.3)
-    S[:, 2] = 0                                                    # constant column: r = 0
+    S[:, 2] = 0  # constant column: r = 0
     P = rng.random((80, 4))
     want = np.corrcoef(np.hstack([S, P]).T)[:6, 6:]
     want[2] = 0
@@ -31,9 +32,9 @@ def brute_force_qvec(S, W, signed):
     rows = W[:, cols].sum(1) > 0
     S, P = S[rows], W[rows][:, cols]
     r = np.array([[np.corrcoef(S[:, i], P[:, j])[0, 1] for j in range(3)] for i in range(S.shape[1])])
-    r = np.nan_to_num(np.abs(r) if signed else r)                  # a constant column correlates with nothing
+    r = np.nan_to_num(np.abs(r) if signed else r)  # a constant column correlates with nothing
     best = -np.inf
-    for choice in itertools.product(range(4), repeat=S.shape[1]):   # 3 = no alignment
+    for choice in itertools.product(range(4), repeat=S.shape[1]):  # 3 = no alignment
         best = max(best, sum(r[i, j] for i, j in enumerate(choice) if j < 3))
     return best, rows.sum()
 
@@ -42,13 +43,13 @@ def brute_force_qvec(S, W, signed):
 def test_qvec_equals_the_best_alignment_by_enumeration(signed):
     rng = np.random.default_rng(1)
     n = 120
-    W = rng.dirichlet(np.ones(4) * 0.3, n) * (rng.random((n, 1)) < 0.8)     # some words without supersenses
+    W = rng.dirichlet(np.ones(4) * 0.3, n) * (rng.random((n, 1)) < 0.8)  # some words without supersenses
     S = rng.normal(size=(n, 4))
-    S[:, 0] = W[:, 2] + 0.1 * rng.normal(size=n)                           # a dimension aligned with noun.food
-    S[:, 1] = 1 - W[:, 1]                                                   # anti-aligned with noun.animal
+    S[:, 0] = W[:, 2] + 0.1 * rng.normal(size=n)  # a dimension aligned with noun.food
+    S[:, 1] = 1 - W[:, 1]  # anti-aligned with noun.animal
     if not signed:
         S = np.maximum(S, 0)
-    S[:, 3] = 0 if not signed else S[:, 3]                                  # an SAE's dead feature
+    S[:, 3] = 0 if not signed else S[:, 3]  # an SAE's dead feature
     got = qvec(S, sp.csr_matrix(W), NAMES, signed=signed)
     want, words = brute_force_qvec(S, W, signed)
     assert got["qvec_sum"] == pytest.approx(want, abs=1e-9)
@@ -60,7 +61,8 @@ def test_qvec_equals_the_best_alignment_by_enumeration(signed):
 
 def test_qvec_columns_are_noun_and_verb_supersenses():
     from compute.labels import LEXNAMES
-    assert len(qvec_columns(LEXNAMES)) == 41                       # 26 noun + 15 verb files (Tsvetkov et al.)
+
+    assert len(qvec_columns(LEXNAMES)) == 41  # 26 noun + 15 verb files (Tsvetkov et al.)
 
 
 def test_basis_report_has_every_basis_and_reuses_dist_ratio():
@@ -90,9 +92,9 @@ def test_frozen_decoder_sae_trains_only_the_encoder():
     sae_lib._init_weights(init, __import__("torch").Generator().manual_seed(3))
     W0 = init.W_dec.detach().numpy()
     W0 = W0 / np.linalg.norm(W0, axis=1, keepdims=True)
-    np.testing.assert_allclose(model.W_dec.detach().numpy(), W0, atol=1e-6)      # decoder frozen at init
-    assert not np.allclose(model.W_enc.detach().numpy(), W0.T, atol=1e-3)       # encoder trained
-    assert sae_lib.fvu(model, X) < 0.9                                          # and it learned something
+    np.testing.assert_allclose(model.W_dec.detach().numpy(), W0, atol=1e-6)  # decoder frozen at init
+    assert not np.allclose(model.W_enc.detach().numpy(), W0.T, atol=1e-3)  # encoder trained
+    assert sae_lib.fvu(model, X) < 0.9  # and it learned something
     acts = sae_lib.encode_numpy(model, X)
     assert acts.getnnz(1).max() <= 4
 
@@ -100,7 +102,7 @@ def test_frozen_decoder_sae_trains_only_the_encoder():
 def test_qvec_without_supersenses_is_nan_and_the_report_still_has_intrusion():
     rng = np.random.default_rng(4)
     X = rng.normal(size=(100, 5))
-    groups_only = sp.csr_matrix((rng.random((100, 2)) < 0.2).astype(np.float32))   # WordNet absent
+    groups_only = sp.csr_matrix((rng.random((100, 2)) < 0.2).astype(np.float32))  # WordNet absent
     q = qvec(X, groups_only, ["group.animals", "group.colours"], signed=True)
     assert np.isnan(q["qvec_mean"]) and q["words"] == 0 and np.all(q["aligned"] == -1)
     acts = sp.csr_matrix(np.maximum(X @ rng.normal(size=(5, 12)) - 1.0, 0))

@@ -1,4 +1,5 @@
 """compute/labels.py: WordNet supersenses (checked against the database files read directly) and fallbacks."""
+
 import functools
 import logging
 from pathlib import Path
@@ -10,8 +11,9 @@ import scipy.sparse as sp
 from compute import labels
 
 WORDNET = Path("/usr/share/wordnet")
-needs_wordnet = pytest.mark.skipif(bool(labels.missing_files(WORDNET)),
-                                   reason="WordNet 3.0 not installed (apt-get install wordnet-base)")
+needs_wordnet = pytest.mark.skipif(
+    bool(labels.missing_files(WORDNET)), reason="WordNet 3.0 not installed (apt-get install wordnet-base)"
+)
 POS_FILES = {"n": ("noun", 1), "v": ("verb", 2), "a": ("adj", 3), "r": ("adv", 4)}
 
 
@@ -36,8 +38,11 @@ def direct_weights(word: str, lemmas_by_pos: dict[str, str]) -> dict[str, float]
     senses = []
     for pos, lemma in lemmas_by_pos.items():
         name, ss_num = POS_FILES[pos]
-        index = {ln.split()[0]: ln.split() for ln in (WORDNET / f"index.{name}").read_text().splitlines()
-                 if not ln.startswith(" ")}
+        index = {
+            ln.split()[0]: ln.split()
+            for ln in (WORDNET / f"index.{name}").read_text().splitlines()
+            if not ln.startswith(" ")
+        }
         if lemma not in index:
             continue
         fields = index[lemma]
@@ -59,12 +64,15 @@ def direct_weights(word: str, lemmas_by_pos: dict[str, str]) -> dict[str, float]
 
 
 @needs_wordnet
-@pytest.mark.parametrize("word, lemmas", [
-    ("dog", {"n": "dog", "v": "dog"}),
-    ("bank", {"n": "bank", "v": "bank"}),
-    ("ran", {"v": "run"}),                          # verb.exc: ran -> run
-    ("violins", {"n": "violin"}),                   # morphy strips the plural
-])
+@pytest.mark.parametrize(
+    "word, lemmas",
+    [
+        ("dog", {"n": "dog", "v": "dog"}),
+        ("bank", {"n": "bank", "v": "bank"}),
+        ("ran", {"v": "run"}),  # verb.exc: ran -> run
+        ("violins", {"n": "violin"}),  # morphy strips the plural
+    ],
+)
 def test_sense_weights_match_the_database_files(reader, word, lemmas):
     got = labels.sense_weights(reader, word)
     want = direct_weights(word, lemmas)
@@ -81,7 +89,7 @@ def test_supersenses_of_a_small_vocabulary(reader):
     carried = {w: {lab.names[j] for j in lab.member[i].indices} for i, w in enumerate(words)}
     assert "noun.animal" in carried["dog"] and "noun.location" in carried["Paris"]
     assert "verb.motion" in carried["ran"] and "noun.food" in carried["apple"] and carried["quickly"] == {"adv.all"}
-    assert carried["the"] == set() and carried["2009"] == set()          # function word; not in WordNet
+    assert carried["the"] == set() and carried["2009"] == set()  # function word; not in WordNet
     sums = np.asarray(lab.weights.sum(1)).ravel()
     np.testing.assert_allclose(sums, [1, 1, 1, 0, 0, 1, 1], atol=1e-6)
     assert np.all(lab.weights.toarray()[lab.member.toarray()] >= labels.MIN_SHARE - 1e-6)
@@ -91,7 +99,7 @@ def test_supersenses_of_a_small_vocabulary(reader):
 def test_absent_wordnet_returns_none_and_logs_one_line(tmp_path, caplog, monkeypatch):
     assert labels.supersenses(["dog"], tmp_path) is None
     monkeypatch.setenv("LEXISCOPE_WORDNET_DIR", str(tmp_path / "nowhere"))
-    assert labels.open_wordnet() is None                 # the setting is the default path
+    assert labels.open_wordnet() is None  # the setting is the default path
     with caplog.at_level(logging.WARNING, logger="lexiscope.compute"):
         labels.log_wordnet_missing()
     assert len(caplog.records) == 1
