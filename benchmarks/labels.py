@@ -205,12 +205,11 @@ def analyse_sae(
 ) -> dict:
     """Train the SAE and its frozen-decoder twin on X; every figure of one (run, seed)."""
     from compute import sae as sae_lib
-    from compute.random_decoder import fit_frozen_decoder
 
     model = sae_lib.fit(X, sae_cfg)
     acts = sae_lib.encode_numpy(model, X)
     log(f"{tag}: SAE trained ({time.time() - t0:.0f} s)")
-    frozen = fit_frozen_decoder(X, sae_cfg)
+    frozen = sae_lib.fit(X, sae_cfg, freeze_decoder=True)
     acts_rd = sae_lib.encode_numpy(frozen, X)
     log(f"{tag}: frozen-decoder SAE trained ({time.time() - t0:.0f} s)")
     entry = {

@@ -11,7 +11,7 @@ The mean is over dimensions that vary on those words, so bases of different widt
 DistRatio word intrusion (Sun et al. 2016) is compute/features.py's `dist_ratio`, reused as is.
 
 Bases compared (`basis_report`): the SAE features, the raw dimensions, a seeded random rotation of the centred
-raw vectors, and an SAE whose decoder stays frozen at random (compute/random_decoder.py).
+raw vectors, and an SAE whose decoder stays frozen at random (compute/sae/train.py's freeze_decoder).
 """
 
 from __future__ import annotations

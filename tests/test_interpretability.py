@@ -1,4 +1,5 @@
-"""compute/interpretability.py (QVEC, basis report) and compute/random_decoder.py (frozen-decoder baseline)."""
+"""compute/interpretability.py (QVEC, basis report) and the frozen-random-decoder baseline (compute/sae/train.py's
+freeze_decoder)."""
 
 import itertools
 
@@ -6,10 +7,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from compute.config import SAEConfig
+from compute.config import ReluL1Config, TopKConfig
 from compute.features import intrusion_scores
 from compute.interpretability import basis_report, correlations, qvec, qvec_columns
-from compute.random_decoder import fit_frozen_decoder
 
 NAMES = ["adj.all", "noun.animal", "noun.food", "verb.motion"]  # QVEC uses the last three
 
@@ -81,22 +81,32 @@ def test_basis_report_has_every_basis_and_reuses_dist_ratio():
     assert rep["raw"]["qvec_mean"] == pytest.approx(qvec(X, W, NAMES, signed=True)["qvec_mean"])
 
 
-def test_frozen_decoder_sae_trains_only_the_encoder():
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        TopKConfig(d_sae=32, k=4, steps=150, batch_size=64, seed=3),
+        ReluL1Config(d_sae=32, l1=0.5, steps=150, batch_size=64, seed=3),
+    ],
+    ids=["topk", "relu_l1"],
+)
+def test_frozen_decoder_sae_trains_only_the_encoder(cfg):
+    import torch
+
     from compute import sae as sae_lib
 
     rng = np.random.default_rng(0)
     X = (rng.normal(size=(400, 8)) @ rng.normal(size=(8, 8))).astype(np.float32)
-    cfg = SAEConfig(arch="topk", d_sae=32, k=4, steps=150, batch_size=64, seed=3)
-    model = fit_frozen_decoder(X, cfg)
-    init = sae_lib.SAE(8, 32, cfg)
-    sae_lib._init_weights(init, __import__("torch").Generator().manual_seed(3))
-    W0 = init.W_dec.detach().numpy()
+    model = sae_lib.fit(X, cfg, freeze_decoder=True)
+    W0 = torch.randn(32, 8, generator=torch.Generator().manual_seed(3)).numpy()  # the seeded initial rows
     W0 = W0 / np.linalg.norm(W0, axis=1, keepdims=True)
-    np.testing.assert_allclose(model.W_dec.detach().numpy(), W0, atol=1e-6)  # decoder frozen at init
+    np.testing.assert_allclose(model.W_dec.detach().numpy(), W0, atol=1e-6)  # decoder frozen at unit rows
     assert not np.allclose(model.W_enc.detach().numpy(), W0.T, atol=1e-3)  # encoder trained
-    assert sae_lib.fvu(model, X) < 0.9  # and it learned something
-    acts = sae_lib.encode_numpy(model, X)
-    assert acts.getnnz(1).max() <= 4
+    assert np.abs(model.b_dec.detach().numpy()).max() > 0  # and the decoder bias
+    assert sae_lib.fvu(model, X) < 0.9  # it learned something
+    trained = sae_lib.fit(X, cfg)
+    assert not np.allclose(trained.W_dec.detach().numpy(), W0, atol=1e-3)  # without the option the decoder trains
+    if cfg.arch == "topk":
+        assert sae_lib.encode_numpy(model, X).getnnz(1).max() <= 4
 
 
 def test_qvec_without_supersenses_is_nan_and_the_report_still_has_intrusion():

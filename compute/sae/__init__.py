@@ -33,9 +33,10 @@ __all__ = [
 ]
 
 
-def fit(X, cfg, device: str = "cpu", progress=None) -> SAE:
-    """Train the SAE of `cfg.arch` on the rows of X (n, d); see compute/sae/train.py."""
-    return train.fit(ARCHS[cfg.arch], X, cfg, device=device, progress=progress)
+def fit(X, cfg, device: str = "cpu", progress=None, freeze_decoder: bool = False) -> SAE:
+    """Train the SAE of `cfg.arch` on the rows of X (n, d); see compute/sae/train.py (freeze_decoder: the
+    frozen-random-decoder baseline)."""
+    return train.fit(ARCHS[cfg.arch], X, cfg, device=device, progress=progress, freeze_decoder=freeze_decoder)
 
 
 def stored_config(config: dict):

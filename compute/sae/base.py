@@ -147,6 +147,14 @@ class SAE(nn.Module):
         self.W_dec.data.copy_(W_FD)
         self.W_enc.data.copy_(W_FD.T)
 
+    @torch.no_grad()
+    def freeze_decoder(self) -> None:
+        """Fix the decoder at unit-norm rows (rescaling any architecture's initial row norm, which frozen
+        would only rescale the codes) with the encoder their transpose, and exclude W_dec from training."""
+        self.set_decoder_norm_to_unit_norm()
+        self.W_enc.data.copy_(self.W_dec.data.T)
+        self.W_dec.requires_grad_(False)
+
     def training_loss(self, xn_BD: torch.Tensor, ctx: StepContext) -> StepOutput:
         raise NotImplementedError
 
@@ -159,6 +167,8 @@ class SAE(nn.Module):
     # --- helpers the architectures share ---
     @torch.no_grad()
     def set_decoder_norm_to_unit_norm(self):
+        if not self.W_dec.requires_grad:
+            return  # frozen (freeze_decoder): the rows stay exactly as initialised
         self.W_dec.data /= self.W_dec.data.norm(dim=-1, keepdim=True).clamp_min(1e-8)
 
     @torch.no_grad()

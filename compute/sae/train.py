@@ -44,22 +44,30 @@ def _lr_factor(step: int, steps: int) -> float:
     return 1.0
 
 
-def fit(sae_cls: type[SAE], X: np.ndarray, cfg, device: str = "cpu", progress=None) -> SAE:
+def fit(
+    sae_cls: type[SAE], X: np.ndarray, cfg, device: str = "cpu", progress=None, freeze_decoder: bool = False
+) -> SAE:
     """Train a `sae_cls` on the rows of X (n, d). Seeded by cfg.seed: same config, same weights on CPU.
-    `progress(stage, fraction)` is called as training advances. Raises ValueError on NaN divergence."""
+    `progress(stage, fraction)` is called as training advances. Raises ValueError on NaN divergence.
+
+    freeze_decoder: keep the decoder rows at their random unit-norm initialisation and train only W_enc,
+    b_enc and b_dec, with the same loss, schedule and seed: the Frozen Decoder baseline of "Sanity checks
+    for sparse autoencoders: do SAEs beat random baselines?" (Korznikov et al. 2026). An interpretability
+    score the trained SAE does not beat on this baseline says nothing about learned features."""
+    args = (sae_cls, X, cfg, device, progress, freeze_decoder)
     if resolve_device(device) != "cpu":
-        return _fit(sae_cls, X, cfg, device, progress)
+        return _fit(*args)
     # One intra-op thread on the CPU: the per-step ops are small, and with a second thread OpenMP's
     # spin-waits made training 2-40x slower whenever anything else used a core (measured).
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _fit(sae_cls, X, cfg, device, progress)
+        return _fit(*args)
     finally:
         torch.set_num_threads(threads)
 
 
-def _fit(sae_cls: type[SAE], X: np.ndarray, cfg, device: str, progress) -> SAE:
+def _fit(sae_cls: type[SAE], X: np.ndarray, cfg, device: str, progress, freeze_decoder: bool) -> SAE:
     X = np.asarray(X, dtype=np.float32)
     if X.ndim != 2 or X.shape[0] < 2:
         raise ValueError(f"sae: need a 2-D matrix with at least 2 rows, got shape {X.shape}")
@@ -73,6 +81,8 @@ def _fit(sae_cls: type[SAE], X: np.ndarray, cfg, device: str, progress) -> SAE:
     sae = sae_cls(d, d_sae, cfg)
     sae.check_width()
     sae.init_weights(gen)
+    if freeze_decoder:
+        sae.freeze_decoder()
     X_ND = torch.from_numpy(X)
     sae.fit_normalisation(X_ND)
     sae.to(device)
@@ -80,14 +90,15 @@ def _fit(sae_cls: type[SAE], X: np.ndarray, cfg, device: str, progress) -> SAE:
 
     steps = default_steps(n, d, d_sae, cfg)
     batch = min(cfg.batch_size, n)
-    opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+    opt = torch.optim.Adam([p for p in sae.parameters() if p.requires_grad], lr=cfg.lr, betas=(0.9, 0.999))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, steps))
     since_fired_F = torch.zeros(d_sae, dtype=torch.long, device=device)
 
     rows = {c: [] for c in HISTORY_COLUMNS}
     perm = torch.randperm(n, generator=gen)
     pos = 0
-    bar = tqdm(range(steps), desc=f"SAE {cfg.arch} F={d_sae}", leave=False, mininterval=1.0)
+    desc = f"SAE {cfg.arch} F={d_sae}" + (" frozen decoder" if freeze_decoder else "")
+    bar = tqdm(range(steps), desc=desc, leave=False, mininterval=1.0)
     for step in bar:
         if pos + batch > n:
             perm, pos = torch.randperm(n, generator=gen), 0
