@@ -26,7 +26,7 @@ def precompute(
     queue: Annotated[bool, typer.Option("--queue", help="send each run to the job queue instead")] = False,
 ):
     if queue:
-        jobs_cli.queue_plan(plan, store)
+        jobs_cli.queue_plan(plan, store, force=force)
     else:
         compute_cli.precompute(plan, store=store, device=device, force=force)
 

@@ -22,6 +22,13 @@ def fail(message: str, code: int = 2):
     raise typer.Exit(code)
 
 
+def message_of(e: BaseException) -> str:
+    """An error's message as one line. A KeyError's str() is the repr of its message (quoted), so its message
+    is taken as given; other messages keep every quote they have ('glove-6b-50d' stays whole)."""
+    message = e.args[0] if isinstance(e, KeyError) and e.args and isinstance(e.args[0], str) else str(e)
+    return (message.strip().splitlines() or [type(e).__name__])[0]
+
+
 def user_errors() -> tuple[type[Exception], ...]:
     """The errors of bad input, which the commands print as one line (anything else is a bug: traceback)."""
     from compute.config import PlanError
@@ -43,7 +50,7 @@ def precompute(plan: PlanArg = None, store: StoreOpt = None, device: DeviceOpt =
         start = time.perf_counter()
         ids = run_plan(p, store=store, device=device, force=force)
     except user_errors() as e:
-        fail(str(e).strip("'\""))
+        fail(message_of(e))
     typer.echo(f"{len(ids)} run(s) ready in {time.perf_counter() - start:.0f} s: {', '.join(ids)}")
 
 
@@ -53,6 +60,7 @@ def runs(store: StoreOpt = None):
 
     from store import Catalog
 
+    logging.getLogger("lexiscope.store").setLevel(logging.ERROR)  # the catalog's warnings are printed below, once
     cat = Catalog(store)
     table = cat.table()
     for msg in cat.errors.values():

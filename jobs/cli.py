@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from compute.cli import StoreOpt, fail, user_errors
+from compute.cli import StoreOpt, fail, message_of, user_errors
 
 app = typer.Typer(
     add_completion=False,
@@ -19,8 +19,10 @@ app = typer.Typer(
 )
 
 
-def queue_plan(plan: Optional[Path], store: Optional[Path] = None):
-    """Each run of the plan becomes one job (trusted: the admin's plan skips the dashboard's caps)."""
+def queue_plan(plan: Optional[Path], store: Optional[Path] = None, force: bool = False):
+    """Each run of the plan becomes one job (trusted: the admin's plan skips the dashboard's caps). Paths in the
+    plan are made absolute here, as `precompute` reads them from this directory, not the worker's; `force` is
+    carried by each job to its worker."""
     from compute.config import load_plan
     from jobs import client
 
@@ -29,14 +31,46 @@ def queue_plan(plan: Optional[Path], store: Optional[Path] = None):
         for cfg in p.runs:
             if cfg.sts is not None and cfg.sts.path is None and p.sts_dir:
                 cfg = cfg.model_copy(update={"sts": cfg.sts.model_copy(update={"path": p.sts_dir})})
+            cfg = absolute_paths(cfg)
             job = client.submit(
-                cfg.model_dump(mode="json"), store, user=os.environ.get("USER") or "cli", trusted=True, source="cli"
+                cfg.model_dump(mode="json"),
+                store,
+                user=os.environ.get("USER") or "cli",
+                trusted=True,
+                source="cli",
+                force=force,
             )
-            typer.echo(f"queued {job['id']}  {cfg.name or cfg.model}")
+            typer.echo(f"queued {job['id']}  {cfg.name or cfg.model}{'  (--force)' if force else ''}")
     except (*user_errors(), client.QueueError) as e:
-        fail(str(e).strip("'\""))
+        fail(message_of(e))
     if client.is_embedded(client.broker_url(store)) and not client.embedded_worker_pid(store):
         typer.echo("no broker configured: the jobs wait for `lexiscope serve` or `lexiscope worker` on this store")
+
+
+def _absolute(value: str) -> str:
+    """A path that exists from here, made absolute; anything else (a model name, a hub id, 'lee') unchanged."""
+    p = Path(value).expanduser()
+    return str(p.resolve()) if not p.is_absolute() and p.exists() else value
+
+
+def absolute_paths(cfg):
+    """The run config with each file path it names (model, corpus, word lists, concept groups, STS folder)
+    absolute, so that a worker started elsewhere reads the same files as `precompute` would here."""
+    v = cfg.vocabulary
+    groups = v.concept_groups
+    if isinstance(groups, str) and groups != "default":
+        groups = _absolute(groups)
+    update = {
+        "model": _absolute(cfg.model),
+        "vocabulary": v.model_copy(
+            update={"word_lists": [_absolute(w) for w in v.word_lists], "concept_groups": groups}
+        ),
+    }
+    if cfg.corpus is not None and cfg.corpus != "lee" and not cfg.corpus.startswith("stsb:"):
+        update["corpus"] = _absolute(cfg.corpus)
+    if cfg.sts is not None and cfg.sts.path is not None:
+        update["sts"] = cfg.sts.model_copy(update={"path": _absolute(cfg.sts.path)})
+    return cfg.model_copy(update=update)
 
 
 @app.command()
@@ -53,6 +87,8 @@ def jobs(
     if cancel:
         try:
             job = client.cancel(cancel, store)
+        except client.JobFinished as e:
+            fail(str(e), code=1)
         except StoreError as e:
             fail(str(e))
         typer.echo(f"{job['id']}: {job['status']}{' (stopping)' if job['status'] == 'running' else ''}")
