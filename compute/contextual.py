@@ -133,6 +133,19 @@ def read_sts_sentences(folder, lang: str) -> list[str]:
     return read_strict(folder, lang)
 
 
+def read_utf8(path: Path) -> str:
+    """A corpus file's text. Corpora must be UTF-8: anything else is refused with the byte where decoding failed,
+    rather than read with replacement characters (a latin-1 'café' would silently become 'caf�')."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"corpus file {path}: not UTF-8 at byte {e.start} ({data[e.start : e.start + 4]!r}); "
+            f"convert it first, e.g. iconv -f latin1 -t utf-8"
+        ) from None
+
+
 def read_corpus(spec: str, sts_dir=None) -> list[str]:
     """'lee' (gensim's lee_background.cor), 'stsb:<lang>', a .txt file, or a folder of .txt files -> sentences."""
     if spec == "lee":
@@ -154,7 +167,7 @@ def read_corpus(spec: str, sts_dir=None) -> list[str]:
             raise ValueError(f"corpus '{spec}' is not 'lee', 'stsb:<lang>', a .txt file or a folder of .txt files")
         sentences = []
         for f in files:
-            sentences.extend(split_sentences(f.read_text(encoding="utf-8", errors="replace")))
+            sentences.extend(split_sentences(read_utf8(f)))
     if not sentences:
         raise ValueError(f"corpus '{spec}' contains no sentences")
     return sentences
