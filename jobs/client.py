@@ -76,7 +76,10 @@ def submit(
             raise PlanError("force: only trusted submissions (the CLI) may recompute stored runs")
         policy = policy or Policy.load()
         cfg = check_run(data, policy)
-    with jobstore.submit_lock(root):  # count and create as one step: parallel submits cannot pass the cap
+    url = broker_url(root, broker)
+    # Count, create and publish as one step: parallel submits (threads, processes, gunicorn workers) can neither
+    # pass the per-user cap nor race each other setting up the embedded queue's SQLite file.
+    with jobstore.submit_lock(root):
         if not trusted:
             active = count_active(root, user)
             if active >= policy.max_jobs_per_user:
@@ -85,18 +88,17 @@ def submit(
                     f"(limit {policy.max_jobs_per_user}); wait or cancel one"
                 )
         job = jobstore.create_job(cfg.model_dump(mode="json"), root, user=user, source=source, force=force)
-    url = broker_url(root, broker)
-    try:
-        publish(job["id"], root, broker)
-    except Exception as e:
-        jobstore.update_job(
-            job["id"],
-            root,
-            status="failed",
-            ended=jobstore.now_iso(),
-            error=f"could not reach the broker at {safe_url(url)}: {e}",
-        )
-        raise QueueError(f"could not reach the broker at {safe_url(url)}: {e}") from None
+        try:
+            publish(job["id"], root, broker)
+        except Exception as e:
+            jobstore.update_job(
+                job["id"],
+                root,
+                status="failed",
+                ended=jobstore.now_iso(),
+                error=f"could not reach the broker at {safe_url(url)}: {e}",
+            )
+            raise QueueError(f"could not reach the broker at {safe_url(url)}: {e}") from None
     return jobstore.update_job(job["id"], root, task_id=job["id"])
 
 

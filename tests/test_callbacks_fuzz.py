@@ -208,6 +208,14 @@ def test_every_callback_survives_forged_values(app_client):
     app, http, root, job_id = app_client
     callbacks = {k: v for k, v in app.callback_map.items()}
     assert len(callbacks) >= 12, sorted(callbacks)  # every page's callbacks, plus Dash pages' own
+    # The requests are well formed: unforged, each server-side callback answers (200, or 204 for no update).
+    for key, cb in callbacks.items():
+        if cb.get("callback") is None:  # clientside (Dash pages' title): the server has nothing to run
+            continue
+        body = next(_requests(key, cb))[1]
+        body["inputs"] = [_slot(d, _baseline(d)) for d in cb["inputs"]]
+        body["state"] = [_slot(d, _baseline(d)) for d in cb["state"]]
+        assert http.post(ROUTE, json=body).status_code in (200, 204), key
     failures, sent, per_callback = [], 0, {}
     for key, cb in callbacks.items():
         for what, body in _requests(key, cb):
@@ -326,3 +334,27 @@ def test_a_request_over_the_size_cap_is_refused_before_it_is_read(app_client):
     _, http, _, _ = app_client
     big = {"output": "words-suggestions.children", "pad": "x" * (MAX_REQUEST_BYTES + 1)}
     assert http.post(ROUTE, json=big).status_code == 413
+
+
+def test_an_unknown_group_in_the_url_gets_a_message(app_client):
+    """/concepts?group=<a name the run lacks> says so (it used to show the empty explorer without a word)."""
+    _, http, _, _ = app_client
+
+    def concepts(search):
+        body = {
+            "output": ".._pages_content.children..._pages_store.data..",
+            "outputs": [{"id": "_pages_content", "property": "children"}, {"id": "_pages_store", "property": "data"}],
+            "inputs": [
+                {"id": "_pages_location", "property": "pathname", "value": "/concepts"},
+                {"id": "_pages_location", "property": "search", "value": search},
+            ],
+            "changedPropIds": ["_pages_location.search"],
+            "state": [],
+        }
+        r = http.post(ROUTE, json=body)
+        assert r.status_code == 200
+        return r.get_data(as_text=True)
+
+    text = concepts("?run=tiny&group=nope")
+    assert "concepts-unknown-group" in text and "Run tiny has no concept group 'nope'; its groups: g." in text
+    assert "concepts-unknown-group" not in concepts("?run=tiny&group=g")

@@ -45,7 +45,7 @@ def parse_layers(text) -> str | list[int]:
     for part in _SPLIT.split(text):
         if not part:
             continue
-        m = re.fullmatch(r"(\d{1,6})(?:-(\d{1,6}))?", part)
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)  # the field holds 200 characters at most
         if not m:
             raise PlanError(
                 f"layers: '{part[:20]}' is not a layer number or a range like 2-5; use e.g. 'all' or '0, 3, 6'"

@@ -63,6 +63,16 @@ def layout(v, group=None, words=None, **_):
         ),
     )
     body = []
+    if group and not words and group not in v.group_names:
+        body.append(
+            notice(
+                f"Run {v.run_id} has no concept group '{str(group)[:60]}'; "
+                f"its groups: {', '.join(v.group_names) or 'none'}.",
+                color="warning",
+                id="concepts-unknown-group",
+                className="py-2",
+            )
+        )
     if unknown:
         body.append(
             notice(
