@@ -170,6 +170,7 @@ def redis_url(redis_server):
 # -- distributed mode -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_redis_two_workers_share_jobs_and_a_killed_worker_fails_its_job(tmp_path, redis_url, workers):
     root = tmp_path / "store"
     procs = [workers.start(root, redis_url) for _ in range(2)]
@@ -315,6 +316,7 @@ def test_a_redis_restart_mid_queue_loses_no_job_and_runs_none_twice(tmp_path, re
 # -- embedded mode: the local worker, cancel -------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_embedded_worker_runs_a_job_and_cancel_stops_a_running_one(tmp_path):
     root = tmp_path / "store"
     proc = client.ensure_embedded_worker(root, device="cpu")
