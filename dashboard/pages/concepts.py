@@ -52,7 +52,7 @@ def layout(v, group=None, words=None, **_):
                         dcc.Dropdown(
                             id="concepts-group",
                             options=groups,
-                            value=group if not words else None,
+                            value=group if not words and group in v.group_names else None,
                             placeholder="concept group",
                             clearable=True,
                         ),
