@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from store.reader import Run
-from store.schema import EMBEDDINGS, ROOT, RUN_SUFFIX, TMP_PREFIX, WORDS, StoreError, default_root, run_path, runs_dir
+from store.schema import EMBEDDINGS, ROOT, RUN_SUFFIX, TMP_PREFIX, StoreError, default_root, run_path, runs_dir
 
 log = logging.getLogger("lexiscope.store")
 
@@ -18,7 +18,7 @@ log = logging.getLogger("lexiscope.store")
 STALE_TMP_SECONDS = 24 * 3600
 # What every run has (RunWriter writes the attributes last): a file without them is not a complete run.
 REQUIRED_ATTRS = (ROOT.run_id, ROOT.model, ROOT.layer, ROOT.n_layers, ROOT.source, ROOT.config, ROOT.config_hash)
-REQUIRED_DATASETS = (WORDS.text, EMBEDDINGS)
+REQUIRED_DATASETS = (EMBEDDINGS,)
 
 
 def check_complete(run_id: str, run: Run):
