@@ -174,11 +174,11 @@ def form_config(v: dict, stored_groups=None) -> dict:
     else:
         vocab["concept_groups"] = "default"
     cfg["vocabulary"] = vocab
-    if _choice(v["sae_arch"], "sae", ("topk", "relu_l1", "none")) == "none":
+    if _choice(v["sae_arch"], "sae", ("topk", "batch_topk", "relu_l1", "none")) == "none":
         cfg["sae"] = None
     else:
         sae = {"arch": v["sae_arch"], "d_sae": _num(v["d_sae"], "sae.d_sae"), "steps": _num(v["steps"], "sae.steps")}
-        if v["sae_arch"] == "topk":
+        if v["sae_arch"] in ("topk", "batch_topk"):
             sae["k"] = _num(v["k"], "sae.k")
         else:
             sae["l1"] = _num(v["l1"], "sae.l1", float)
