@@ -135,7 +135,7 @@ def test_a_weak_step_ends_the_lineage_there():
     noise -= (noise * base).sum(1, keepdims=True) * base
     c = t - 0.05
     bent = c * base + np.sqrt(1 - c ** 2) * _unit(noise)
-    ups, downs, lin = lineage.trace_layers([base, base, bent, bent])
+    _, _, lin = lineage.trace_layers([base, base, bent, bent])
     best_cross = (_unit(base) @ _unit(bent).T).max(1)
     assert (best_cross < t).all()
     np.testing.assert_array_equal(lin.chains[0][:, :2], np.tile(np.arange(F)[:, None], 2))
@@ -146,7 +146,7 @@ def test_a_weak_step_ends_the_lineage_there():
 def test_lineage_without_activations_and_bad_input():
     rng = np.random.default_rng(4)
     W = rng.normal(size=(10, 8))
-    up, down = lineage.match_layers(W, W)
+    up, _ = lineage.match_layers(W, W)
     np.testing.assert_array_equal(up.cos_idx, np.arange(10))
     assert (up.corr_idx == -1).all() and np.isnan(up.corr).all()
     with pytest.raises(ValueError, match="input dims differ"):
