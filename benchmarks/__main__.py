@@ -23,6 +23,7 @@ BENCHMARKS = {  # name -> module, in run order: the long 400k run first (the das
     "extraction": "benchmarks.extraction",
     "geometry": "benchmarks.geometry",
     "sae": "benchmarks.sae",
+    "layers": "benchmarks.layers",
     "scaling": "benchmarks.scaling",
 }
 

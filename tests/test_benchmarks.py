@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-NAMES = ["end_to_end", "dashboard", "extraction", "geometry", "sae", "scaling"]
+NAMES = ["end_to_end", "dashboard", "extraction", "geometry", "sae", "layers", "scaling"]
 
 
 @pytest.fixture(scope="module")
