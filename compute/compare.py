@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -101,6 +102,15 @@ def neighbour_overlap(X_a, X_b, k: int = 10, seed: int = 0):
     words): (jaccard (n,), neighbours_a (n, k), neighbours_b (n, k))."""
     Na, Nb = neighbour_sets(X_a, k, seed), neighbour_sets(X_b, k, seed)
     return jaccard_rows(Na, Nb), Na, Nb
+
+
+def neighbour_change(neighbours: Sequence[np.ndarray]) -> np.ndarray:
+    """A word's path through the layers of one run family (the same words, row for row): the Jaccard overlap of
+    its stored neighbours in each layer with those in the next, (n, n_layers - 1). The layer where its
+    neighbourhood changes most is the argmin of its row (the step from that layer to the next)."""
+    if len(neighbours) < 2:
+        raise ValueError("neighbour_change: needs at least 2 layers")
+    return np.stack([jaccard_rows(a, b) for a, b in pairwise(neighbours)], axis=1)
 
 
 def extremes(scores: np.ndarray, m: int = 20) -> tuple[np.ndarray, np.ndarray]:

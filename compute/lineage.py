@@ -272,3 +272,14 @@ def trace_layers(decoders: list[np.ndarray], acts: list | None = None, rows: lis
         thresholds.append(cosine_threshold(decoders[layer].shape[1], len(decoders[layer]), len(decoders[layer + 1]),
                                            chance))
     return ups, downs, trace(ups, downs, thresholds)
+
+
+def relations(ups: list[Matches], downs: list[Matches], thresholds) -> list[dict[int, int]]:
+    """For aligned maps of the features (compute.alignment.aligned_maps on the decoders): for each pair of
+    neighbouring layers, {feature of l: feature of l+1} for mutual best matches at or above the threshold (one to
+    one, as AlignedUMAP's relations must be)."""
+    out = []
+    for up, down, t in zip(ups, downs, thresholds, strict=True):
+        f = np.flatnonzero((up.cos >= t) & (down.cos_idx[up.cos_idx] == np.arange(len(up.cos_idx))))
+        out.append(dict(zip(f.tolist(), up.cos_idx[f].tolist())))
+    return out

@@ -115,3 +115,17 @@ def test_compare_runs_on_differing_vocabularies():
     np.testing.assert_allclose(c.features_a_to_b[1], 1.0, atol=1e-9)
     with pytest.raises(ValueError, match="share 0 words"):
         compare.compare_runs(["a"] * 3, X[:3], ["b"] * 3, X[:3])
+
+
+def test_neighbour_change_through_layers():
+    rng = np.random.default_rng(8)
+    layers = [rng.normal(size=(120, 8))]
+    for _ in range(3):
+        layers.append(layers[-1] + 0.4 * rng.normal(size=(120, 8)))
+    neigh = [_brute_top_k(X, 10) for X in layers]
+    change = compare.neighbour_change(neigh)
+    assert change.shape == (120, 3)
+    for w in (0, 57, 119):
+        for step in range(3):
+            a, b = set(neigh[step][w]), set(neigh[step + 1][w])
+            assert change[w, step] == pytest.approx(len(a & b) / len(a | b))

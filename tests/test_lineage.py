@@ -153,3 +153,11 @@ def test_lineage_without_activations_and_bad_input():
         lineage.decoder_matches(W, rng.normal(size=(10, 9)))
     with pytest.raises(ValueError, match="shared rows"):
         lineage.correlation_matches(sp.csr_matrix(np.ones((5, 2))), sp.csr_matrix(np.ones((6, 2))))
+
+
+def test_relations_keep_mutual_good_matches_only(planted):
+    decoders, _, where = planted
+    ups, downs, lin = lineage.trace_layers(decoders)
+    rel = lineage.relations(ups, downs, lin.thresholds)
+    for layer, r in enumerate(rel):
+        assert r == dict(zip(where[layer].tolist(), where[layer + 1].tolist()))
