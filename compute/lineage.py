@@ -154,7 +154,7 @@ def pair_correlation(acts_a, acts_b, idx_a, idx_b, rows_a=None, rows_b=None) -> 
     mean_a, std_a = _column_moments(Aa)
     mean_b, std_b = _column_moments(Bb)
     cross = np.asarray(Aa.multiply(Bb).sum(axis=0)).ravel() / n
-    ok &= ~_silent(std_a) & ~_silent(std_b) if len(ia) else ok
+    ok &= ~_silent(std_a) & ~_silent(std_b)
     with np.errstate(invalid="ignore", divide="ignore"):
         r = (cross - mean_a * mean_b) / (std_a * std_b)
     return np.where(ok, r, np.nan).astype(np.float32)
@@ -261,6 +261,8 @@ def trace_layers(decoders: list[np.ndarray], acts: list | None = None, rows: lis
     decoders[l]: layer l's W_dec (F_l, d); acts[l]: its sparse (n_l, F_l) activations or None; rows[l]:
     (rows in layer l, rows in layer l+1) of the words both share, or None when every layer has the same rows.
     Returns (ups, downs, lineage)."""
+    if len(decoders) < 2:
+        raise ValueError(f"lineage: needs at least 2 layers, got {len(decoders)}")
     ups, downs, thresholds = [], [], []
     for layer in range(len(decoders) - 1):
         ra, rb = rows[layer] if rows is not None else (None, None)

@@ -153,6 +153,8 @@ def test_lineage_without_activations_and_bad_input():
         lineage.decoder_matches(W, rng.normal(size=(10, 9)))
     with pytest.raises(ValueError, match="shared rows"):
         lineage.correlation_matches(sp.csr_matrix(np.ones((5, 2))), sp.csr_matrix(np.ones((6, 2))))
+    with pytest.raises(ValueError, match="at least 2 layers"):
+        lineage.trace_layers([W])
 
 
 def test_relations_keep_mutual_good_matches_only(planted):
