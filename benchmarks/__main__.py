@@ -3,6 +3,7 @@
 Runs the benchmarks, prints a markdown table and writes benchmarks/results/<date>-<host>.json (the quick
 run writes <date>-<host>-quick.json). With --only, the other benchmarks' entries already in that file are
 kept, so a results file can be completed one benchmark at a time."""
+
 from __future__ import annotations
 
 import argparse
@@ -23,6 +24,7 @@ BENCHMARKS = {  # name -> module, in run order: the long 400k run first (the das
     "extraction": "benchmarks.extraction",
     "geometry": "benchmarks.geometry",
     "sae": "benchmarks.sae",
+    "sae_archs": "benchmarks.sae_archs",
     "layers": "benchmarks.layers",
     "scaling": "benchmarks.scaling",
 }
@@ -31,17 +33,31 @@ BENCHMARKS = {  # name -> module, in run order: the long 400k run first (the das
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes; finishes in under 3 minutes")
-    ap.add_argument("--only", nargs="+", choices=list(BENCHMARKS), metavar="NAME",
-                    help=f"run only these ({', '.join(BENCHMARKS)})")
+    ap.add_argument(
+        "--only", nargs="+", choices=list(BENCHMARKS), metavar="NAME", help=f"run only these ({', '.join(BENCHMARKS)})"
+    )
     ap.add_argument("--out", type=Path, default=None, help="results JSON (default benchmarks/results/...)")
     ap.add_argument("--fresh", action="store_true", help="do not keep other benchmarks' entries from --out")
-    ap.add_argument("--budget-min", type=float, default=None,
-                    help="scaling skips sizes that would end after this many minutes (default: 55, quick: none)")
-    ap.add_argument("--merge", nargs="+", type=Path, default=[], metavar="JSON",
-                    help="take these results files' benchmark entries into --out (runs nothing unless --only)")
-    ap.add_argument("--reuse", action="store_true",
-                    help="end_to_end/scaling: take a size's figures from a worker's result file in the work dir "
-                         "when there is one, instead of running it again")
+    ap.add_argument(
+        "--budget-min",
+        type=float,
+        default=None,
+        help="scaling skips sizes that would end after this many minutes (default: 55, quick: none)",
+    )
+    ap.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="JSON",
+        help="take these results files' benchmark entries into --out (runs nothing unless --only)",
+    )
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="end_to_end/scaling: take a size's figures from a worker's result file in the work dir "
+        "when there is one, instead of running it again",
+    )
     args = ap.parse_args(argv)
     if args.reuse:
         os.environ["LEXISCOPE_BENCH_REUSE"] = "1"
@@ -55,9 +71,14 @@ def main(argv=None) -> int:
     out = args.out or common.default_results_path(args.quick)
     results = {} if args.fresh else common.load_results(out)
     results.update(
-        schema=1, quick=args.quick, updated=common.now_iso(),
+        schema=1,
+        quick=args.quick,
+        updated=common.now_iso(),
         command="python -m benchmarks" + (" --quick" if args.quick else ""),
-        machine=common.machine(), gpu=common.gpu(), versions=common.versions())
+        machine=common.machine(),
+        gpu=common.gpu(),
+        versions=common.versions(),
+    )
     benches = results.setdefault("benchmarks", {})
     for other in args.merge:
         merged = common.load_results(other).get("benchmarks", {})
@@ -76,8 +97,11 @@ def main(argv=None) -> int:
             entry = dict(status="ok", **module.run(quick=args.quick))
         except Exception as e:  # one failing benchmark must not lose the others' figures
             failed = True
-            entry = dict(status="error", error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
-                         traceback=traceback.format_exc(limit=6))
+            entry = dict(
+                status="error",
+                error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                traceback=traceback.format_exc(limit=6),
+            )
             print(entry["traceback"], file=sys.stderr)
         entry.update(wall_s=round(time.perf_counter() - t0, 2), measured=common.now_iso(), quick=args.quick)
         benches[name] = entry

@@ -4,6 +4,7 @@ results files and the markdown table.
 Timings on this shared machine are noisy, so every comparison is measured side by side in one process
 with the repeats interleaved (baseline, pipeline, baseline, pipeline, ...) and reported as a ratio of
 medians, with the min-max of each side."""
+
 from __future__ import annotations
 
 import json
@@ -42,13 +43,20 @@ def work_dir() -> Path:
 
 # ---------------------------------------------------------------- statistics
 
+
 def stats(values, unit: str = "s") -> dict:
     """Median and min-max of repeated measurements, with the raw values."""
     values = [float(v) for v in values]
     if not values:
         return dict(median=None, min=None, max=None, n=0, unit=unit, values=[])
-    return dict(median=statistics.median(values), min=min(values), max=max(values), n=len(values), unit=unit,
-                values=[round(v, 6) for v in values])
+    return dict(
+        median=statistics.median(values),
+        min=min(values),
+        max=max(values),
+        n=len(values),
+        unit=unit,
+        values=[round(v, 6) for v in values],
+    )
 
 
 def ratio(numerator: dict, denominator: dict) -> float | None:
@@ -84,8 +92,10 @@ def interleaved(fns: dict, repeats: int, warmup: bool = True) -> dict:
 
 # ---------------------------------------------------------------- memory
 
+
 def rss_bytes() -> int:
     import psutil
+
     return psutil.Process().memory_info().rss
 
 
@@ -132,8 +142,10 @@ class PeakMemory:
 
 # ---------------------------------------------------------------- machine
 
+
 def machine() -> dict:
     import psutil
+
     cpu = platform.processor() or ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -142,14 +154,21 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return dict(host=socket.gethostname(), cpu=cpu, cores_logical=os.cpu_count(),
-                cores_physical=psutil.cpu_count(logical=False), cores_usable=len(os.sched_getaffinity(0)),
-                ram_gib=round(psutil.virtual_memory().total / 2**30, 1), os=platform.platform(),
-                load_avg_at_start=[round(x, 2) for x in os.getloadavg()])
+    return dict(
+        host=socket.gethostname(),
+        cpu=cpu,
+        cores_logical=os.cpu_count(),
+        cores_physical=psutil.cpu_count(logical=False),
+        cores_usable=len(os.sched_getaffinity(0)),
+        ram_gib=round(psutil.virtual_memory().total / 2**30, 1),
+        os=platform.platform(),
+        load_avg_at_start=[round(x, 2) for x in os.getloadavg()],
+    )
 
 
 def gpu() -> dict:
     import torch
+
     if torch.cuda.is_available():
         return dict(available=True, name=torch.cuda.get_device_name(0))
     return dict(available=False, name=None, note=NO_GPU_NOTE)
@@ -157,9 +176,21 @@ def gpu() -> dict:
 
 def versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
+
     out = {"python": platform.python_version()}
-    for pkg in ("lexiscope", "torch", "numpy", "scipy", "scikit-learn", "transformers", "umap-learn",
-                "pynndescent", "h5py", "dash", "selenium"):
+    for pkg in (
+        "lexiscope",
+        "torch",
+        "numpy",
+        "scipy",
+        "scikit-learn",
+        "transformers",
+        "umap-learn",
+        "pynndescent",
+        "h5py",
+        "dash",
+        "selenium",
+    ):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -168,6 +199,7 @@ def versions() -> dict:
 
 
 # ---------------------------------------------------------------- results
+
 
 def default_results_path(quick: bool) -> Path:
     day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
@@ -193,6 +225,7 @@ def save_results(path: Path, results: dict):
 
 def _jsonable(o):
     import numpy as np
+
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):
@@ -202,11 +235,27 @@ def _jsonable(o):
     raise TypeError(f"not JSON-able: {type(o).__name__}")
 
 
-def row(benchmark: str, measure: str, pipeline, baseline=None, ratio_=None, target: str = "",
-        met: bool | None = None, unit: str = "") -> dict:
+def row(
+    benchmark: str,
+    measure: str,
+    pipeline,
+    baseline=None,
+    ratio_=None,
+    target: str = "",
+    met: bool | None = None,
+    unit: str = "",
+) -> dict:
     """One line of the summary table."""
-    return dict(benchmark=benchmark, measure=measure, pipeline=pipeline, baseline=baseline, ratio=ratio_,
-                target=target, met=met, unit=unit)
+    return dict(
+        benchmark=benchmark,
+        measure=measure,
+        pipeline=pipeline,
+        baseline=baseline,
+        ratio=ratio_,
+        target=target,
+        met=met,
+        unit=unit,
+    )
 
 
 TABLE_COLUMNS = ("benchmark", "measure", "pipeline", "baseline", "ratio", "target", "met")
@@ -236,21 +285,23 @@ def _fmt(v) -> str:
 def markdown_table(results: dict) -> str:
     """All benchmarks' rows as one markdown table (pipeline/baseline in the row's unit; ratio = the
     pipeline's advantage, > 1 is better)."""
-    lines = ["| benchmark | measure | lexiscope | baseline | ratio | target | met |",
-             "|---|---|---:|---:|---:|---|---|"]
+    lines = [
+        "| benchmark | measure | lexiscope | baseline | ratio | target | met |",
+        "|---|---|---:|---:|---:|---|---|",
+    ]
     for name, bench in results.get("benchmarks", {}).items():
         if bench.get("status") != "ok":
             lines.append(f"| {name} | {bench.get('status')}: {bench.get('error', '')[:80]} | | | | | |")
             continue
         for r in bench.get("table", []):
             unit = f" {r['unit']}" if r.get("unit") else ""
-            p = _fmt(r["pipeline"]) + (unit if r["pipeline"] is not None and not isinstance(r["pipeline"], str)
-                                       else "")
-            b = _fmt(r["baseline"]) + (unit if r["baseline"] is not None and not isinstance(r["baseline"], str)
-                                       else "")
+            p = _fmt(r["pipeline"]) + (unit if r["pipeline"] is not None and not isinstance(r["pipeline"], str) else "")
+            b = _fmt(r["baseline"]) + (unit if r["baseline"] is not None and not isinstance(r["baseline"], str) else "")
             ratio_s = _fmt(r["ratio"]) + ("×" if isinstance(r["ratio"], (int, float)) else "")
-            lines.append(f"| {r['benchmark']} | {r['measure']} | {p} | {b} | {ratio_s} | {r['target']} | "
-                         f"{_fmt(r['met']) if r['met'] is not None else ''} |")
+            lines.append(
+                f"| {r['benchmark']} | {r['measure']} | {p} | {b} | {ratio_s} | {r['target']} | "
+                f"{_fmt(r['met']) if r['met'] is not None else ''} |"
+            )
     return "\n".join(lines)
 
 
@@ -258,6 +309,7 @@ def markdown_table(results: dict) -> str:
 def torch_threads(n: int | None):
     """Run a block with n torch intra-op threads (None: leave as is)."""
     import torch
+
     old = torch.get_num_threads()
     if n:
         torch.set_num_threads(n)
@@ -280,19 +332,24 @@ def readme_section(results: dict, results_path: Path) -> str:
     except ValueError:
         rel = results_path
     lines = [
-        "## Performance", "",
+        "## Performance",
+        "",
         "Reproduce with `python -m benchmarks` (about an hour on these 2 shared cores; scaling sizes that would "
         "end after `--budget-min` minutes, default 55, are skipped and can be added later with "
         "`python -m benchmarks --only scaling`; `--quick` takes under 3 minutes; `--only NAME` runs one of "
-        "end_to_end, dashboard, extraction, geometry, sae, scaling). Every figure, with the median and min–max "
-        f"of its repeats, is in [`{rel}`]({rel}).", "",
+        "end_to_end, dashboard, extraction, geometry, sae, sae_archs, scaling). Every figure, with the median and min–max "
+        f"of its repeats, is in [`{rel}`]({rel}).",
+        "",
         f"Machine: {m.get('cpu')}, {m.get('cores_logical')} logical cores, {m.get('ram_gib')} GiB RAM; "
         f"Python {v.get('python')}, torch {v.get('torch')}, numpy {v.get('numpy')}, "
         f"transformers {v.get('transformers')}, umap-learn {v.get('umap-learn')}; "
-        f"{'GPU: ' + str(gpu.get('name')) if gpu.get('available') else gpu.get('note', 'no GPU')}.", "",
+        f"{'GPU: ' + str(gpu.get('name')) if gpu.get('available') else gpu.get('note', 'no GPU')}.",
+        "",
         "The machine was shared with other jobs while it ran, so absolute times are noisy; each comparison "
         "was measured side by side in one process with the repeats interleaved, and the ratio (lexiscope's "
-        "advantage, > 1 is better) is the figure to read.", "",
-        results.get("table_markdown") or markdown_table(results), "",
+        "advantage, > 1 is better) is the figure to read.",
+        "",
+        results.get("table_markdown") or markdown_table(results),
+        "",
     ]
     return "\n".join(lines)

@@ -9,6 +9,7 @@ end-to-end benchmark leaves in the bench work dir).
 - Browser: time to first render of each page in headless Chromium (/usr/bin/chromium + chromedriver), from
   navigation until the page's content is present, no Dash loading marker remains and every Plotly graph
   on it has drawn."""
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import row, stats, work_dir
+from benchmarks.common import row, work_dir
 
 TARGET_MS = 100.0
 PAGES_OUT = ".._pages_content.children..._pages_store.data.."
@@ -29,12 +30,14 @@ PAGES_OUT = ".._pages_content.children..._pages_store.data.."
 def find_store(quick: bool) -> Path:
     """The biggest store the end-to-end benchmark left behind (400k for the full run)."""
     from benchmarks.end_to_end import FULL_SIZES, QUICK_SIZES, store_dir
+
     for n in sorted(QUICK_SIZES if quick else FULL_SIZES, reverse=True):
         root = store_dir(n, quick)
         if any((root / "runs").glob("*.h5")):
             return root
-    raise RuntimeError("no end-to-end store found: run `python -m benchmarks --only end_to_end` first "
-                       f"(looked in {work_dir()})")
+    raise RuntimeError(
+        f"no end-to-end store found: run `python -m benchmarks --only end_to_end` first (looked in {work_dir()})"
+    )
 
 
 def p95(values) -> float:
@@ -75,6 +78,7 @@ class DashClient:
     def payload(self, dep: dict, values: dict, changed: str) -> dict:
         """values: {'id.property': value}; a pattern-matching (ALL) input gets one matching component
         {'type': ..., <key>: 'map'} holding the value (or none when the value is absent)."""
+
         def item(spec):
             cid, prop = spec["id"], spec["property"]
             if cid.startswith("{"):
@@ -85,6 +89,7 @@ class DashClient:
                 concrete = {k: ("map" if v == ["ALL"] else v) for k, v in pattern.items()}
                 return [{"id": concrete, "property": prop, "value": values[key]}]
             return {"id": cid, "property": prop, "value": values.get(f"{cid}.{prop}")}
+
         changed_ids = []
         for spec in dep["inputs"]:
             cid = spec["id"]
@@ -92,13 +97,18 @@ class DashClient:
             if key == changed:
                 if cid.startswith("{"):
                     concrete = {k: ("map" if v == ["ALL"] else v) for k, v in json.loads(cid).items()}
-                    changed_ids.append(json.dumps(concrete, separators=(",", ":"), sort_keys=True) +
-                                       f".{spec['property']}")
+                    changed_ids.append(
+                        json.dumps(concrete, separators=(",", ":"), sort_keys=True) + f".{spec['property']}"
+                    )
                 else:
                     changed_ids.append(key)
-        return {"output": dep["output"], "outputs": self._outputs(dep["output"]),
-                "inputs": [item(s) for s in dep["inputs"]], "state": [item(s) for s in dep["state"]],
-                "changedPropIds": changed_ids}
+        return {
+            "output": dep["output"],
+            "outputs": self._outputs(dep["output"]),
+            "inputs": [item(s) for s in dep["inputs"]],
+            "state": [item(s) for s in dep["state"]],
+            "changedPropIds": changed_ids,
+        }
 
     def call(self, dep: dict, values: dict, changed: str) -> tuple[float, int, bytes]:
         body = self.payload(dep, values, changed)
@@ -111,6 +121,7 @@ class DashClient:
 def scenarios(v, run_id: str) -> list[tuple[str, str, dict, str]]:
     """(name, output prefix, values, changed input) for every callback, with realistic values."""
     from urllib.parse import urlencode
+
     word = "king" if v.find("king") is not None else str(v.words[0])
     row_ = v.find(word)
     f = int(np.argmax(v.feature_counts)) if v.has_sae else 0
@@ -121,47 +132,101 @@ def scenarios(v, run_id: str) -> list[tuple[str, str, dict, str]]:
         ("page /runs", PAGES_OUT, page("/", ""), "_pages_location.pathname"),
         ("page /words (map)", PAGES_OUT, page("/words", q()), "_pages_location.search"),
         ("page /words?word", PAGES_OUT, page("/words", q(word=word)), "_pages_location.search"),
-        ("page /words?word&color=feature", PAGES_OUT, page("/words", q(word=word, color="feature", feature=f)),
-         "_pages_location.search"),
+        (
+            "page /words?word&color=feature",
+            PAGES_OUT,
+            page("/words", q(word=word, color="feature", feature=f)),
+            "_pages_location.search",
+        ),
         ("page /features (table)", PAGES_OUT, page("/features", q()), "_pages_location.search"),
         ("page /features?feature", PAGES_OUT, page("/features", q(feature=f)), "_pages_location.search"),
         ("page /concepts?group", PAGES_OUT, page("/concepts", q(group=group)), "_pages_location.search"),
         ("page /dimensions?dim", PAGES_OUT, page("/dimensions", q(dim=7)), "_pages_location.search"),
         ("page /geometry", PAGES_OUT, page("/geometry", q()), "_pages_location.search"),
         ("page /jobs", PAGES_OUT, page("/jobs", ""), "_pages_location.pathname"),
-        ("navbar (run picker, links)", "..run-picker.options", page("/words", q(word=word)),
-         "_pages_location.search"),
-        ("run picker change", "lx-nav.href", {"run-picker.value": run_id, **page("/words", q())},
-         "run-picker.value"),
-        ("words: autocomplete", "words-suggestions.children",
-         {"words-search.value": word[:3], "_pages_location.search": q()}, "words-search.value"),
-        ("words: search submit", "words-nav.href",
-         {"words-search.n_submit": 1, "words-search.value": word, **page("/words", q())}, "words-search.n_submit"),
-        ("words: map click", "words-nav.href",
-         {"words-map.clickData": {"points": [{"customdata": [int(row_)]}]}, **page("/words", q())},
-         "words-map.clickData"),
-        ("words: projection change", "words-nav.href",
-         {"words-proj.value": "umap2d", **page("/words", q())}, "words-proj.value"),
-        ("features: table click", "features-nav.href",
-         {"features-table.active_cell": {"row": 0, "column": 0, "row_id": f}, **page("/features", q())},
-         "features-table.active_cell"),
-        ("features: word-map click", "features-nav.href",
-         {"features-wordmap.clickData": {"points": [{"customdata": [int(row_)]}]}, **page("/features", q(feature=f))},
-         "features-wordmap.clickData"),
-        ("features: table sort + page", "..features-table.data",
-         {"features-table.page_current": 3, "features-table.page_size": 12,
-          "features-table.sort_by": [{"column_id": "mono_score", "direction": "desc"}],
-          "features-table.filter_query": "", "_pages_location.search": q()}, "features-table.sort_by"),
-        ("features: table filter", "..features-table.data",
-         {"features-table.page_current": 0, "features-table.page_size": 12, "features-table.sort_by": [],
-          "features-table.filter_query": "{density} > 0.001", "_pages_location.search": q()},
-         "features-table.filter_query"),
-        ("concepts: group change", "concepts-nav.href",
-         {"concepts-group.value": group, **page("/concepts", q())}, "concepts-group.value"),
-        ("dimensions: dim typed", "dims-nav.href", {"dims-input.value": 12, **page("/dimensions", q(dim=7))},
-         "dims-input.value"),
-        ("runs: table click", "runs-nav.href",
-         {"runs-table.active_cell": {"row": 0, "column": 0, "row_id": run_id}}, "runs-table.active_cell"),
+        ("navbar (run picker, links)", "..run-picker.options", page("/words", q(word=word)), "_pages_location.search"),
+        ("run picker change", "lx-nav.href", {"run-picker.value": run_id, **page("/words", q())}, "run-picker.value"),
+        (
+            "words: autocomplete",
+            "words-suggestions.children",
+            {"words-search.value": word[:3], "_pages_location.search": q()},
+            "words-search.value",
+        ),
+        (
+            "words: search submit",
+            "words-nav.href",
+            {"words-search.n_submit": 1, "words-search.value": word, **page("/words", q())},
+            "words-search.n_submit",
+        ),
+        (
+            "words: map click",
+            "words-nav.href",
+            {"words-map.clickData": {"points": [{"customdata": [int(row_)]}]}, **page("/words", q())},
+            "words-map.clickData",
+        ),
+        (
+            "words: projection change",
+            "words-nav.href",
+            {"words-proj.value": "umap2d", **page("/words", q())},
+            "words-proj.value",
+        ),
+        (
+            "features: table click",
+            "features-nav.href",
+            {"features-table.active_cell": {"row": 0, "column": 0, "row_id": f}, **page("/features", q())},
+            "features-table.active_cell",
+        ),
+        (
+            "features: word-map click",
+            "features-nav.href",
+            {
+                "features-wordmap.clickData": {"points": [{"customdata": [int(row_)]}]},
+                **page("/features", q(feature=f)),
+            },
+            "features-wordmap.clickData",
+        ),
+        (
+            "features: table sort + page",
+            "..features-table.data",
+            {
+                "features-table.page_current": 3,
+                "features-table.page_size": 12,
+                "features-table.sort_by": [{"column_id": "mono_score", "direction": "desc"}],
+                "features-table.filter_query": "",
+                "_pages_location.search": q(),
+            },
+            "features-table.sort_by",
+        ),
+        (
+            "features: table filter",
+            "..features-table.data",
+            {
+                "features-table.page_current": 0,
+                "features-table.page_size": 12,
+                "features-table.sort_by": [],
+                "features-table.filter_query": "{density} > 0.001",
+                "_pages_location.search": q(),
+            },
+            "features-table.filter_query",
+        ),
+        (
+            "concepts: group change",
+            "concepts-nav.href",
+            {"concepts-group.value": group, **page("/concepts", q())},
+            "concepts-group.value",
+        ),
+        (
+            "dimensions: dim typed",
+            "dims-nav.href",
+            {"dims-input.value": 12, **page("/dimensions", q(dim=7))},
+            "dims-input.value",
+        ),
+        (
+            "runs: table click",
+            "runs-nav.href",
+            {"runs-table.active_cell": {"row": 0, "column": 0, "row_id": run_id}},
+            "runs-table.active_cell",
+        ),
         ("jobs: list refresh", "jobs-list.children", {"jobs-interval.n_intervals": 1}, "jobs-interval.n_intervals"),
     ]
     return out
@@ -185,9 +250,17 @@ def server_latency(client: DashClient, v, run_id: str, repeats: int) -> dict:
         for _ in range(repeats):
             t, status, _ = client.call(dep, values, changed)
             ms.append(t)
-        res[name] = dict(output=dep["output"], first_ms=round(cold_ms, 2), p50_ms=round(statistics.median(ms), 2),
-                         p95_ms=round(p95(ms), 2), max_ms=round(max(ms), 2), n=len(ms), status=status,
-                         response_kib=round(len(data) / 1024, 1), errors=errors)
+        res[name] = dict(
+            output=dep["output"],
+            first_ms=round(cold_ms, 2),
+            p50_ms=round(statistics.median(ms), 2),
+            p95_ms=round(p95(ms), 2),
+            max_ms=round(max(ms), 2),
+            n=len(ms),
+            status=status,
+            response_kib=round(len(data) / 1024, 1),
+            errors=errors,
+        )
     uncovered = [o for o in client.deps if o not in covered and not client.deps[o].get("clientside_function")]
     return dict(callbacks=res, not_measured=uncovered, scenarios_without_callback=missing)
 
@@ -223,8 +296,16 @@ def browser_first_render(app, pages: list[tuple[str, str]], repeats: int) -> dic
     RemoteConnection.set_timeout(120)
     opts = Options()
     opts.binary_location = "/usr/bin/chromium"
-    for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1440,1000",
-              "--disable-background-networking", "--disable-component-update", "--disable-sync"):
+    for a in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1440,1000",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ):
         opts.add_argument(a)
     driver = webdriver.Chrome(executable_path="/usr/bin/chromedriver", options=opts)
     out = {}
@@ -244,9 +325,13 @@ def browser_first_render(app, pages: list[tuple[str, str]], repeats: int) -> dic
                         break
                     time.sleep(0.02)
                 times.append((time.perf_counter() - t0) * 1000 if ok else float("nan"))
-            out[name] = dict(url=url, first_ms=round(times[0], 1),
-                             warm_median_ms=round(statistics.median(times[1:]), 1) if len(times) > 1 else None,
-                             values_ms=[round(t, 1) for t in times], rendered=bool(np.isfinite(times).all()))
+            out[name] = dict(
+                url=url,
+                first_ms=round(times[0], 1),
+                warm_median_ms=round(statistics.median(times[1:]), 1) if len(times) > 1 else None,
+                values_ms=[round(t, 1) for t in times],
+                rendered=bool(np.isfinite(times).all()),
+            )
     finally:
         driver.quit()
         server.shutdown()
@@ -255,11 +340,14 @@ def browser_first_render(app, pages: list[tuple[str, str]], repeats: int) -> dic
 
 def run(quick: bool = False, repeats: int | None = None) -> dict:
     import logging
+
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     root = find_store(quick)
     from dashboard.lib import store
+
     store.configure(root)
     from dashboard.app import app
+
     client = DashClient(app)
     run_id = store.default_run_id()
     v = store.view(run_id)
@@ -268,11 +356,15 @@ def run(quick: bool = False, repeats: int | None = None) -> dict:
 
     word = "king" if v.find("king") is not None else str(v.words[0])
     f = int(np.argmax(v.feature_counts)) if v.has_sae else 0
-    pages = [("/runs", "/"), ("/words", f"/words?run={run_id}&word={word}"),
-             ("/features", f"/features?run={run_id}&feature={f}"),
-             ("/concepts", f"/concepts?run={run_id}&group={v.group_names[0] if v.group_names else ''}"),
-             ("/dimensions", f"/dimensions?run={run_id}&dim=7"), ("/geometry", f"/geometry?run={run_id}"),
-             ("/jobs", "/jobs")]
+    pages = [
+        ("/runs", "/"),
+        ("/words", f"/words?run={run_id}&word={word}"),
+        ("/features", f"/features?run={run_id}&feature={f}"),
+        ("/concepts", f"/concepts?run={run_id}&group={v.group_names[0] if v.group_names else ''}"),
+        ("/dimensions", f"/dimensions?run={run_id}&dim=7"),
+        ("/geometry", f"/geometry?run={run_id}"),
+        ("/jobs", "/jobs"),
+    ]
     browser_error = None
     try:
         browser = browser_first_render(app, pages[:2] if quick else pages, 2 if quick else 4)
@@ -283,21 +375,51 @@ def run(quick: bool = False, repeats: int | None = None) -> dict:
     worst = max(cbs.items(), key=lambda kv: kv[1]["p95_ms"])
     table = []
     for name, c in cbs.items():
-        table.append(row("5 dashboard", f"callback {name}: p50 / p95 (first {c['first_ms']:.0f} ms)",
-                         f"{c['p50_ms']:.0f} / {c['p95_ms']:.0f} ms", None, None, f"p95 < {TARGET_MS:g} ms",
-                         c["p95_ms"] < TARGET_MS and not c["errors"]))
+        table.append(
+            row(
+                "5 dashboard",
+                f"callback {name}: p50 / p95 (first {c['first_ms']:.0f} ms)",
+                f"{c['p50_ms']:.0f} / {c['p95_ms']:.0f} ms",
+                None,
+                None,
+                f"p95 < {TARGET_MS:g} ms",
+                c["p95_ms"] < TARGET_MS and not c["errors"],
+            )
+        )
     for name, b in browser.items():
-        table.append(row("5 dashboard", f"first render {name} in headless Chromium (cold / warm median)",
-                         f"{b['first_ms']:.0f} / {b['warm_median_ms'] or float('nan'):.0f} ms", None, None, "",
-                         b["rendered"] or None))
-    notes = [f"{repeats} warm repeats per callback after one cold call (first_ms); Flask test client, "
-             "one process, requests built from /_dash-dependencies",
-             "jobs submit / cancel callbacks not measured: they queue or cancel real jobs"]
+        table.append(
+            row(
+                "5 dashboard",
+                f"first render {name} in headless Chromium (cold / warm median)",
+                f"{b['first_ms']:.0f} / {b['warm_median_ms'] or float('nan'):.0f} ms",
+                None,
+                None,
+                "",
+                b["rendered"] or None,
+            )
+        )
+    notes = [
+        f"{repeats} warm repeats per callback after one cold call (first_ms); Flask test client, "
+        "one process, requests built from /_dash-dependencies",
+        "jobs submit / cancel callbacks not measured: they queue or cancel real jobs",
+    ]
     if browser_error:
         notes.append(f"browser timing failed: {browser_error}")
-    return dict(params=dict(store=str(root), run_id=run_id, n_words=int(v.n),
-                            n_features=int(v.n_features) if v.has_sae else 0, repeats=repeats),
-                figures=dict(server=server, browser=browser, worst_callback=worst[0],
-                             worst_p95_ms=worst[1]["p95_ms"],
-                             all_p95_under_target=all(c["p95_ms"] < TARGET_MS for c in cbs.values())),
-                table=table, notes=notes)
+    return dict(
+        params=dict(
+            store=str(root),
+            run_id=run_id,
+            n_words=int(v.n),
+            n_features=int(v.n_features) if v.has_sae else 0,
+            repeats=repeats,
+        ),
+        figures=dict(
+            server=server,
+            browser=browser,
+            worst_callback=worst[0],
+            worst_p95_ms=worst[1]["p95_ms"],
+            all_p95_under_target=all(c["p95_ms"] < TARGET_MS for c in cbs.values()),
+        ),
+        table=table,
+        notes=notes,
+    )

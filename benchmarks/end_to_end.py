@@ -6,6 +6,7 @@ grows with n.
 Each size runs in its own subprocess (`python -m benchmarks.end_to_end --worker ...`) so that its peak
 memory is its own. Stage times come from the pipeline's progress stages; the functions inside them are
 wrapped with timers too (e.g. UMAP 3D and 2D separately, the two k-NN graphs)."""
+
 from __future__ import annotations
 
 import argparse
@@ -32,26 +33,40 @@ def store_dir(n: int, quick: bool) -> Path:
 
 
 def run_config(n: int, quick: bool, word_list: Path):
-    from compute.config import ProjectionConfig, RunConfig, SAEConfig, VocabularyConfig
-    sae = SAEConfig(arch="topk", d_sae=128, k=16, steps=40) if quick else SAEConfig(arch="topk", d_sae=4096, k=16)
+    from compute.config import ProjectionConfig, RunConfig, TopKConfig, VocabularyConfig
+
+    sae = TopKConfig(d_sae=128, k=16, steps=40) if quick else TopKConfig(d_sae=4096, k=16)
     proj = ProjectionConfig(umap_epochs=30) if quick else ProjectionConfig()
-    return RunConfig(name=f"glove-{n // 1000}k", model="glove-6b-50d",
-                     vocabulary=VocabularyConfig(top_n=0, word_lists=[str(word_list)]), sae=sae, projections=proj)
+    return RunConfig(
+        name=f"glove-{n // 1000}k",
+        model="glove-6b-50d",
+        vocabulary=VocabularyConfig(top_n=0, word_lists=[str(word_list)]),
+        sae=sae,
+        projections=proj,
+    )
 
 
 # ---------------------------------------------------------------- worker (one size, own process)
 
 INSTRUMENTED = [  # (module, function): timed on every call
-    ("compute.vocabulary", "build"), ("compute.embeddings", "load_static"), ("compute.geometry", "analyse"),
-    ("compute.geometry", "fit_enhancement"), ("compute.geometry", "enhancement_output"),
-    ("compute.similarity", "word_similarity"), ("compute.projections", "knn_cosine"),
-    ("compute.projections", "umap_embed"), ("compute.sae", "fit"), ("compute.features", "sae_output"),
-    ("compute.features", "sae_similarity_output"), ("store.writer", "RunWriter.write_all"),
+    ("compute.vocabulary", "build"),
+    ("compute.embeddings", "load_static"),
+    ("compute.geometry", "analyse"),
+    ("compute.geometry", "fit_enhancement"),
+    ("compute.geometry", "enhancement_output"),
+    ("compute.similarity", "word_similarity"),
+    ("compute.projections", "knn_cosine"),
+    ("compute.projections", "umap_embed"),
+    ("compute.sae", "fit"),
+    ("compute.features", "sae_output"),
+    ("compute.features", "sae_similarity_output"),
+    ("store.writer", "RunWriter.write_all"),
 ]
 
 
 def _instrument(calls: list, mem: PeakMemory):
     import importlib
+
     for mod_name, fn_name in INSTRUMENTED:
         try:
             mod = importlib.import_module(mod_name)
@@ -76,15 +91,22 @@ def _instrument(calls: list, mem: PeakMemory):
                     label += f"[{a[3] if len(a) > 3 else kw.get('n_components')}d]"
                 if __name.endswith("knn_cosine"):
                     label += f"[k={a[1] if len(a) > 1 else kw.get('k')}]"
-                calls.append(dict(call=label, s=round(time.perf_counter() - t0, 3),
-                                  cpu_s=round(time.process_time() - c0, 3),
-                                  peak_rss_gib=round(mem.mark() / 2**30, 3)))
+                calls.append(
+                    dict(
+                        call=label,
+                        s=round(time.perf_counter() - t0, 3),
+                        cpu_s=round(time.process_time() - c0, 3),
+                        peak_rss_gib=round(mem.mark() / 2**30, 3),
+                    )
+                )
+
         setattr(owner, attr, functools.wraps(fn)(wrapped))
 
 
 def worker(n: int, quick: bool, out: Path):
     import logging
     import warnings
+
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
     t_start = time.perf_counter()
@@ -108,6 +130,7 @@ def worker(n: int, quick: bool, out: Path):
     if threads:
         import torch
         from threadpoolctl import threadpool_limits
+
         torch.set_num_threads(threads)
         limits = threadpool_limits(limits=threads)
     with PeakMemory(0.05) as mem, limits:
@@ -120,25 +143,33 @@ def worker(n: int, quick: bool, out: Path):
             s[1], s[3] = t, c
 
         t0 = time.perf_counter()
-        ids = precompute_run(cfg, store=root, device="cpu", force=True,
-                             progress=Progress(on_progress, show=False))
+        ids = precompute_run(cfg, store=root, device="cpu", force=True, progress=Progress(on_progress, show=False))
         total = time.perf_counter() - t0
     path = root / "runs" / f"{ids[0]}.h5"
     r = Run(path)
     rows = int(r.summary()["n_words"])
     r.close()
     result = dict(
-        n_requested=n, n_rows=rows, run_id=ids[0], store=str(root), total_s=round(total, 2),
+        n_requested=n,
+        n_rows=rows,
+        run_id=ids[0],
+        store=str(root),
+        total_s=round(total, 2),
         stages={k: round(v[1] - v[0], 2) for k, v in stages.items()},
-        stages_cpu_s={k: round(v[3] - v[2], 2) for k, v in stages.items()}, calls=calls,
+        stages_cpu_s={k: round(v[3] - v[2], 2) for k, v in stages.items()},
+        calls=calls,
         total_cpu_s=round(time.process_time(), 2),
-        peak_rss_gib=round(mem.peak / 2**30, 3), ru_maxrss_gib=round(ru_maxrss_bytes() / 2**30, 3),
-        store_mib=round(path.stat().st_size / 2**20, 1), cores=os.cpu_count(),
-        torch_blas_threads=threads or "library defaults")
+        peak_rss_gib=round(mem.peak / 2**30, 3),
+        ru_maxrss_gib=round(ru_maxrss_bytes() / 2**30, 3),
+        store_mib=round(path.stat().st_size / 2**20, 1),
+        cores=os.cpu_count(),
+        torch_blas_threads=threads or "library defaults",
+    )
     out.write_text(json.dumps(result, indent=1))
 
 
 # ---------------------------------------------------------------- the benchmark
+
 
 def result_file(n: int, quick: bool) -> Path:
     return work_dir() / f"e2e-{n}{'-quick' if quick else ''}.json"
@@ -158,8 +189,9 @@ def run_size(n: int, quick: bool, timeout_s: int = 2700) -> dict:
         cmd.append("--quick")
     print(f"[end_to_end] n={n:,} ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
-                          timeout=timeout_s)
+    proc = subprocess.run(
+        cmd, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=timeout_s
+    )
     if proc.returncode != 0 or not out.is_file():
         tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
         raise RuntimeError(f"end-to-end worker n={n} failed (rc {proc.returncode}): {' | '.join(tail)}")
@@ -171,30 +203,47 @@ def run_size(n: int, quick: bool, timeout_s: int = 2700) -> dict:
 
 
 def notes() -> list[str]:
-    return [f"torch and BLAS/OpenMP threads = {bench_threads() or 'library defaults'} (LEXISCOPE_BENCH_THREADS); "
-            "numba (UMAP, pynndescent) keeps its default",
-            "stages_cpu_s / total_cpu_s: process CPU time (all threads), steadier than wall time when other "
-            "jobs share the cores",
-            "per-call figures (calls) time the functions inside the stages; peak_rss_gib per call is the "
-            "largest RSS sampled (every 50 ms) during that call"]
+    return [
+        f"torch and BLAS/OpenMP threads = {bench_threads() or 'library defaults'} (LEXISCOPE_BENCH_THREADS); "
+        "numba (UMAP, pynndescent) keeps its default",
+        "stages_cpu_s / total_cpu_s: process CPU time (all threads), steadier than wall time when other "
+        "jobs share the cores",
+        "per-call figures (calls) time the functions inside the stages; peak_rss_gib per call is the "
+        "largest RSS sampled (every 50 ms) during that call",
+    ]
 
 
 def run(quick: bool = False) -> dict:
     """All 400k GloVe words (quick: 2,000), one run: it takes minutes, so repeats = 1."""
     n = QUICK_SIZES[-1] if quick else FULL_SIZES[-1]
     r = run_size(n, quick)
-    table = [row("4 end to end", f"GloVe n={r['n_rows']:,}: total wall time (process CPU time "
-                 f"{r['total_cpu_s']:.0f} s)", r["total_s"], unit="s",
-                 target="< 15 min" if not quick else "", met=r["total_s"] < TARGET_S if not quick else None),
-             row("4 end to end", f"GloVe n={r['n_rows']:,}: peak memory (RSS)", r["peak_rss_gib"],
-                 unit="GiB", target="<= 8 GiB" if not quick else "",
-                 met=r["peak_rss_gib"] <= TARGET_GIB if not quick else None),
-             row("4 end to end", f"GloVe n={r['n_rows']:,}: store size", r["store_mib"], unit="MiB")]
+    table = [
+        row(
+            "4 end to end",
+            f"GloVe n={r['n_rows']:,}: total wall time (process CPU time {r['total_cpu_s']:.0f} s)",
+            r["total_s"],
+            unit="s",
+            target="< 15 min" if not quick else "",
+            met=r["total_s"] < TARGET_S if not quick else None,
+        ),
+        row(
+            "4 end to end",
+            f"GloVe n={r['n_rows']:,}: peak memory (RSS)",
+            r["peak_rss_gib"],
+            unit="GiB",
+            target="<= 8 GiB" if not quick else "",
+            met=r["peak_rss_gib"] <= TARGET_GIB if not quick else None,
+        ),
+        row("4 end to end", f"GloVe n={r['n_rows']:,}: store size", r["store_mib"], unit="MiB"),
+    ]
     for st, s in r["stages"].items():
         table.append(row("4 end to end", f"stage '{st}' (CPU {r['stages_cpu_s'].get(st, 0):.1f} s)", s, unit="s"))
-    return dict(params=dict(n=n, repeats=1, sae="topk d_sae=4096 k=16" if not quick else
-                            "topk d_sae=128 k=16 steps=40"), figures=dict(run=r), table=table,
-                notes=["one run (it takes minutes); repeats = 1"] + notes())
+    return dict(
+        params=dict(n=n, repeats=1, sae="topk d_sae=4096 k=16" if not quick else "topk d_sae=128 k=16 steps=40"),
+        figures=dict(run=r),
+        table=table,
+        notes=["one run (it takes minutes); repeats = 1"] + notes(),
+    )
 
 
 def main():

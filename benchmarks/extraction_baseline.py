@@ -5,6 +5,7 @@
 naive_extract follows the usual example code: encode each sentence alone with default settings, then average
 each word's sub-token vectors in Python (via the tokenizer's word_ids) and accumulate per word.
 """
+
 import argparse
 import json
 import os
@@ -62,7 +63,7 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     tok, model = load_transformer(args.model)
-    sentences = read_corpus(args.corpus)[:args.limit]
+    sentences = read_corpus(args.corpus)[: args.limit]
     # Words seen in the corpus, so both sides do only corpus work (no isolated encodings).
     words = sorted({w.lower() for s in sentences for w in re.findall(r"[^\W\d_]+", s)})
     n_tokens = sum(len(x) for x in tok(sentences, truncation=True)["input_ids"])
@@ -77,13 +78,27 @@ def main():
 
     # Word boundaries differ slightly (word_ids splits "don't"); compare the words both found equally often.
     same = (naive_n == ex.n_contexts) & (naive_n > 0)
-    result = dict(model=args.model, corpus=args.corpus, sentences=len(sentences), tokens=n_tokens,
-                  words=len(words), layers=len(ex.layers), threads=torch.get_num_threads(),
-                  batch_size=args.batch_size, naive_s=round(t_naive, 2), extract_s=round(t_fast, 2),
-                  naive_tokens_per_s=round(n_tokens / t_naive), extract_tokens_per_s=round(n_tokens / t_fast),
-                  speedup=round(t_naive / t_fast, 2), naive_cpu_s=round(c_naive, 2), extract_cpu_s=round(c_fast, 2),
-                  cpu_speedup=round(c_naive / c_fast, 2), load_average=os.getloadavg()[0],
-                  max_abs_diff=float(np.abs(naive - ex.word_vectors)[:, same].max()), words_compared=int(same.sum()))
+    result = dict(
+        model=args.model,
+        corpus=args.corpus,
+        sentences=len(sentences),
+        tokens=n_tokens,
+        words=len(words),
+        layers=len(ex.layers),
+        threads=torch.get_num_threads(),
+        batch_size=args.batch_size,
+        naive_s=round(t_naive, 2),
+        extract_s=round(t_fast, 2),
+        naive_tokens_per_s=round(n_tokens / t_naive),
+        extract_tokens_per_s=round(n_tokens / t_fast),
+        speedup=round(t_naive / t_fast, 2),
+        naive_cpu_s=round(c_naive, 2),
+        extract_cpu_s=round(c_fast, 2),
+        cpu_speedup=round(c_naive / c_fast, 2),
+        load_average=os.getloadavg()[0],
+        max_abs_diff=float(np.abs(naive - ex.word_vectors)[:, same].max()),
+        words_compared=int(same.sum()),
+    )
     print(json.dumps(result, indent=2))
     if args.out:
         with open(args.out, "w") as fh:

@@ -3,6 +3,7 @@
 The 400k point is the end_to_end benchmark's run (left in the work dir); the smaller sizes run here, each in
 its own process. A size whose estimated time would pass the run's deadline (python -m benchmarks
 --budget-min) is skipped and listed as such."""
+
 from __future__ import annotations
 
 import json
@@ -61,18 +62,38 @@ def run(quick: bool = False) -> dict:
     rows = []
     for st, t in table_.items():
         g = ", ".join("–" if x is None else str(x) for x in t["growth_cpu"])
-        rows.append(row("4 scaling", f"'{st}' CPU s at n = {sizes_s} (growth exponents {g})",
-                        " / ".join(f"{x:.0f}" if x is not None else "–" for x in t["cpu_s"])))
-    rows.append(row("4 scaling", f"peak memory GiB at n = {sizes_s} (growth {', '.join(str(x) for x in growth(ns, peak))})",
-                    " / ".join(f"{x:.2f}" for x in peak)))
+        rows.append(
+            row(
+                "4 scaling",
+                f"'{st}' CPU s at n = {sizes_s} (growth exponents {g})",
+                " / ".join(f"{x:.0f}" if x is not None else "–" for x in t["cpu_s"]),
+            )
+        )
+    rows.append(
+        row(
+            "4 scaling",
+            f"peak memory GiB at n = {sizes_s} (growth {', '.join(str(x) for x in growth(ns, peak))})",
+            " / ".join(f"{x:.2f}" for x in peak),
+        )
+    )
     rows.append(row("4 scaling", f"store MiB at n = {sizes_s}", " / ".join(f"{x:.0f}" for x in store)))
-    return dict(params=dict(sizes=list(sizes), measured=order, skipped=skipped, repeats=1),
-                figures=dict(n_rows=ns, stages=table_, peak_rss_gib=peak, store_mib=store,
-                             runs={str(n): runs[n] for n in order if n != biggest}),
-                table=rows,
-                notes=["one run per size; repeats = 1; the largest size is the end_to_end benchmark's run",
-                       "growth exponent = log(t2/t1)/log(n2/n1) between consecutive sizes, of process CPU time "
-                       "(wall times, noisier on the shared machine, are in the figures): 1 = linear, "
-                       "2 = quadratic; fixed costs (SAE steps do not depend on n, numba compilation) pull "
-                       "exponents below 1 at small n"]
-                + ([f"skipped (would pass the run's time budget): {skipped}"] if skipped else []) + notes())
+    return dict(
+        params=dict(sizes=list(sizes), measured=order, skipped=skipped, repeats=1),
+        figures=dict(
+            n_rows=ns,
+            stages=table_,
+            peak_rss_gib=peak,
+            store_mib=store,
+            runs={str(n): runs[n] for n in order if n != biggest},
+        ),
+        table=rows,
+        notes=[
+            "one run per size; repeats = 1; the largest size is the end_to_end benchmark's run",
+            "growth exponent = log(t2/t1)/log(n2/n1) between consecutive sizes, of process CPU time "
+            "(wall times, noisier on the shared machine, are in the figures): 1 = linear, "
+            "2 = quadratic; fixed costs (SAE steps do not depend on n, numba compilation) pull "
+            "exponents below 1 at small n",
+        ]
+        + ([f"skipped (would pass the run's time budget): {skipped}"] if skipped else [])
+        + notes(),
+    )

@@ -1,14 +1,18 @@
 """Typed, validated plans. A plan is a YAML file listing runs; see compute/data/default_plan.yaml."""
+
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -35,7 +39,8 @@ class VocabularyConfig(_Strict):
     word_lists: list[str] = Field(default_factory=list, description="extra word-list files, one word a line")
     words: list[str] = Field(default_factory=list, description="extra words given inline")
     concept_groups: str | dict[str, list[str]] | None = Field(
-        "default", description="'default', a YAML/TSV file, an inline {group: [words]} mapping, or null")
+        "default", description="'default', a YAML/TSV file, an inline {group: [words]} mapping, or null"
+    )
     include_group_words: bool = True
 
 
@@ -59,33 +64,94 @@ class ProjectionConfig(_Strict):
     seed: int = 0
 
 
-class SAEConfig(_Strict):
-    arch: Literal["topk", "relu_l1"] = "topk"
+class _SAEBase(_Strict):
+    """Settings every SAE architecture shares; each architecture's class adds only its own."""
+
     d_sae: int | None = Field(None, ge=1)
     expansion: float | None = Field(None, gt=0, description="d_sae = expansion x d when d_sae is not given")
-    k: int = Field(8, ge=1)
-    l1: float = Field(5.0, ge=0, description="relu_l1: L1 coefficient")
-    l1_warmup_frac: float = Field(0.05, ge=0, le=1)
-    aux_k: int | None = Field(None, ge=1, description="topk: AuxK dead-feature revival; default d/2")
-    aux_coef: float = Field(1 / 32, ge=0)
     dead_steps: int = Field(200, ge=1, description="steps without firing before a feature counts as dead")
     lr: float = Field(5e-3, gt=0, description="Adam learning rate (peak; warm-up 1%, linear decay over the last 20%)")
     batch_size: int = Field(512, ge=1)
-    steps: int | None = Field(None, ge=1, description="default: from n, d and d_sae (compute/sae.py default_steps)")
+    steps: int | None = Field(None, ge=1, description="default: from n, d and d_sae (compute/sae/train.py)")
     epochs: float | None = Field(None, gt=0)
     log_every: int = Field(50, ge=1)
     seed: int = 0
-
-    @model_validator(mode="after")
-    def _check(self):
-        if self.d_sae is not None and self.arch == "topk" and self.k > self.d_sae:
-            raise ValueError(f"k ({self.k}) must not exceed d_sae ({self.d_sae})")
-        return self
 
     def width(self, d: int) -> int:
         if self.d_sae is not None:
             return self.d_sae
         return max(1, int(round((self.expansion or 8.0) * d)))
+
+    def summary_attrs(self) -> dict:
+        """The architecture's headline settings, stored as `/sae` attributes beside `arch` and `d_sae`."""
+        return {}
+
+
+class _KSparse(_SAEBase):
+    """Shared by the architectures that keep k active features per word (on average for batch_topk)."""
+
+    k: int = Field(8, ge=1)
+    aux_k: int | None = Field(None, ge=1, description="AuxK dead-feature revival; default d/2")
+    aux_coef: float = Field(1 / 32, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.d_sae is not None and self.k > self.d_sae:
+            raise ValueError(f"k ({self.k}) must not exceed d_sae ({self.d_sae})")
+        return self
+
+    def summary_attrs(self) -> dict:
+        return {"k": int(self.k)}
+
+
+class TopKConfig(_KSparse):
+    """TopK (Gao et al. 2024): the k largest pre-activations of each word."""
+
+    arch: Literal["topk"] = "topk"
+
+
+class ReluL1Config(_SAEBase):
+    """ReLU + L1 penalty (Anthropic, "Towards Monosemanticity" + the April 2024 update)."""
+
+    arch: Literal["relu_l1"] = "relu_l1"
+    l1: float = Field(5.0, ge=0, description="L1 coefficient")
+    l1_warmup_frac: float = Field(0.05, ge=0, le=1)
+
+    def summary_attrs(self) -> dict:
+        return {"l1": float(self.l1)}
+
+
+class BatchTopKConfig(_KSparse):
+    """BatchTopK (Bussmann et al. 2024): the k x B largest pre-activations of a batch in training; at
+    inference the features above a learned threshold."""
+
+    arch: Literal["batch_topk"] = "batch_topk"
+    threshold_lr: float = Field(0.01, gt=0, le=1, description="step of the threshold's moving average")
+
+
+def _sae_arch(v) -> str:
+    """The union's tag: `arch`, topk when omitted."""
+    return v.get("arch", "topk") if isinstance(v, dict) else getattr(v, "arch", "topk")
+
+
+# One entry per architecture (its class in compute/sae/ is registered under the same tag).
+SAEConfig = Annotated[
+    Annotated[TopKConfig, Tag("topk")]
+    | Annotated[ReluL1Config, Tag("relu_l1")]
+    | Annotated[BatchTopKConfig, Tag("batch_topk")],
+    Discriminator(_sae_arch),
+]
+SAE_CONFIGS = (TopKConfig, ReluL1Config, BatchTopKConfig)
+SAE_ARCHS = tuple(c.model_fields["arch"].default for c in SAE_CONFIGS)
+_SAE_ADAPTER = TypeAdapter(SAEConfig)
+
+
+def sae_config(data) -> _SAEBase:
+    """Validate an SAE config dict (arch picks the class); raises PlanError with a one-line message."""
+    try:
+        return _SAE_ADAPTER.validate_python(data)
+    except ValidationError as e:
+        raise PlanError(format_validation_error(e, "sae")) from None
 
 
 class STSConfig(_Strict):
@@ -106,7 +172,7 @@ class RunConfig(_Strict):
     vocabulary: VocabularyConfig = Field(default_factory=VocabularyConfig)
     geometry: GeometryConfig = Field(default_factory=GeometryConfig)
     projections: ProjectionConfig = Field(default_factory=ProjectionConfig)
-    sae: SAEConfig | None = Field(default_factory=SAEConfig)
+    sae: SAEConfig | None = Field(default_factory=TopKConfig)
     sts: STSConfig | None = None
     batch_size: int = Field(64, ge=1, description="contextual models: sentences per forward pass")
 
@@ -133,10 +199,17 @@ class Plan(_Strict):
 def format_validation_error(e: ValidationError, prefix: str = "plan") -> str:
     """The first error as one line: 'plan.runs[0].geometry.pairs: Input should be ...'."""
     err = e.errors()[0]
-    where = prefix
-    for part in err["loc"]:
+    where, arch = prefix, None
+    for i, part in enumerate(err["loc"]):
+        if part in SAE_ARCHS and (err["loc"][i - 1] if i else prefix) == "sae":
+            arch = part  # the union tag pydantic inserts: sae.topk.k -> sae.k
+            continue
         where += f"[{part}]" if isinstance(part, int) else f".{part}"
     msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "union_tag_invalid":
+        where, msg = where + ".arch", f"'{err['ctx']['tag']}' is not one of {', '.join(map(repr, SAE_ARCHS))}"
+    elif err["type"] == "extra_forbidden" and arch is not None:
+        msg = f"not a setting of arch '{arch}'"
     extra = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
     return f"{where}: {msg}{extra}"
 

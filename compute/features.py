@@ -3,27 +3,25 @@
 `sae_output` builds the `/sae` OUTPUT dict of a run (see docs/store.md, section "SAE").
 Shapes in names: n words, D input dim, F features, G concept groups.
 """
+
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
-from compute.sae import SAE, encode_numpy, fvu as sae_fvu
+from compute.linalg import unit_rows
+from compute.sae import SAE, encode_numpy
+from compute.sae import fvu as sae_fvu
+from store import schema
 
 TOP_WORDS = 50
 QUANTILE_BINS, QUANTILE_WORDS = 5, 5
 DECODER_NEIGHBORS = 20
 CORRELATED = 10
 INTRUSION_TOP = 5
-
-
-def _unit_rows(M: np.ndarray) -> np.ndarray:
-    M = np.asarray(M, dtype=np.float32)
-    norms = np.linalg.norm(M, axis=1, keepdims=True)
-    return np.divide(M, norms, out=np.zeros_like(M), where=norms > 0)
 
 
 def _top_rows(S_nF: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -38,15 +36,15 @@ def _top_rows(S_nF: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
 def match_features(W_dec_L: np.ndarray, W_dec_next: np.ndarray, chunk: int = 4096):
     """For every decoder direction of layer L, the nearest one in the other layer by cosine:
     (idx (F,) int32, cos (F,) float32)."""
-    A, B = _unit_rows(W_dec_L), _unit_rows(W_dec_next)
+    A, B = unit_rows(W_dec_L, np.float32), unit_rows(W_dec_next, np.float32)
     if A.shape[1] != B.shape[1]:
         raise ValueError(f"W_dec_next: input dims differ ({A.shape[1]} vs {B.shape[1]})")
     idx = np.empty(len(A), dtype=np.int32)
     cos = np.empty(len(A), dtype=np.float32)
     for s in range(0, len(A), chunk):
-        C = A[s:s + chunk] @ B.T
-        idx[s:s + chunk] = C.argmax(1)
-        cos[s:s + chunk] = C[np.arange(len(C)), idx[s:s + chunk]]
+        C = A[s : s + chunk] @ B.T
+        idx[s : s + chunk] = C.argmax(1)
+        cos[s : s + chunk] = C[np.arange(len(C)), idx[s : s + chunk]]
     return idx, cos
 
 
@@ -62,13 +60,12 @@ def column_top(acts_nF: sp.csr_matrix, m: int = TOP_WORDS):
         keep = data > 0
         data, rows = data[keep], rows[keep]
         order = np.lexsort((rows, -data))[:m]  # ties: lower row (more frequent word) first
-        words[f, :len(order)] = rows[order]
-        vals[f, :len(order)] = data[order]
+        words[f, : len(order)] = rows[order]
+        vals[f, : len(order)] = data[order]
     return words, vals
 
 
-def quantile_groups(acts_nF: sp.csr_matrix, seed: int = 0, bins: int = QUANTILE_BINS,
-                    per_bin: int = QUANTILE_WORDS):
+def quantile_groups(acts_nF: sp.csr_matrix, seed: int = 0, bins: int = QUANTILE_BINS, per_bin: int = QUANTILE_WORDS):
     """sae_vis-style interval groups: the range (0, max] of each feature split into `bins` equal-width
     intervals, highest first; from each, `per_bin` seeded random words, sorted by activation.
     Returns (words (F,bins,per_bin) int32 -1 padded, acts (F,bins,per_bin) float32 0 padded)."""
@@ -92,8 +89,8 @@ def quantile_groups(acts_nF: sp.csr_matrix, seed: int = 0, bins: int = QUANTILE_
             if len(sel) > per_bin:
                 sel = rng.choice(sel, per_bin, replace=False)
             sel = sel[np.argsort(-data[sel], kind="stable")]
-            words[f, q, :len(sel)] = rows[sel]
-            vals[f, q, :len(sel)] = data[sel]
+            words[f, q, : len(sel)] = rows[sel]
+            vals[f, q, : len(sel)] = data[sel]
     return words, vals
 
 
@@ -141,14 +138,14 @@ def correlated_features(acts_nF: sp.csr_matrix, m: int = CORRELATED):
 
 def decoder_neighbors(sae: SAE, X: np.ndarray, m: int = DECODER_NEIGHBORS, chunk: int = 512):
     """The m words whose centred vectors (x - mu) are nearest each decoder direction by cosine."""
-    U_nD = _unit_rows(np.asarray(X, np.float32) - sae.mu.numpy())
-    W_FD = _unit_rows(sae.W_dec.detach().numpy())
+    U_nD = unit_rows(np.asarray(X, np.float32) - sae.mu.numpy(), np.float32)
+    W_FD = unit_rows(sae.W_dec.detach().numpy(), np.float32)
     F = len(W_FD)
     idx = np.empty((F, min(m, len(U_nD))), dtype=np.int32)
     cos = np.empty(idx.shape, dtype=np.float32)
     for s in range(0, F, chunk):
-        i, c = _top_rows(U_nD @ W_FD[s:s + chunk].T, m)
-        idx[s:s + chunk], cos[s:s + chunk] = i, c
+        i, c = _top_rows(U_nD @ W_FD[s : s + chunk].T, m)
+        idx[s : s + chunk], cos[s : s + chunk] = i, c
     return idx, cos
 
 
@@ -161,8 +158,9 @@ def feature_map(W_dec: np.ndarray, seed: int = 0) -> np.ndarray:
         return np.zeros((F, 2), dtype=np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        emb = umap.UMAP(n_components=2, metric="cosine", n_neighbors=min(15, F - 1), min_dist=0.1,
-                        random_state=seed).fit_transform(np.asarray(W_dec, np.float32))
+        emb = umap.UMAP(
+            n_components=2, metric="cosine", n_neighbors=min(15, F - 1), min_dist=0.1, random_state=seed
+        ).fit_transform(np.asarray(W_dec, np.float32))
     return emb.astype(np.float32)
 
 
@@ -187,7 +185,7 @@ def dist_ratio(S_nF, X: np.ndarray, seed: int = 0, top: int = INTRUSION_TOP, pos
         if dense:
             c = S[:, f]
             order = np.argsort(-c, kind="stable")
-            head = order[:max(tenth, top)]
+            head = order[: max(tenth, top)]
             if positive_only:
                 head = head[c[head] > 0]
             mask = c <= np.median(c)
@@ -196,7 +194,7 @@ def dist_ratio(S_nF, X: np.ndarray, seed: int = 0, top: int = INTRUSION_TOP, pos
             lo, hi = S.indptr[f], S.indptr[f + 1]
             rows, data = S.indices[lo:hi], S.data[lo:hi]
             rows, data = rows[data > 0], data[data > 0]
-            head = rows[np.lexsort((rows, -data))][:max(tenth, top)]
+            head = rows[np.lexsort((rows, -data))][: max(tenth, top)]
             if 2 * len(rows) < n:  # the median is 0: the bottom half is every word with activation 0
                 active = np.sort(rows)
                 in_bottom.append(lambda r, active=active: ~np.isin(r, active, assume_unique=False))
@@ -246,8 +244,17 @@ def intrusion_scores(acts_nF: sp.csr_matrix, X: np.ndarray, seed: int = 0) -> di
     return dict(per_feature=per_feature, intrusion=sae_score, intrusion_raw=raw, intrusion_rotated=rotated)
 
 
-def sae_output(sae: SAE, X: np.ndarray, words: Sequence[str], groups: np.ndarray, group_names: list[str],
-               cfg, history, seed: int = 0, progress=None) -> dict:
+def sae_output(
+    sae: SAE,
+    X: np.ndarray,
+    words: Sequence[str],
+    groups: np.ndarray,
+    group_names: list[str],
+    cfg,
+    history,
+    seed: int = 0,
+    progress=None,
+) -> dict:
     """The `/sae` OUTPUT dict of a run (paths relative to the run root); see docs/store.md "SAE"."""
     step = progress or (lambda stage, frac: None)
     X = np.asarray(X, dtype=np.float32)
@@ -273,36 +280,43 @@ def sae_output(sae: SAE, X: np.ndarray, words: Sequence[str], groups: np.ndarray
     fmap = feature_map(W_dec, seed)
     step("features", 1.0)
 
-    attrs = dict(arch=sae.arch, d_sae=int(F), k=int(cfg.k), l1=float(cfg.l1),
-                 fvu=sae_fvu(sae, X, acts), l0=float(acts.getnnz(1).mean()) if n else 0.0,
-                 dead_frac=float((density == 0).mean()),
-                 intrusion=intr["intrusion"], intrusion_raw=intr["intrusion_raw"],
-                 intrusion_rotated=intr["intrusion_rotated"], config=sae.config)
+    attrs = dict(
+        arch=sae.arch,
+        d_sae=int(F),
+        **cfg.summary_attrs(),
+        fvu=sae_fvu(sae, X, acts),
+        l0=float(acts.getnnz(1).mean()) if n else 0.0,
+        dead_frac=float((density == 0).mean()),
+        intrusion=intr["intrusion"],
+        intrusion_raw=intr["intrusion_raw"],
+        intrusion_rotated=intr["intrusion_rotated"],
+        config=sae.config,
+    )
     out = {
-        "sae": attrs,
-        "sae/W_enc": sae.W_enc.detach().numpy().astype(np.float32),
-        "sae/b_enc": sae.b_enc.detach().numpy().astype(np.float32),
-        "sae/W_dec": W_dec,
-        "sae/b_dec": sae.b_dec.detach().numpy().astype(np.float32),
-        "sae/norm_mean": sae.mu.numpy().astype(np.float32),
-        "sae/norm_scale": np.array([float(sae.scale)], dtype=np.float32),
-        "sae/acts": acts,
-        "sae/density": density,
-        "sae/mono_score": mono,
-        "sae/max_act": max_act,
-        "sae/best_group": best_group,
-        "sae/group_scores": group_scores,
-        "sae/top_words": top_words, "sae/top_acts": top_acts,
-        "sae/quantile_words": q_words, "sae/quantile_acts": q_acts,
-        "sae/decoder_neighbors": nb_idx, "sae/decoder_neighbor_cos": nb_cos,
-        "sae/correlated": corr_idx, "sae/correlated_cos": corr_cos,
-        "sae/feature_map": fmap,
-        "sae/feature_intrusion": intr["per_feature"],
+        schema.SAE.path: attrs,
+        # the weights, read back by compute.sae.from_run
+        **{getattr(schema.SAE, name): array for name, array in sae.to_arrays().items()},
+        schema.SAE.acts.path: acts,
+        schema.SAE.density: density,
+        schema.SAE.mono_score: mono,
+        schema.SAE.max_act: max_act,
+        schema.SAE.best_group: best_group,
+        schema.SAE.group_scores: group_scores,
+        schema.SAE.top_words: top_words,
+        schema.SAE.top_acts: top_acts,
+        schema.SAE.quantile_words: q_words,
+        schema.SAE.quantile_acts: q_acts,
+        schema.SAE.decoder_neighbors: nb_idx,
+        schema.SAE.decoder_neighbor_cos: nb_cos,
+        schema.SAE.correlated: corr_idx,
+        schema.SAE.correlated_cos: corr_cos,
+        schema.SAE.feature_map: fmap,
+        schema.SAE.feature_intrusion: intr["per_feature"],
     }
     hist = history if history is not None else sae.history
-    for col in ("step", "loss", "mse", "l0", "fvu", "dead"):
+    for col, path in schema.SAE.history.datasets().items():
         vals = np.asarray(hist[col])
-        out[f"sae/history/{col}"] = vals.astype(np.int64 if col in ("step", "dead") else np.float32)
+        out[path] = vals.astype(np.int64 if col in ("step", "dead") else np.float32)
     return out
 
 
@@ -321,4 +335,4 @@ def sae_similarity_output(sae: SAE, full_vocab: Sequence[str], X_full: np.ndarra
             attrs[f"{name}_covered{suffix}"] = r["covered"]
     # "/sae", not "sae": the same HDF5 group, but a different key, so that merging this dict into
     # sae_output's with dict.update adds these attributes instead of replacing sae_output's.
-    return {"/sae": attrs}
+    return {f"/{schema.SAE.path}": attrs}

@@ -10,16 +10,19 @@ Definitions are pinned in DESIGN.md ("Exact definitions"); sources:
   principal directions) is Cai et al. (2021), "Isotropy in the Contextual Embedding Space",
   as used by Rajaee & Pilehvar.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from scipy.stats import spearmanr
 from threadpoolctl import threadpool_limits
 
 from compute.config import GeometryConfig
+from compute.linalg import unit_rows
+from store.schema import ENHANCED, GEOMETRY, LANGUAGES, Enhanced, Geometry
 
 CHUNK = 65536  # rows per block: bounds the float64 working copies on 400k-row vocabularies
 Progress = Callable[[str, float], None] | None
@@ -39,13 +42,6 @@ def _check(X, name: str = "X") -> np.ndarray:
     return X
 
 
-def _unit_rows(x_BD: np.ndarray) -> np.ndarray:
-    """float64 rows scaled to unit norm; all-zero rows stay zero."""
-    x_BD = np.asarray(x_BD, dtype=np.float64)
-    norm_B = np.linalg.norm(x_BD, axis=1, keepdims=True)
-    return np.divide(x_BD, norm_B, out=np.zeros_like(x_BD), where=norm_B > 0)
-
-
 def _nonzero_rows(X: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.any(X != 0, axis=1))
 
@@ -54,6 +50,7 @@ def _nonzero_rows(X: np.ndarray) -> np.ndarray:
 # The measures
 # ---------------------------------------------------------------------------------------------
 
+
 def i_cos(X) -> float:
     """Exact mean cosine over all ordered pairs i != j, in O(nd): (||sum x_hat||^2 - n) / (n(n-1)).
     All-zero rows have no direction and are left out (n counts the other rows)."""
@@ -61,7 +58,7 @@ def i_cos(X) -> float:
     sum_D = np.zeros(X.shape[1], dtype=np.float64)
     n = 0
     for b in _blocks(X.shape[0]):
-        u_BD = _unit_rows(X[b])
+        u_BD = unit_rows(X[b])
         n += int(np.count_nonzero(np.any(u_BD != 0, axis=1)))
         sum_D += u_BD.sum(axis=0)
     if n < 2:
@@ -87,7 +84,7 @@ def i_cos_sampled(X, pairs: int = 1000, seed: int = 0) -> tuple[float, np.ndarra
     if len(rows) < 2:
         return float("nan"), np.full(X.shape[1], np.nan)
     i, j = sample_pairs(len(rows), pairs, seed)
-    cc_D = (_unit_rows(X[rows[i]]) * _unit_rows(X[rows[j]])).mean(axis=0)
+    cc_D = (unit_rows(X[rows[i]]) * unit_rows(X[rows[j]])).mean(axis=0)
     return float(cc_D.sum()), cc_D
 
 
@@ -204,28 +201,43 @@ def _spearman(a, b) -> float:
 # Stage output
 # ---------------------------------------------------------------------------------------------
 
-def analyse(X, cfg: GeometryConfig | None = None, zipf: np.ndarray | None = None,
-            group: str = "geometry", progress: Progress = None) -> dict:
-    """All isotropy measures of X as a stage OUTPUT: attrs of `<group>` plus its arrays."""
+
+def analyse(
+    X,
+    cfg: GeometryConfig | None = None,
+    zipf: np.ndarray | None = None,
+    group: Geometry = GEOMETRY,
+    progress: Progress = None,
+) -> dict:
+    """All isotropy measures of X as a stage OUTPUT: attrs of `group` plus its arrays."""
     cfg = cfg or GeometryConfig()
     X = _check(X)
     say = progress or (lambda stage, fraction: None)
-    say(group, 0.0)
+    say(group.path, 0.0)
     exact = i_cos(X)
     sampled, cc_D = i_cos_sampled(X, cfg.pairs, cfg.seed)
-    say(group, 0.3)
+    say(group.path, 0.3)
     pc = i_pc(X)
     basis = _pca_basis(X)
     iso = _isoscore(*basis[1:])
-    say(group, 0.6)
+    say(group.path, 0.6)
     coords_N2, ratio = pca2(X, basis)
     top3 = np.argsort(-cc_D, kind="stable")[:3]
     share = float(cc_D[top3].sum() / sampled) if np.isfinite(sampled) and sampled != 0 else float("nan")
     attrs = dict(
-        n=int(X.shape[0]), d=int(X.shape[1]), i_cos=exact, i_cos_sampled=sampled, i_pc=pc,
-        isoscore=iso, top3_dims=[int(i) for i in top3], top3_share=share, pairs=int(cfg.pairs),
-        seed=int(cfg.seed), outlier_sigma=float(cfg.outlier_sigma),
-        mean_norm=float(np.linalg.norm(basis[0])))
+        n=int(X.shape[0]),
+        d=int(X.shape[1]),
+        i_cos=exact,
+        i_cos_sampled=sampled,
+        i_pc=pc,
+        isoscore=iso,
+        top3_dims=[int(i) for i in top3],
+        top3_share=share,
+        pairs=int(cfg.pairs),
+        seed=int(cfg.seed),
+        outlier_sigma=float(cfg.outlier_sigma),
+        mean_norm=float(np.linalg.norm(basis[0])),
+    )
     if zipf is not None:
         zipf = np.asarray(zipf, dtype=np.float64)
         if zipf.shape != (X.shape[0],):
@@ -235,14 +247,14 @@ def analyse(X, cfg: GeometryConfig | None = None, zipf: np.ndarray | None = None
     mean_D = basis[0]
     outliers = outlier_dims(mean_D, cfg.outlier_sigma)
     attrs["n_outlier_dims"] = int(len(outliers))
-    say(group, 1.0)
+    say(group.path, 1.0)
     return {
-        group: attrs,
-        f"{group}/mean": mean_D.astype(np.float32),
-        f"{group}/cos_contrib": cc_D.astype(np.float32),
-        f"{group}/outlier_dims": outliers,
-        f"{group}/pca2": coords_N2,
-        f"{group}/pca2_explained": ratio,
+        group.path: attrs,
+        group.mean: mean_D.astype(np.float32),
+        group.cos_contrib: cc_D.astype(np.float32),
+        group.outlier_dims: outliers,
+        group.pca2: coords_N2,
+        group.pca2_explained: ratio,
     }
 
 
@@ -250,10 +262,12 @@ def analyse(X, cfg: GeometryConfig | None = None, zipf: np.ndarray | None = None
 # Cluster-based isotropy enhancement
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Enhancement:
     """k-means centroids (k, d); per-cluster means (k, d); per-cluster dominant directions
     (k, p, d), orthonormal rows (rows of zeros where a cluster had fewer than p directions)."""
+
     centroids: np.ndarray
     means: np.ndarray
     directions: np.ndarray
@@ -309,24 +323,32 @@ def fit_enhancement(X, clusters: int = 7, pcs_removed: int = 12, seed: int = 0) 
         if q > 0:
             pca = PCA(n_components=q, random_state=seed).fit(members)
             directions[c, :q] = pca.components_
-    return Enhancement(centroids=km.cluster_centers_.astype(np.float32),
-                       means=means.astype(np.float32), directions=directions.astype(np.float32))
+    return Enhancement(
+        centroids=km.cluster_centers_.astype(np.float32),
+        means=means.astype(np.float32),
+        directions=directions.astype(np.float32),
+    )
 
 
-def enhancement_output(X, enh: Enhancement, cfg: GeometryConfig | None = None,
-                       group: str = "enhanced") -> dict:
+def enhancement_output(X, enh: Enhancement, cfg: GeometryConfig | None = None, group: Enhanced = ENHANCED) -> dict:
     """Isotropy of the enhanced vectors as a stage OUTPUT, plus the fitted enhancement."""
     cfg = cfg or GeometryConfig()
     x_enh = enh.apply(X)
     sampled, _ = i_cos_sampled(x_enh, cfg.pairs, cfg.seed)
-    attrs = dict(i_cos=i_cos(x_enh), i_cos_sampled=sampled, i_pc=i_pc(x_enh), isoscore=isoscore(x_enh),
-                 clusters=int(len(enh.centroids)), pcs_removed=int(enh.directions.shape[1]))
+    attrs = dict(
+        i_cos=i_cos(x_enh),
+        i_cos_sampled=sampled,
+        i_pc=i_pc(x_enh),
+        isoscore=isoscore(x_enh),
+        clusters=int(len(enh.centroids)),
+        pcs_removed=int(enh.directions.shape[1]),
+    )
     return {
-        group: attrs,
-        f"{group}/centroids": enh.centroids.astype(np.float32),
-        f"{group}/means": enh.means.astype(np.float32),
-        f"{group}/directions": enh.directions.astype(np.float32),
-        f"{group}/cluster": enh.assign(X).astype(np.int16),
+        group.path: attrs,
+        group.centroids: enh.centroids.astype(np.float32),
+        group.means: enh.means.astype(np.float32),
+        group.directions: enh.directions.astype(np.float32),
+        group.cluster: enh.assign(X).astype(np.int16),
     }
 
 
@@ -334,8 +356,10 @@ def enhancement_output(X, enh: Enhancement, cfg: GeometryConfig | None = None,
 # Per-language isotropy and zero-shot enhancement
 # ---------------------------------------------------------------------------------------------
 
-def per_language(X, langs, cfg: GeometryConfig | None = None, source_lang: str = "en",
-                 progress: Progress = None) -> dict:
+
+def per_language(
+    X, langs, cfg: GeometryConfig | None = None, source_lang: str = "en", progress: Progress = None
+) -> dict:
     """Per language: i_cos and i_pc before, after its own enhancement, and after the enhancement
     fitted on `source_lang` (zero-shot). Empty when fewer than two languages are present."""
     cfg = cfg or GeometryConfig()
@@ -354,21 +378,21 @@ def per_language(X, langs, cfg: GeometryConfig | None = None, source_lang: str =
     out: dict = {}
     table = []
     for step, lang in enumerate(present):
-        say("languages", step / len(present))
+        say(LANGUAGES.path, step / len(present))
         x_lang = X[langs == lang]
         row = dict(language=lang, n=int(len(x_lang)))
         if len(x_lang) >= 2:
             row.update(i_cos=i_cos(x_lang), i_pc=i_pc(x_lang))
-            own = zero_shot if lang == source else fit_enhancement(
-                x_lang, cfg.clusters, cfg.pcs_removed, cfg.seed)
+            own = zero_shot if lang == source else fit_enhancement(x_lang, cfg.clusters, cfg.pcs_removed, cfg.seed)
             x_own = own.apply(x_lang)
             row.update(i_cos_enhanced=i_cos(x_own), i_pc_enhanced=i_pc(x_own))
             if zero_shot is not None:
                 x_zs = zero_shot.apply(x_lang)
                 row.update(i_cos_zero_shot=i_cos(x_zs), i_pc_zero_shot=i_pc(x_zs))
-        out[f"languages/{lang}"] = row
+        out[LANGUAGES.of(lang)] = row
         table.append(row)
-    say("languages", 1.0)
-    out["languages"] = dict(languages=present, source=source, table=table,
-                            clusters=int(cfg.clusters), pcs_removed=int(cfg.pcs_removed))
+    say(LANGUAGES.path, 1.0)
+    out[LANGUAGES.path] = dict(
+        languages=present, source=source, table=table, clusters=int(cfg.clusters), pcs_removed=int(cfg.pcs_removed)
+    )
     return out

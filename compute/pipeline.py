@@ -1,5 +1,6 @@
 """Chains the stages (vocabulary -> embeddings -> geometry -> projections -> SAE) and writes one run
 per (model, layer) through store/. Every stage is seeded from the plan, so a rerun reproduces it."""
+
 import logging
 import re
 import warnings
@@ -9,9 +10,11 @@ import numpy as np
 
 from compute import embeddings, geometry, projections, similarity, sts, vocabulary
 from compute.config import Plan, PlanError, RunConfig
+from compute.device import resolve_device
 from compute.embeddings import ModelError
 from compute.progress import Progress
 from store import Catalog, RunWriter, default_root
+from store.schema import EMBEDDINGS, ENHANCED, GEOMETRY, GEOMETRY_TOKENS, PROJECTIONS, SAE, TOKENS, WORDS, family_of
 
 log = logging.getLogger("lexiscope.compute")
 
@@ -19,19 +22,9 @@ log = logging.getLogger("lexiscope.compute")
 @dataclass
 class LayerInput:
     layer: int
-    X: np.ndarray                       # (n, d) word vectors analysed in this run
-    extra: dict = field(default_factory=dict)   # more stage output, e.g. words/n_contexts, tokens/*
-    tokens: np.ndarray | None = None    # (m, d) token sample for the token-level geometry
-
-
-def resolve_device(device: str = "auto") -> str:
-    if device != "auto":
-        return device
-    try:
-        import torch
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "cpu"
+    X: np.ndarray  # (n, d) word vectors analysed in this run
+    extra: dict = field(default_factory=dict)  # more stage output, e.g. words/n_contexts, tokens/*
+    tokens: np.ndarray | None = None  # (m, d) token sample for the token-level geometry
 
 
 def run_id_for(cfg: RunConfig, layer: int) -> str:
@@ -39,8 +32,9 @@ def run_id_for(cfg: RunConfig, layer: int) -> str:
     return f"{slug or 'run'}-L{layer}-{cfg.config_hash(layer)[:8]}"
 
 
-def precompute(plan: Plan, store=None, device: str = "auto", force: bool = False,
-               progress: Progress | None = None) -> list[str]:
+def precompute(
+    plan: Plan, store=None, device: str = "auto", force: bool = False, progress: Progress | None = None
+) -> list[str]:
     """Run every run of the plan; returns the run ids written or already present."""
     progress = progress or Progress()
     ids = []
@@ -50,8 +44,9 @@ def precompute(plan: Plan, store=None, device: str = "auto", force: bool = False
     return ids
 
 
-def precompute_run(cfg: RunConfig, store=None, device: str = "auto", force: bool = False,
-                   progress: Progress | None = None) -> list[str]:
+def precompute_run(
+    cfg: RunConfig, store=None, device: str = "auto", force: bool = False, progress: Progress | None = None
+) -> list[str]:
     """All layers of one run config. Layers whose config hash is already stored are skipped."""
     return _precompute_prepared(sts.prepare_runs([cfg])[0], store, device, force, progress)
 
@@ -68,9 +63,12 @@ def _precompute_prepared(cfg: RunConfig, store, device, force, progress) -> list
         kind = "static"
     else:
         from compute import contextual
+
         if not contextual.is_transformer(cfg.model):
-            raise ModelError(f"unknown model '{cfg.model}': not a bundled model (glove-6b-50d, minilm-l6), "
-                             f"not a word-vector file and not a transformer directory or Hugging Face id")
+            raise ModelError(
+                f"unknown model '{cfg.model}': not a bundled model (glove-6b-50d, minilm-l6), "
+                f"not a word-vector file and not a transformer directory or Hugging Face id"
+            )
         kind = "contextual"
 
     if kind == "static":
@@ -96,19 +94,53 @@ def _precompute_prepared(cfg: RunConfig, store, device, force, progress) -> list
             return [catalog.find_hash(cfg.config_hash(layer)) for layer in _requested_layers(cfg, n_layers)]
         full_words = full_X = None
 
-    written, next_decoder = [], None
-    # Last layer first, so each layer's SAE features can be matched to those of the layer above.
+    config = cfg.model_dump(mode="json")
+    family = family_of(cfg.model, config)
+
+    def write(layer: int, out: dict) -> str:
+        run_id = run_id_for(cfg, layer)
+        with progress.child(f"{name} L{layer}").stage("write"):
+            with RunWriter(
+                root,
+                run_id,
+                model=cfg.model,
+                layer=layer,
+                n_layers=n_layers,
+                source=kind,
+                config=config,
+                config_hash=cfg.config_hash(layer),
+                family=family,
+            ) as w:
+                w.write_all(out)
+        return run_id
+
+    written, next_decoder, pending = [], None, None
+    # Last layer first, so each layer's SAE features can be matched to those of the layer above. A layer
+    # is written once the layer below it is analysed, so that its match into layer L-1 can go in too.
     for item in sorted(inputs, key=lambda i: -i.layer):
         p = progress.child(f"{name} L{item.layer}")
         out, decoder = analyse_layer(cfg, item, vocab, full_words, full_X, device, p, next_decoder)
         next_decoder = decoder
-        run_id = run_id_for(cfg, item.layer)
-        with p.stage("write"):
-            with RunWriter(root, run_id, model=cfg.model, layer=item.layer, n_layers=n_layers, source=kind,
-                           config=cfg.model_dump(mode="json"), config_hash=cfg.config_hash(item.layer)) as w:
-                w.write_all(out)
-        written.append(run_id)
+        if pending is not None:
+            above, above_out = pending
+            if above == item.layer + 1:
+                above_out.update(previous_layer_output(above_out, decoder))
+            written.append(write(above, above_out))
+        pending = (item.layer, out)
+    if pending is not None:
+        written.append(write(*pending))
     return written
+
+
+def previous_layer_output(out: dict, decoder_below: np.ndarray | None) -> dict:
+    """`sae/prev_layer_match` and `sae/prev_layer_cos` of a layer's output: for each of its features, the
+    feature of layer L-1 whose decoder direction has the highest cosine (empty without both SAEs)."""
+    if decoder_below is None or SAE.W_dec not in out:
+        return {}
+    from compute import features
+
+    match, cos = features.match_features(out[SAE.W_dec], decoder_below)
+    return {SAE.prev_layer_match: match, SAE.prev_layer_cos: cos}
 
 
 def _requested_layers(cfg: RunConfig, n_layers: int) -> list[int]:
@@ -122,6 +154,7 @@ def _requested_layers(cfg: RunConfig, n_layers: int) -> list[int]:
 
 def _contextual_inputs(cfg, catalog, device, force, progress):
     from compute import contextual
+
     with progress.stage("load model"):
         tokenizer, model = contextual.load_transformer(cfg.model, device)
     n_layers = model.config.num_hidden_layers + 1
@@ -133,31 +166,45 @@ def _contextual_inputs(cfg, catalog, device, force, progress):
         vocab = vocabulary.build(cfg.vocabulary)
         sentences = contextual.read_corpus(cfg.corpus or "lee", sts_dir=sts.folder_of(cfg.sts))
     with progress.stage("extract") as update:
-        ext = contextual.extract(tokenizer, model, sentences, vocab.words, todo,
-                                 token_sample=cfg.geometry.token_sample, seed=cfg.geometry.seed,
-                                 batch_size=cfg.batch_size, device=device, progress=update)
+        ext = contextual.extract(
+            tokenizer,
+            model,
+            sentences,
+            vocab.words,
+            todo,
+            token_sample=cfg.geometry.token_sample,
+            seed=cfg.geometry.seed,
+            batch_size=cfg.batch_size,
+            device=device,
+            progress=update,
+        )
     sts_out = {}
     if cfg.sts is not None:
         with progress.stage("sts") as update:
             sts_out = sts.contextual_outputs(tokenizer, model, cfg, ext.layers, device, progress=update)
     inputs = []
     for i, layer in enumerate(ext.layers):
-        extra = {**sts_out.get(layer, {}), "words/n_contexts": ext.n_contexts.astype(np.int32),
-                 "tokens/text": list(ext.token_text), "tokens/positions": ext.token_positions.astype(np.int32)}
+        extra = {
+            **sts_out.get(layer, {}),
+            WORDS.n_contexts: ext.n_contexts.astype(np.int32),
+            TOKENS.text: list(ext.token_text),
+            TOKENS.positions: ext.token_positions.astype(np.int32),
+        }
         inputs.append(LayerInput(layer, ext.word_vectors[i], extra, ext.token_vectors[i]))
     return inputs, n_layers, vocab
 
 
-def analyse_layer(cfg: RunConfig, item: LayerInput, vocab, full_words, full_X, device, progress,
-                  next_decoder=None) -> tuple[dict, np.ndarray | None]:
+def analyse_layer(
+    cfg: RunConfig, item: LayerInput, vocab, full_words, full_X, device, progress, next_decoder=None
+) -> tuple[dict, np.ndarray | None]:
     """Every stage for one layer; returns the run's output dict and its SAE decoder (or None)."""
     X = np.ascontiguousarray(item.X, dtype=np.float32)
     g = cfg.geometry
-    out = {**vocab.output(), "embeddings": X, **item.extra}
+    out = {**vocab.output(), EMBEDDINGS: X, **item.extra}
     with progress.stage("geometry"):
         out.update(geometry.analyse(X, g, vocab.zipf))
         if item.tokens is not None and len(item.tokens) > 1:
-            out.update(geometry.analyse(item.tokens, g, None, group="geometry_tokens"))
+            out.update(geometry.analyse(item.tokens, g, None, group=GEOMETRY_TOKENS))
         if len(set(vocab.langs)) > 1:
             out.update(geometry.per_language(X, np.asarray(vocab.langs), g))
     with progress.stage("enhancement") as update:
@@ -165,7 +212,7 @@ def analyse_layer(cfg: RunConfig, item: LayerInput, vocab, full_words, full_X, d
         X_enh = enh.apply(X)
         out.update(geometry.enhancement_output(X, enh, g))
         idx, dist = projections.knn_cosine(X_enh, cfg.projections.neighbors, g.seed, progress=update)
-        out.update(projections.neighbors_output(idx, dist, cfg.projections.neighbors, group="enhanced/neighbors"))
+        out.update(projections.neighbors_output(idx, dist, cfg.projections.neighbors, group=ENHANCED.neighbors))
     with progress.stage("word similarity"):
         sim_words, sim_X = (full_words, full_X) if full_words is not None else (vocab.words, X)
         before = similarity.word_similarity(sim_words, sim_X)
@@ -177,18 +224,22 @@ def analyse_layer(cfg: RunConfig, item: LayerInput, vocab, full_words, full_X, d
         proj_cfg = cfg.projections.model_copy(update={"pca2": False})
         out.update(projections.projections_output(X, proj_cfg, progress=update))
         if cfg.projections.pca2:
-            out["projections/pca2"] = out["geometry/pca2"]
+            out[PROJECTIONS.pca2] = out[GEOMETRY.pca2]
     decoder = None
     if cfg.sae is not None:
         from compute import features, sae
+
         with progress.stage("sae") as update:
             model = sae.fit(X, cfg.sae, device=device, progress=update)
         with progress.stage("features") as update:
-            out.update(features.sae_output(model, X, vocab.words, vocab.groups, vocab.group_names, cfg.sae,
-                                           model.history, seed=cfg.sae.seed))
+            out.update(
+                features.sae_output(
+                    model, X, vocab.words, vocab.groups, vocab.group_names, cfg.sae, model.history, seed=cfg.sae.seed
+                )
+            )
             out.update(features.sae_similarity_output(model, sim_words, sim_X))
-            decoder = out["sae/W_dec"]
+            decoder = out[SAE.W_dec]
             if next_decoder is not None:
                 match, cos = features.match_features(decoder, next_decoder)
-                out["sae/next_layer_match"], out["sae/next_layer_cos"] = match, cos
+                out[SAE.next_layer_match], out[SAE.next_layer_cos] = match, cos
     return out, decoder

@@ -1,4 +1,5 @@
 """Stage progress: a tqdm bar per stage in the terminal, and an optional callback for the job queue."""
+
 import sys
 from contextlib import contextmanager
 
@@ -23,8 +24,14 @@ class Progress:
     @contextmanager
     def stage(self, name: str):
         label = f"{self.prefix} {name}".strip()
-        bar = tqdm(total=100, desc=label, leave=self.show, disable=not self.show, file=sys.stderr,
-                   bar_format="{desc:<34} {percentage:3.0f}%|{bar:30}| {elapsed}")
+        bar = tqdm(
+            total=100,
+            desc=label,
+            leave=self.show,
+            disable=not self.show,
+            file=sys.stderr,
+            bar_format="{desc:<34} {percentage:3.0f}%|{bar:30}| {elapsed}",
+        )
 
         def update(stage_or_frac, frac=None):
             # Accept both update(frac) and update(substage, frac), as the stage functions call it.

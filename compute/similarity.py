@@ -2,13 +2,17 @@
 
 WordSim353 (Finkelstein et al. 2002) and SimLex-999 (Hill et al. 2015), as shipped in gensim's
 test data. Pairs with a word missing from the vocabulary are left out and counted."""
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
+
+from compute.linalg import unit_rows
+from store.schema import SIMILARITY, Similarity
 
 BENCHMARK_FILES = {"wordsim353": "wordsim353.tsv", "simlex999": "simlex999.txt"}
 
@@ -19,8 +23,15 @@ def load_benchmarks() -> dict[str, pd.DataFrame]:
 
     out = {}
     for name, fname in BENCHMARK_FILES.items():
-        df = pd.read_csv(datapath(fname), sep="\t", comment="#", header=None, names=["w1", "w2", "gold"],
-                         dtype={"w1": str, "w2": str, "gold": float}, keep_default_na=False)
+        df = pd.read_csv(
+            datapath(fname),
+            sep="\t",
+            comment="#",
+            header=None,
+            names=["w1", "w2", "gold"],
+            dtype={"w1": str, "w2": str, "gold": float},
+            keep_default_na=False,
+        )
         out[name] = df
     return out
 
@@ -34,9 +45,13 @@ def _index(vocab: Sequence[str], lower: bool) -> dict[str, int]:
     return index
 
 
-def word_similarity(vocab: Sequence[str], X: np.ndarray,
-                    transform: Callable[[np.ndarray], np.ndarray] | None = None,
-                    lower: bool = True, benchmarks: dict[str, pd.DataFrame] | None = None) -> dict:
+def word_similarity(
+    vocab: Sequence[str],
+    X: np.ndarray,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    lower: bool = True,
+    benchmarks: dict[str, pd.DataFrame] | None = None,
+) -> dict:
     """Spearman between gold ratings and cosines of the covered pairs, per benchmark:
     {name: {"spearman", "pairs", "covered"}}. Only the rows that covered pairs need are read and
     passed through `transform` (raw rows (m, d) -> (m, d')), so vocab may be large."""
@@ -63,8 +78,7 @@ def word_similarity(vocab: Sequence[str], X: np.ndarray,
         vecs = np.asarray(transform(vecs), dtype=np.float64)
         if vecs.ndim != 2 or vecs.shape[0] != len(rows):
             raise ValueError(f"transform: expected ({len(rows)}, d') rows back, got shape {vecs.shape}")
-    norms = np.linalg.norm(vecs, axis=1, keepdims=True)
-    unit = np.divide(vecs, norms, out=np.zeros_like(vecs), where=norms > 0)  # zero vector: cosine 0
+    unit = unit_rows(vecs)  # zero vector: cosine 0
     where = {r: k for k, r in enumerate(rows.tolist())}
 
     results = {}
@@ -77,8 +91,7 @@ def word_similarity(vocab: Sequence[str], X: np.ndarray,
     return results
 
 
-def similarity_output(results_before: dict, results_after: dict | None = None,
-                      group: str = "similarity") -> dict:
+def similarity_output(results_before: dict, results_after: dict | None = None, group: Similarity = SIMILARITY) -> dict:
     """Stage OUTPUT: attrs `<name>_spearman`, `<name>_pairs`, `<name>_covered`, and with
     `results_after` the same keys suffixed `_enhanced`."""
     attrs = {}
@@ -86,4 +99,4 @@ def similarity_output(results_before: dict, results_after: dict | None = None,
         for name, r in (results or {}).items():
             for key in ("spearman", "pairs", "covered"):
                 attrs[f"{name}_{key}{suffix}"] = r[key]
-    return {group: attrs}
+    return {group.path: attrs}

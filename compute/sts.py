@@ -14,6 +14,7 @@ unique sentence once), not the run's word vectors.
 Data: the stsb_multi_mt files `stsb-<lang>-<split>.csv` (`sentence1,sentence2,score`, score in [0, 5]),
 read from a folder given by the plan (`sts.path`, `sts_dir`) or `$LEXISCOPE_STS_DIR`; never bundled.
 """
+
 from __future__ import annotations
 
 import csv
@@ -26,14 +27,18 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
+from store.schema import STS
+
 log = logging.getLogger("lexiscope.compute")
 
 SPLITS = ("train", "dev", "test")
 SOURCE_LANGUAGE = "en"
 SCORE_RANGE = (0.0, 5.0)
-HOW_TO_GET = ("STS skipped: no STS-B folder is configured. Get STS-B from the stsb_multi_mt dataset "
-              "(https://github.com/PhilipMay/stsb-multi-mt, folder data/: stsb-<lang>-<split>.csv) and point "
-              "Lexiscope at that folder with LEXISCOPE_STS_DIR=<folder> or the plan's sts.path (or sts_dir).")
+HOW_TO_GET = (
+    "STS skipped: no STS-B folder is configured. Get STS-B from the stsb_multi_mt dataset "
+    "(https://github.com/PhilipMay/stsb-multi-mt, folder data/: stsb-<lang>-<split>.csv) and point "
+    "Lexiscope at that folder with LEXISCOPE_STS_DIR=<folder> or the plan's sts.path (or sts_dir)."
+)
 _LANG = re.compile(r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]+)*$")
 _HEADER_SCORE = {"score", "similarity_score", "similarity", "label", "gold"}
 
@@ -44,15 +49,17 @@ class STSError(ValueError):
 
 # ---------------------------------------------------------------- data
 
+
 @dataclass
 class STSData:
     """One language's split: pairs of sentences with gold scores in [0, 5]."""
+
     language: str
     split: str
     path: Path
     sentences1: list[str]
     sentences2: list[str]
-    gold: np.ndarray            # (n_pairs,) float64
+    gold: np.ndarray  # (n_pairs,) float64
 
     def __len__(self) -> int:
         return len(self.gold)
@@ -65,13 +72,14 @@ class STSData:
     def pair_rows(self) -> tuple[np.ndarray, np.ndarray]:
         """Rows of each pair's two sentences in `sentences`."""
         row = {s: i for i, s in enumerate(self.sentences)}
-        return (np.array([row[s] for s in self.sentences1], np.int64),
-                np.array([row[s] for s in self.sentences2], np.int64))
+        return (
+            np.array([row[s] for s in self.sentences1], np.int64),
+            np.array([row[s] for s in self.sentences2], np.int64),
+        )
 
-    def head(self, n: int) -> "STSData":
+    def head(self, n: int) -> STSData:
         """The first n pairs."""
-        return STSData(self.language, self.split, self.path, self.sentences1[:n], self.sentences2[:n],
-                       self.gold[:n])
+        return STSData(self.language, self.split, self.path, self.sentences1[:n], self.sentences2[:n], self.gold[:n])
 
 
 def sts_file(folder, language: str, split: str = "test") -> Path:
@@ -94,8 +102,10 @@ def read_sts(folder, language: str, split: str = "test", min_pairs: int = 3) -> 
         raise STSError(f"sts.path: STS-B folder {folder} does not exist")
     if not path.is_file():
         have = available_languages(folder)
-        raise STSError(f"sts: no file {path.name} in {folder}"
-                       + (f" (languages there: {', '.join(have)})" if have else " (no stsb-*-*.csv files there)"))
+        raise STSError(
+            f"sts: no file {path.name} in {folder}"
+            + (f" (languages there: {', '.join(have)})" if have else " (no stsb-*-*.csv files there)")
+        )
     s1, s2, gold = [], [], []
     try:
         with open(path, newline="", encoding="utf-8") as fh:
@@ -152,7 +162,7 @@ def read_sts_sentences(folder, language: str, splits=SPLITS) -> list[str]:
 
 # ---------------------------------------------------------------- sentence vectors
 
-_WORD = re.compile(r"[^\W_]+")   # letters and digits; punctuation and "_" separate words
+_WORD = re.compile(r"[^\W_]+")  # letters and digits; punctuation and "_" separate words
 
 
 def tokenize_words(text: str) -> list[str]:
@@ -174,8 +184,9 @@ def static_sentence_vectors(sentences, vectors) -> np.ndarray:
     return out
 
 
-def encode_sentences(tokenizer, model, sentences, layers, batch_size: int = 64, device: str = "cpu",
-                     progress=None) -> np.ndarray:
+def encode_sentences(
+    tokenizer, model, sentences, layers, batch_size: int = 64, device: str = "cpu", progress=None
+) -> np.ndarray:
     """(len(layers), n, d) float32: per layer, the mean of each sentence's token vectors (special and pad
     tokens excluded), all layers from one forward pass per batch. Layer 0 is the embedding output."""
     import torch
@@ -187,16 +198,26 @@ def encode_sentences(tokenizer, model, sentences, layers, batch_size: int = 64, 
     bad = [x for x in layers if not 0 <= x < n_layers]
     if bad:
         raise ValueError(f"layers: {bad[0]} is out of range; this model has layers 0-{n_layers - 1}")
-    limit = int(min(getattr(model.config, "max_position_embeddings", 512) or 512,
-                    tokenizer.model_max_length if tokenizer.model_max_length < 1_000_000 else 512))
+    limit = int(
+        min(
+            getattr(model.config, "max_position_embeddings", 512) or 512,
+            tokenizer.model_max_length if tokenizer.model_max_length < 1_000_000 else 512,
+        )
+    )
     lengths = np.array([len(x) for x in tokenizer(sentences, truncation=True, max_length=limit)["input_ids"]])
-    order = np.argsort(lengths, kind="stable")   # length-bucketed batches: little padding
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    order = np.argsort(lengths, kind="stable")  # length-bucketed batches: little padding
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     out = np.zeros((len(layers), len(sentences), model.config.hidden_size), dtype=np.float32)
     with torch.inference_mode():
         for bi, idx in enumerate(tqdm(batches, desc="STS sentences", leave=False, disable=len(batches) < 2)):
-            enc = tokenizer([sentences[i] for i in idx], padding=True, truncation=True, max_length=limit,
-                            return_special_tokens_mask=True, return_tensors="pt")
+            enc = tokenizer(
+                [sentences[i] for i in idx],
+                padding=True,
+                truncation=True,
+                max_length=limit,
+                return_special_tokens_mask=True,
+                return_tensors="pt",
+            )
             special_BT = enc.pop("special_tokens_mask").bool()
             keep_BT = (enc["attention_mask"].bool() & ~special_BT).to(device=device, dtype=torch.float32)
             hidden = model(**{k: v.to(device) for k, v in enc.items()}, output_hidden_states=True).hidden_states
@@ -210,6 +231,7 @@ def encode_sentences(tokenizer, model, sentences, layers, batch_size: int = 64, 
 
 
 # ---------------------------------------------------------------- scores
+
 
 def cosine_pairs(a_ND, b_ND) -> np.ndarray:
     """(N,) float64 cosine of row i of a with row i of b; 0 where either row is all zero."""
@@ -235,8 +257,16 @@ def sts_score(vectors_SD, data: STSData) -> float:
 
 # ---------------------------------------------------------------- raw, individual and zero-shot
 
-def evaluate(vectors: dict[str, np.ndarray], data: dict[str, STSData], clusters: int = 7, pcs_removed: int = 12,
-             seed: int = 0, source: str = SOURCE_LANGUAGE, languages=None) -> dict[str, dict]:
+
+def evaluate(
+    vectors: dict[str, np.ndarray],
+    data: dict[str, STSData],
+    clusters: int = 7,
+    pcs_removed: int = 12,
+    seed: int = 0,
+    source: str = SOURCE_LANGUAGE,
+    languages=None,
+) -> dict[str, dict]:
     """Per language (vectors[lang]: one row per data[lang].sentences):
     raw; individual = after the enhancement fitted on the language's own sentence vectors; zero_shot =
     after the enhancement fitted on the `source` language's sentence vectors (NaN without source data;
@@ -261,30 +291,53 @@ def evaluate(vectors: dict[str, np.ndarray], data: dict[str, STSData], clusters:
             raw=sts_score(x_SD, d),
             individual=sts_score(own.apply(x_SD), d),
             zero_shot=sts_score(source_enh.apply(x_SD), d) if source_enh is not None else float("nan"),
-            n_pairs=len(d), n_sentences=int(len(x_SD)))
+            n_pairs=len(d),
+            n_sentences=int(len(x_SD)),
+        )
     return results
 
 
 COLUMNS = ("raw", "individual", "zero_shot")
 
 
-def sts_output(results: dict[str, dict], split: str, clusters: int, pcs_removed: int, seed: int,
-               source: str | None = SOURCE_LANGUAGE, pooling: str = "mean") -> dict:
+def sts_output(
+    results: dict[str, dict],
+    split: str,
+    clusters: int,
+    pcs_removed: int,
+    seed: int,
+    source: str | None = SOURCE_LANGUAGE,
+    pooling: str = "mean",
+) -> dict:
     """Stage OUTPUT: `/sts` attrs (settings + table), `/sts/<lang>` attrs, `/sts/scores` (n_lang, 3)."""
+
     def clean(v):
         return None if isinstance(v, float) and not math.isfinite(v) else v
+
     table = [{"language": lang, **{k: clean(v) for k, v in row.items()}} for lang, row in results.items()]
-    out = {"sts": dict(languages=list(results), columns=list(COLUMNS), split=split, source=source or "",
-                       clusters=int(clusters), pcs_removed=int(pcs_removed), seed=int(seed),
-                       fit_on="sentence vectors", pooling=pooling, metric="spearman x100 of cosine",
-                       table=table)}
+    out = {
+        STS.path: dict(
+            languages=list(results),
+            columns=list(COLUMNS),
+            split=split,
+            source=source or "",
+            clusters=int(clusters),
+            pcs_removed=int(pcs_removed),
+            seed=int(seed),
+            fit_on="sentence vectors",
+            pooling=pooling,
+            metric="spearman x100 of cosine",
+            table=table,
+        )
+    }
     for lang, row in results.items():
-        out[f"sts/{lang}"] = dict(row)
-    out["sts/scores"] = np.array([[row[c] for c in COLUMNS] for row in results.values()], dtype=np.float32)
+        out[STS.of(lang)] = dict(row)
+    out[STS.scores] = np.array([[row[c] for c in COLUMNS] for row in results.values()], dtype=np.float32)
     return out
 
 
 # ---------------------------------------------------------------- plans and the pipeline
+
 
 def folder_of(sts_cfg, sts_dir=None) -> Path | None:
     """The STS-B folder of a run: its sts.path, else the plan's sts_dir, else $LEXISCOPE_STS_DIR."""
@@ -339,9 +392,15 @@ def contextual_outputs(tokenizer, model, cfg, layers, device: str = "cpu", progr
     for li, layer in enumerate(layers):
         vectors = {lang: x_LSD[li, sl] for lang, sl in offsets.items()}
         results = evaluate(vectors, data, g.clusters, g.pcs_removed, g.seed, languages=cfg.sts.languages)
-        outputs[layer] = sts_output(results, cfg.sts.split, g.clusters, g.pcs_removed, g.seed,
-                                    source=SOURCE_LANGUAGE if SOURCE_LANGUAGE in data else None,
-                                    pooling="mean of token vectors, special tokens excluded")
+        outputs[layer] = sts_output(
+            results,
+            cfg.sts.split,
+            g.clusters,
+            g.pcs_removed,
+            g.seed,
+            source=SOURCE_LANGUAGE if SOURCE_LANGUAGE in data else None,
+            pooling="mean of token vectors, special tokens excluded",
+        )
         if progress:
             progress("sts: scores", (li + 1) / len(layers))
     return outputs
@@ -356,6 +415,12 @@ def static_output(cfg, vectors) -> dict:
     for lang, x_SD in sentence_vectors.items():
         if lang in results:
             results[lang]["coverage"] = float(np.mean(np.any(x_SD != 0, axis=1)))
-    return sts_output(results, cfg.sts.split, g.clusters, g.pcs_removed, g.seed,
-                      source=SOURCE_LANGUAGE if SOURCE_LANGUAGE in data else None,
-                      pooling="mean of word vectors (lowercased letter/digit runs; unknown words skipped)")
+    return sts_output(
+        results,
+        cfg.sts.split,
+        g.clusters,
+        g.pcs_removed,
+        g.seed,
+        source=SOURCE_LANGUAGE if SOURCE_LANGUAGE in data else None,
+        pooling="mean of word vectors (lowercased letter/digit runs; unknown words skipped)",
+    )

@@ -1,20 +1,22 @@
 """Vocabulary: the top words of each language by wordfreq, extra word lists, and concept groups."""
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 import wordfreq
+import yaml
 
 from compute.config import DEFAULT_GROUPS, PlanError, VocabularyConfig
+from store.schema import GROUPS, WORDS
 
 
 @dataclass
 class Vocabulary:
     words: list[str]
-    langs: np.ndarray            # (n,) str: language of each row
-    zipf: np.ndarray             # (n,) float32, NaN where wordfreq does not know the word
-    groups: np.ndarray           # (n,) int16, -1 = no concept group
+    langs: np.ndarray  # (n,) str: language of each row
+    zipf: np.ndarray  # (n,) float32, NaN where wordfreq does not know the word
+    groups: np.ndarray  # (n,) int16, -1 = no concept group
     group_names: list[str] = field(default_factory=list)
 
     def __len__(self):
@@ -22,14 +24,19 @@ class Vocabulary:
 
     def subset(self, rows) -> "Vocabulary":
         rows = np.asarray(rows, dtype=np.int64)
-        return Vocabulary([self.words[i] for i in rows], self.langs[rows], self.zipf[rows],
-                          self.groups[rows], self.group_names)
+        return Vocabulary(
+            [self.words[i] for i in rows], self.langs[rows], self.zipf[rows], self.groups[rows], self.group_names
+        )
 
     def output(self) -> dict:
         """The /words and /groups datasets of a run."""
-        return {"words/text": list(self.words), "words/lang": list(self.langs),
-                "words/zipf": self.zipf.astype(np.float32), "words/group": self.groups.astype(np.int16),
-                "groups/names": list(self.group_names)}
+        return {
+            WORDS.text: list(self.words),
+            WORDS.lang: list(self.langs),
+            WORDS.zipf: self.zipf.astype(np.float32),
+            WORDS.group: self.groups.astype(np.int16),
+            GROUPS.names: list(self.group_names),
+        }
 
 
 def load_concept_groups(spec: str | dict | None) -> dict[str, list[str]]:
@@ -69,8 +76,9 @@ def read_word_list(path) -> list[str]:
     p = Path(path)
     if not p.is_file():
         raise PlanError(f"vocabulary.word_lists: file {p} does not exist")
-    return [line.strip() for line in p.read_text(encoding="utf-8").splitlines()
-            if line.strip() and not line.startswith("#")]
+    return [
+        line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip() and not line.startswith("#")
+    ]
 
 
 def _is_word(w: str) -> bool:

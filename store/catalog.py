@@ -1,4 +1,5 @@
 """The catalog: every complete run under <store>/runs, rescanned when the folder changes."""
+
 import logging
 import os
 import threading
@@ -77,7 +78,10 @@ class Catalog:
         df = pd.DataFrame(rows)
         if df.empty:
             return df
-        return df.sort_values(["model", "layer", "created"], ascending=[True, True, False]).reset_index(drop=True)
+        # Runs of one family (one plan entry) sit together, in layer order.
+        return df.sort_values(["model", "family", "layer", "created"], ascending=[True, True, True, False]).reset_index(
+            drop=True
+        )
 
     def run_ids(self) -> list[str]:
         t = self.table()

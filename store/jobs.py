@@ -7,21 +7,19 @@ Fields of a record (a plain dict):
   progress (0..1), worker, device, host, pid, user, source, submitted, started, ended, heartbeat (ISO UTC),
   error (one line or None), run_ids (list), task_id, cancel_requested (bool).
 
-A running job whose worker died is marked failed by whoever lists the jobs (`list_jobs`): at once when
-its worker ran on this host and its process is gone, otherwise once its heartbeat is older than
-`heartbeat_timeout()` seconds. Imports neither torch nor celery.
+Whether a job's worker is still alive is not decided here: jobs/liveness.py does that, and marks a dead
+worker's job failed through `update_if`. Imports neither torch nor celery.
 """
+
 import datetime as _dt
 import json
 import os
 import secrets
-import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from store.schema import TMP_PREFIX, StoreError, default_root, runs_dir
-from store.settings import settings
 
 try:
     import fcntl
@@ -31,20 +29,35 @@ except ImportError:  # not POSIX: records are still replaced atomically, just no
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 ACTIVE = ("queued", "running")
 TERMINAL = ("done", "failed", "cancelled")
-FIELDS = ("id", "config", "status", "stage", "progress", "worker", "device", "host", "pid", "user", "source",
-          "submitted", "started", "ended", "heartbeat", "error", "run_ids", "task_id", "cancel_requested")
-
-
-def heartbeat_timeout() -> float:
-    """Seconds without a heartbeat after which a running job counts as crashed ($LEXISCOPE_HEARTBEAT_TIMEOUT)."""
-    return settings().heartbeat_timeout
+FIELDS = (
+    "id",
+    "config",
+    "status",
+    "stage",
+    "progress",
+    "worker",
+    "device",
+    "host",
+    "pid",
+    "user",
+    "source",
+    "submitted",
+    "started",
+    "ended",
+    "heartbeat",
+    "error",
+    "run_ids",
+    "task_id",
+    "cancel_requested",
+)
 
 
 def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _age_seconds(iso: str | None) -> float:
+def age_seconds(iso: str | None) -> float:
+    """Seconds since an ISO time stamp of a record (infinite when there is none)."""
     if not iso:
         return float("inf")
     return time.time() - _dt.datetime.fromisoformat(iso).timestamp()
@@ -102,8 +115,18 @@ def create_job(config: dict, root=None, user: str = "anonymous", source: str = "
     """Write a new queued job for a validated run config (a JSON-able dict) and return its record."""
     jobs_dir(root).mkdir(parents=True, exist_ok=True)
     job = {f: None for f in FIELDS}
-    job.update(id=new_job_id(), config=config, status="queued", stage="queued", progress=0.0, user=user or
-               "anonymous", source=source, submitted=now_iso(), run_ids=[], cancel_requested=False)
+    job.update(
+        id=new_job_id(),
+        config=config,
+        status="queued",
+        stage="queued",
+        progress=0.0,
+        user=user or "anonymous",
+        source=source,
+        submitted=now_iso(),
+        run_ids=[],
+        cancel_requested=False,
+    )
     with _locked(root, job["id"]):
         _write(root, job)
     return job
@@ -117,31 +140,35 @@ def read_job(job_id: str, root=None) -> dict:
 
 def update_job(job_id: str, root=None, **fields) -> dict:
     """Read-modify-write one record under its lock; returns the new record."""
-    unknown = set(fields) - set(FIELDS)
-    if unknown:
-        raise ValueError(f"job fields {sorted(unknown)} are not known; known fields: {', '.join(FIELDS)}")
-    with _locked(root, job_id):
-        job = _read(_path(root, job_id))
-        job.update(fields)
-        _write(root, job)
-    return job
+    return update_if(job_id, root, lambda job: fields)
 
 
-def _transition(job_id, root, allowed_from, **fields) -> dict | None:
-    """Like update_job, but only if the job's current status is in `allowed_from`; else None."""
+def update_if(job_id: str, root, change) -> dict | None:
+    """Read-modify-write under the record's lock, where `change(record)` decides: it returns the fields to
+    set, or None to leave the record alone (then None is returned)."""
     with _locked(root, job_id):
         job = _read(_path(root, job_id))
-        if job["status"] not in allowed_from:
+        fields = change(job)
+        if fields is None:
             return None
+        unknown = set(fields) - set(FIELDS)
+        if unknown:
+            raise ValueError(f"job fields {sorted(unknown)} are not known; known fields: {', '.join(FIELDS)}")
         job.update(fields)
         _write(root, job)
     return job
+
+
+def transition(job_id: str, root, allowed_from, **fields) -> dict | None:
+    """Like update_job, but only if the job's current status is in `allowed_from`; else None."""
+    return update_if(job_id, root, lambda job: fields if job["status"] in allowed_from else None)
 
 
 def claim_job(job_id: str, root=None, **fields) -> dict | None:
     """queued -> running, atomically; None when the job is no longer queued (cancelled, redelivered)."""
-    return _transition(job_id, root, ("queued",), status="running", started=now_iso(), heartbeat=now_iso(),
-                       stage="starting", **fields)
+    return transition(
+        job_id, root, ("queued",), status="running", started=now_iso(), heartbeat=now_iso(), stage="starting", **fields
+    )
 
 
 def request_cancel(job_id: str, root=None) -> dict:
@@ -151,8 +178,9 @@ def request_cancel(job_id: str, root=None) -> dict:
     if not _path(root, job_id).exists():
         raise StoreError(f"job {job_id} does not exist in {jobs_dir(root)}")
     _cancel_flag(root, job_id).touch()
-    job = _transition(job_id, root, ("queued",), status="cancelled", stage="cancelled", ended=now_iso(),
-                      cancel_requested=True)
+    job = transition(
+        job_id, root, ("queued",), status="cancelled", stage="cancelled", ended=now_iso(), cancel_requested=True
+    )
     return job or update_job(job_id, root, cancel_requested=True)
 
 
@@ -160,8 +188,8 @@ def cancel_requested(job_id: str, root=None) -> bool:
     return _cancel_flag(root, job_id).exists()
 
 
-def list_jobs(root=None, reap: bool = True) -> list[dict]:
-    """Every job, newest first. With `reap`, running jobs whose worker is gone are marked failed first."""
+def list_jobs(root=None) -> list[dict]:
+    """Every job record as stored, newest first (jobs.client.list_jobs also marks dead workers' jobs failed)."""
     d = jobs_dir(root)
     if not d.is_dir():
         return []
@@ -173,62 +201,20 @@ def list_jobs(root=None, reap: bool = True) -> list[dict]:
             job = _read(Path(entry.path))
         except StoreError:
             continue
-        if reap and job.get("status") == "running" and _worker_gone(job):
-            job = reap_job(job["id"], root) or job
         job["cancel_requested"] = bool(job.get("cancel_requested")) or _cancel_flag(root, job["id"]).exists()
         jobs.append(job)
     return sorted(jobs, key=lambda j: j.get("submitted") or "", reverse=True)
 
 
-def _pid_alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError, TypeError, ValueError):
-        return True
-    # A zombie (killed, not yet waited for by its parent) is gone too.
-    try:
-        with open(f"/proc/{int(pid)}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def _worker_gone(job: dict) -> bool:
-    """On this host a dead process is seen at once; elsewhere (or hung) the heartbeat tells."""
-    if job.get("host") == socket.gethostname() and job.get("pid") and not _pid_alive(job["pid"]):
-        return True
-    return _age_seconds(job.get("heartbeat")) > heartbeat_timeout()
-
-
-def reap_job(job_id: str, root=None) -> dict | None:
-    """Mark a running job whose worker is gone as failed, and delete its writer's temporary file."""
-    with _locked(root, job_id):
-        job = _read(_path(root, job_id))
-        if job["status"] != "running" or not _worker_gone(job):
-            return None
-        age = _age_seconds(job.get("heartbeat"))
-        job.update(status="failed", ended=now_iso(),
-                   error=f"worker {job.get('worker') or '?'} stopped during stage '{job.get('stage')}' "
-                         f"(no heartbeat for {age:.0f} s): it crashed or was killed; the run was not stored")
-        _write(root, job)
-    _drop_writer_tmp(root, job)
-    return job
-
-
-def _drop_writer_tmp(root, job: dict):
-    """A killed RunWriter leaves runs/.tmp-<run_id>-<pid>.h5; the catalog ignores it, we remove it."""
+def remove_writer_tmp(root, pid: int, older_than: float | None = None):
+    """Delete the temporary run files of a killed RunWriter (runs/.tmp-<run_id>-<pid>.h5); with `older_than`,
+    only those last written more than that many seconds ago. The catalog ignores them anyway."""
     d = runs_dir(root)
-    if not job.get("pid") or not d.is_dir():
+    if not d.is_dir():
         return
-    for p in d.glob(f"{TMP_PREFIX}*-{int(job['pid'])}.h5"):
+    for p in d.glob(f"{TMP_PREFIX}*-{int(pid)}.h5"):
         try:
-            if job.get("host") == socket.gethostname() or time.time() - p.stat().st_mtime > heartbeat_timeout():
+            if older_than is None or time.time() - p.stat().st_mtime > older_than:
                 p.unlink()
         except OSError:
             pass
-
-
-def count_active(root=None, user: str | None = None) -> int:
-    return sum(1 for j in list_jobs(root) if j["status"] in ACTIVE and (user is None or j.get("user") == user))

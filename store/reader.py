@@ -1,4 +1,5 @@
 """Lazy, fork-safe reader for one run file."""
+
 import json
 import os
 import threading
@@ -10,7 +11,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from store.schema import SCHEMA_VERSION, StoreError
+from store.schema import CSR, EMBEDDINGS, GEOMETRY, GROUPS, ROOT, SAE, SCHEMA_VERSION, WORDS, StoreError, family_of
 
 
 def _decode(value):
@@ -29,8 +30,9 @@ def _decode(value):
 
 
 class Run:
-    """One run file. The h5py handle is opened on first use in each process, never inherited
-    across a fork; arrays read once are cached (they are immutable: runs are never edited in place)."""
+    """One run file, and the one place that reads run files. The h5py handle is opened on first use in
+    each process, never inherited across a fork. What is read once (arrays, attributes, whether a path
+    exists) is cached for the life of the handle: runs are never edited in place."""
 
     def __init__(self, path):
         self.path = Path(path)
@@ -51,14 +53,16 @@ class Run:
                     raise StoreError(f"run {self.run_id}: file {self.path} is missing") from None
                 except OSError as e:
                     raise StoreError(f"run file {self.path.name} is corrupt or truncated ({_short(e)})") from None
-                version = f.attrs.get("schema_version")
+                version = f.attrs.get(ROOT.schema_version)
                 if version is None:
                     f.close()
                     raise StoreError(f"run file {self.path.name} has no schema_version: not a complete Lexiscope run")
                 if int(version) != SCHEMA_VERSION:
                     f.close()
-                    raise StoreError(f"run file {self.path.name} has schema_version {int(version)}; "
-                                     f"this Lexiscope reads version {SCHEMA_VERSION}")
+                    raise StoreError(
+                        f"run file {self.path.name} has schema_version {int(version)}; "
+                        f"this Lexiscope reads version {SCHEMA_VERSION}"
+                    )
                 self._handle, self._pid, self._cache = f, os.getpid(), {}
             return self._handle
 
@@ -81,17 +85,26 @@ class Run:
 
     # -- generic access ----------------------------------------------------------------------
     def has(self, path: str) -> bool:
-        return self._read(lambda f: path in f, path)
+        key = ("has", path)
+        if key not in self._cache:
+            self._cache[key] = self._read(lambda f: path in f, path)
+        return self._cache[key]
 
     def keys(self, path: str = "/") -> list[str]:
         return self._read(lambda f: list(f[path].keys()) if path in f else [], path)
 
     def attrs_of(self, path: str = "/") -> dict:
-        def get(f):
-            if path not in f:
-                return {}
-            return {k: _decode(v) for k, v in f[path].attrs.items()}
-        return self._read(get, f"attributes of {path}")
+        """The attributes of a group or dataset, decoded ({} if the path is absent)."""
+        key = ("attrs", path)
+        if key not in self._cache:
+
+            def get(f):
+                if path not in f:
+                    return {}
+                return {k: _decode(v) for k, v in f[path].attrs.items()}
+
+            self._cache[key] = self._read(get, f"attributes of {path}")
+        return dict(self._cache[key])
 
     def array(self, path: str, cache: bool = True) -> np.ndarray:
         """The whole dataset at `path` as numpy (strings decoded to str). Raises KeyError if absent."""
@@ -103,6 +116,7 @@ class Run:
             if h5py.check_string_dtype(ds.dtype) is not None:
                 return ds.asstr()[()].astype(object) if ds.shape else ds.asstr()[()]
             return ds[()]
+
         out = self._read(get, path)
         if cache:
             self._cache[path] = out
@@ -123,20 +137,28 @@ class Run:
         out[order] = block[inverse]
         return out
 
-    def csr(self, path: str) -> sp.csr_matrix:
-        key = f"{path}#csr"
+    def csr(self, matrix: CSR | str) -> sp.csr_matrix:
+        """A stored sparse matrix (a schema CSR group, or its path)."""
+        m = CSR(matrix) if isinstance(matrix, str) else matrix
+        key = f"{m.path}#csr"
         if key not in self._cache:
-            shape = tuple(int(x) for x in self.attrs_of(path)["shape"])
+            shape = tuple(int(x) for x in self.attrs_of(m.path)["shape"])
             self._cache[key] = sp.csr_matrix(
-                (self.array(f"{path}/data", cache=False), self.array(f"{path}/indices", cache=False),
-                 self.array(f"{path}/indptr", cache=False)), shape=shape)
+                (
+                    self.array(m.data, cache=False),
+                    self.array(m.indices, cache=False),
+                    self.array(m.indptr, cache=False),
+                ),
+                shape=shape,
+            )
         return self._cache[key]
 
-    def csc(self, path: str) -> sp.csc_matrix:
+    def csc(self, matrix: CSR | str) -> sp.csc_matrix:
         """Column-major copy of a stored CSR matrix, for fast per-feature lookups."""
-        key = f"{path}#csc"
+        m = CSR(matrix) if isinstance(matrix, str) else matrix
+        key = f"{m.path}#csc"
         if key not in self._cache:
-            self._cache[key] = self.csr(path).tocsc()
+            self._cache[key] = self.csr(m).tocsc()
         return self._cache[key]
 
     # -- identity ----------------------------------------------------------------------------
@@ -146,25 +168,31 @@ class Run:
 
     @property
     def config(self) -> dict:
-        return self.attrs.get("config") or {}
+        return self.attrs.get(ROOT.config) or {}
 
     @property
     def model(self) -> str:
-        return self.attrs["model"]
+        return self.attrs[ROOT.model]
 
     @property
     def layer(self) -> int:
-        return int(self.attrs["layer"])
+        return int(self.attrs[ROOT.layer])
+
+    @property
+    def family(self) -> str:
+        """Shared by the runs of one plan entry across layers; derived from the config for files
+        written before the `family` attribute existed."""
+        return self.attrs.get(ROOT.family) or family_of(self.attrs.get(ROOT.model), self.config)
 
     # -- words -------------------------------------------------------------------------------
     @property
     def words(self) -> pd.DataFrame:
         """One row per word: text, zipf, group (index), group_name, and lang / n_contexts if stored."""
         if "#words" not in self._cache:
-            cols = {"text": self.array("words/text", cache=False)}
-            for name in self.keys("words"):
-                if name != "text":
-                    cols[name] = self.array(f"words/{name}", cache=False)
+            cols = {"text": self.array(WORDS.text, cache=False)}
+            for name, path in WORDS.datasets().items():
+                if name != "text" and self.has(path):
+                    cols[name] = self.array(path, cache=False)
             df = pd.DataFrame(cols)
             names = self.group_names
             if "group" in df:
@@ -174,12 +202,12 @@ class Run:
 
     @property
     def group_names(self) -> list[str]:
-        return list(self.get("groups/names", np.array([], dtype=object)))
+        return list(self.get(GROUPS.names, np.array([], dtype=object)))
 
     @property
     def word_index(self) -> dict:
         if "#index" not in self._cache:
-            self._cache["#index"] = {w: i for i, w in enumerate(self.array("words/text"))}
+            self._cache["#index"] = {w: i for i, w in enumerate(self.array(WORDS.text))}
         return self._cache["#index"]
 
     def index_of(self, word: str) -> int:
@@ -192,13 +220,18 @@ class Run:
     def summary(self) -> dict:
         """The catalog row for this run."""
         a = self.attrs
-        out = {k: a.get(k) for k in ("run_id", "model", "layer", "n_layers", "source", "config_hash", "created")}
-        shape = self._read(lambda f: f["embeddings"].shape if "embeddings" in f else (0, 0), "embeddings")
+        out = {
+            k: a.get(k)
+            for k in (ROOT.run_id, ROOT.model, ROOT.layer, ROOT.n_layers, ROOT.source, ROOT.config_hash, ROOT.created)
+        }
+        out["family"] = self.family
+        out["name"] = self.config.get("name") or a.get(ROOT.model)
+        shape = self._read(lambda f: f[EMBEDDINGS].shape if EMBEDDINGS in f else (0, 0), EMBEDDINGS)
         out["n_words"], out["dim"] = int(shape[0]), int(shape[1])
-        g = self.attrs_of("geometry")
+        g = self.attrs_of(GEOMETRY.path)
         for k in ("i_cos", "i_cos_sampled", "i_pc", "isoscore"):
             out[k] = g.get(k)
-        s = self.attrs_of("sae")
+        s = self.attrs_of(SAE.path)
         for k in ("arch", "d_sae", "k", "fvu", "l0", "dead_frac", "intrusion"):
             out[f"sae_{k}"] = s.get(k)
         out["path"] = str(self.path)

@@ -1,15 +1,21 @@
-"""Store layout constants. The full schema is documented in docs/store.md."""
+"""The run-file schema as code: every HDF5 dataset path, every group that carries attributes and every
+root attribute is named here once. Writers (compute/) and readers (store/, dashboard/) use these names;
+docs/store.md documents each one, and tests/test_store.py keeps the two in step.
+
+A group object's `path` is the group itself (its attributes live there); each other field is the full
+path of a child: `SAE.density == "sae/density"`, `SAE.history.step == "sae/history/step"`."""
+
+import hashlib
+import json
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import ClassVar
 
 from store.settings import settings
 
 SCHEMA_VERSION = 1
 RUN_SUFFIX = ".h5"
 TMP_PREFIX = ".tmp-"
-
-# Attributes every run file carries on its root group.
-ROOT_ATTRS = ("schema_version", "run_id", "model", "layer", "n_layers", "source", "config",
-              "config_hash", "created", "lexiscope_version")
 
 
 class StoreError(Exception):
@@ -27,3 +33,242 @@ def runs_dir(root=None) -> Path:
 
 def run_path(root, run_id: str) -> Path:
     return runs_dir(root) / f"{run_id}{RUN_SUFFIX}"
+
+
+# -- root attributes ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RootAttrs:
+    """Attributes of the root group `/`: the identity of a run, written last (a file without them is
+    not a run). `family` is shared by the runs of one plan entry across layers; files written before
+    it existed lack it (readers then derive it with `family_of`)."""
+
+    schema_version: str = "schema_version"
+    run_id: str = "run_id"
+    model: str = "model"
+    layer: str = "layer"
+    n_layers: str = "n_layers"
+    source: str = "source"
+    config: str = "config"
+    config_hash: str = "config_hash"
+    family: str = "family"
+    created: str = "created"
+    lexiscope_version: str = "lexiscope_version"
+
+
+ROOT = RootAttrs()
+ROOT_ATTRS = tuple(getattr(ROOT, f.name) for f in fields(RootAttrs))
+
+# Config keys that differ between the layers of one plan entry without changing what is computed.
+_NOT_FAMILY = ("layers", "layer", "name", "batch_size")
+
+
+def family_of(model: str, config: dict | None) -> str:
+    """The family id of a run: `<model>-<8 hex>`, a hash of its config without the keys that differ
+    between the layers of one plan entry (or do not change results: name, batch size)."""
+    body = {k: v for k, v in (config or {}).items() if k not in _NOT_FAMILY}
+    digest = hashlib.sha256(json.dumps([model, body], sort_keys=True, default=str).encode()).hexdigest()
+    return f"{str(model).rsplit('/', 1)[-1]}-{digest[:8]}"
+
+
+# -- groups and datasets --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Base of the group classes: every field after `path` names a child (its default, else the field
+    name) and is replaced by the child's full path; a field whose default is a group class becomes
+    that group at `<path>/<field name>`."""
+
+    path: str
+    ATTRS: ClassVar[bool] = False  # whether the group itself carries attributes
+
+    def __post_init__(self):
+        for f in fields(self)[1:]:
+            child = getattr(self, f.name)
+            if isinstance(child, type):
+                value = child(f"{self.path}/{f.name}")
+            else:
+                value = f"{self.path}/{child or f.name}"
+            object.__setattr__(self, f.name, value)
+
+    def datasets(self) -> dict[str, str]:
+        """{field name: full path} of the datasets directly in this group."""
+        return {f.name: getattr(self, f.name) for f in fields(self)[1:] if isinstance(getattr(self, f.name), str)}
+
+    def paths(self) -> list[str]:
+        """This group (if it carries attributes), its datasets and those of its child groups."""
+        out = [self.path] if self.ATTRS else []
+        for f in fields(self)[1:]:
+            child = getattr(self, f.name)
+            out += child.paths() if isinstance(child, _Group) else [child]
+        return out
+
+
+@dataclass(frozen=True)
+class Words(_Group):
+    text: str = ""
+    lang: str = ""
+    zipf: str = ""
+    group: str = ""
+    n_contexts: str = ""
+
+
+@dataclass(frozen=True)
+class ConceptGroups(_Group):
+    names: str = ""
+
+
+@dataclass(frozen=True)
+class Neighbors(_Group):
+    indices: str = ""
+    cos: str = ""
+
+
+@dataclass(frozen=True)
+class Projections(_Group):
+    umap3d: str = ""
+    umap2d: str = ""
+    pca2: str = ""
+
+
+@dataclass(frozen=True)
+class Geometry(_Group):
+    ATTRS: ClassVar[bool] = True
+    mean: str = ""
+    cos_contrib: str = ""
+    outlier_dims: str = ""
+    pca2: str = ""
+    pca2_explained: str = ""
+
+
+@dataclass(frozen=True)
+class Enhanced(_Group):
+    ATTRS: ClassVar[bool] = True
+    centroids: str = ""
+    means: str = ""
+    directions: str = ""
+    cluster: str = ""
+    neighbors: Neighbors = Neighbors
+
+
+@dataclass(frozen=True)
+class PerLanguage(_Group):
+    """A group with attributes and one attribute-only subgroup per language (`<path>/<lang>`)."""
+
+    ATTRS: ClassVar[bool] = True
+
+    def of(self, lang: str) -> str:
+        return f"{self.path}/{lang}"
+
+    def paths(self) -> list[str]:
+        return super().paths() + [self.of("<lang>")]
+
+
+@dataclass(frozen=True)
+class Similarity(_Group):
+    ATTRS: ClassVar[bool] = True
+
+
+@dataclass(frozen=True)
+class Tokens(_Group):
+    text: str = ""
+    positions: str = ""
+
+
+@dataclass(frozen=True)
+class STSGroup(PerLanguage):
+    scores: str = ""
+
+
+@dataclass(frozen=True)
+class CSR(_Group):
+    """A sparse matrix: {indptr (n+1,) int64, indices (nnz,) int32, data (nnz,) float32}, attribute `shape`."""
+
+    ATTRS: ClassVar[bool] = True
+    indptr: str = ""
+    indices: str = ""
+    data: str = ""
+
+
+@dataclass(frozen=True)
+class SAEHistory(_Group):
+    step: str = ""
+    loss: str = ""
+    mse: str = ""
+    l0: str = ""
+    fvu: str = ""
+    dead: str = ""
+
+
+@dataclass(frozen=True)
+class SAEGroup(_Group):
+    ATTRS: ClassVar[bool] = True
+    W_enc: str = ""
+    b_enc: str = ""
+    W_dec: str = ""
+    b_dec: str = ""
+    norm_mean: str = ""
+    norm_scale: str = ""
+    threshold: str = ""  # batch_topk only
+    acts: CSR = CSR
+    density: str = ""
+    max_act: str = ""
+    group_scores: str = ""
+    mono_score: str = ""
+    best_group: str = ""
+    top_words: str = ""
+    top_acts: str = ""
+    quantile_words: str = ""
+    quantile_acts: str = ""
+    decoder_neighbors: str = ""
+    decoder_neighbor_cos: str = ""
+    correlated: str = ""
+    correlated_cos: str = ""
+    feature_map: str = ""
+    feature_intrusion: str = ""
+    history: SAEHistory = SAEHistory
+    next_layer_match: str = ""
+    next_layer_cos: str = ""
+    prev_layer_match: str = ""
+    prev_layer_cos: str = ""
+
+
+EMBEDDINGS = "embeddings"
+WORDS = Words("words")
+GROUPS = ConceptGroups("groups")
+NEIGHBORS = Neighbors("neighbors")
+PROJECTIONS = Projections("projections")
+GEOMETRY = Geometry("geometry")
+GEOMETRY_TOKENS = Geometry("geometry_tokens")  # the same measures on the token sample (contextual runs)
+ENHANCED = Enhanced("enhanced")
+LANGUAGES = PerLanguage("languages")
+SIMILARITY = Similarity("similarity")
+TOKENS = Tokens("tokens")
+STS = STSGroup("sts")
+SAE = SAEGroup("sae")
+
+GROUPS_IN_FILE = (
+    WORDS,
+    GROUPS,
+    NEIGHBORS,
+    PROJECTIONS,
+    GEOMETRY,
+    GEOMETRY_TOKENS,
+    ENHANCED,
+    LANGUAGES,
+    SIMILARITY,
+    TOKENS,
+    STS,
+    SAE,
+)
+
+
+def all_paths() -> list[str]:
+    """Every path the schema names: "/" (root attributes), datasets, and groups that carry attributes
+    (`<lang>` stands for a language code). docs/store.md documents exactly these."""
+    out = ["/", EMBEDDINGS]
+    for group in GROUPS_IN_FILE:
+        out += group.paths()
+    return out

@@ -3,13 +3,14 @@
 `settings()` reads the environment afresh on each call: tests and `serve --auth` change it at run time,
 and one read costs microseconds next to any request.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 
 class SettingsError(ValueError):
@@ -22,6 +23,7 @@ class Settings(BaseSettings):
     # where things are
     store: Path = Field(Path("lexiscope-store"), description="store root")
     sts_dir: Path | None = Field(None, description="folder of the STS-B files stsb-<lang>-<split>.csv")
+    wordnet_dir: Path = Field(Path("/usr/share/wordnet"), description="WordNet 3.0 database (Debian: wordnet-base)")
     # the dashboard
     auth: str = Field("", description="basic auth for the dashboard: user:password[,user:password]")
     max_points: int | None = Field(None, ge=1, description="points drawn on a word map (default 20,000)")

@@ -1,4 +1,5 @@
 """Atomic run writer: everything goes to a temporary file that is renamed only when complete."""
+
 import datetime as _dt
 import json
 import os
@@ -8,7 +9,7 @@ import h5py
 import numpy as np
 import scipy.sparse as sp
 
-from store.schema import SCHEMA_VERSION, TMP_PREFIX, run_path, runs_dir
+from store.schema import CSR, ROOT, ROOT_ATTRS, SCHEMA_VERSION, TMP_PREFIX, run_path, runs_dir
 
 # Compress arrays above this many bytes; smaller ones are cheaper to read raw.
 COMPRESS_MIN_BYTES = 64 * 1024
@@ -17,6 +18,7 @@ COMPRESS_MIN_BYTES = 64 * 1024
 def _version() -> str:
     try:
         from importlib.metadata import version
+
         return version("lexiscope")
     except Exception:
         return "0+unknown"
@@ -31,17 +33,38 @@ class RunWriter:
     so readers never see a partial run.
     """
 
-    def __init__(self, root, run_id: str, *, model: str, layer: int, n_layers: int, source: str,
-                 config: dict, config_hash: str):
+    def __init__(
+        self,
+        root,
+        run_id: str,
+        *,
+        model: str,
+        layer: int,
+        n_layers: int,
+        source: str,
+        config: dict,
+        config_hash: str,
+        family: str | None = None,
+    ):
         self.root = Path(root)
         self.run_id = run_id
         self.final = run_path(root, run_id)
         self.tmp = runs_dir(root) / f"{TMP_PREFIX}{run_id}-{os.getpid()}.h5"
-        self.root_attrs = dict(
-            schema_version=SCHEMA_VERSION, run_id=run_id, model=model, layer=int(layer),
-            n_layers=int(n_layers), source=source, config=json.dumps(config, sort_keys=True),
-            config_hash=config_hash, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            lexiscope_version=_version())
+        values = {
+            ROOT.schema_version: SCHEMA_VERSION,
+            ROOT.run_id: run_id,
+            ROOT.model: model,
+            ROOT.layer: int(layer),
+            ROOT.n_layers: int(n_layers),
+            ROOT.source: source,
+            ROOT.config: json.dumps(config, sort_keys=True),
+            ROOT.config_hash: config_hash,
+            ROOT.family: family,
+            ROOT.created: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            ROOT.lexiscope_version: _version(),
+        }
+        # Every root attribute of the schema, in its order; `family` is left out when not given.
+        self.root_attrs = {k: values[k] for k in ROOT_ATTRS if values[k] is not None}
         self.f = None
 
     def __enter__(self):
@@ -74,8 +97,9 @@ class RunWriter:
             del self.f[path]
         if isinstance(data, (list, tuple)) or (isinstance(data, np.ndarray) and data.dtype.kind in "UO"):
             arr = np.asarray([str(s) for s in data], dtype=object)
-            ds = self.f.create_dataset(path, data=arr, dtype=h5py.string_dtype("utf-8"),
-                                       **_layout(arr.shape, 16 * arr.size))
+            ds = self.f.create_dataset(
+                path, data=arr, dtype=h5py.string_dtype("utf-8"), **_layout(arr.shape, 16 * arr.size)
+            )
         else:
             arr = np.ascontiguousarray(data)
             ds = self.f.create_dataset(path, data=arr, **_layout(arr.shape, arr.nbytes))
@@ -96,11 +120,11 @@ class RunWriter:
 
     def put_csr(self, path: str, matrix, attrs: dict | None = None):
         """A sparse matrix as {indptr, indices, data} plus a `shape` attribute."""
-        m = sp.csr_matrix(matrix)
-        self.put(f"{path}/indptr", m.indptr.astype(np.int64))
-        self.put(f"{path}/indices", m.indices.astype(np.int32))
-        self.put(f"{path}/data", m.data.astype(np.float32))
-        self.set_attrs(path, {"shape": np.asarray(m.shape, dtype=np.int64), **(attrs or {})})
+        m, at = sp.csr_matrix(matrix), CSR(path)
+        self.put(at.indptr, m.indptr.astype(np.int64))
+        self.put(at.indices, m.indices.astype(np.int32))
+        self.put(at.data, m.data.astype(np.float32))
+        self.set_attrs(at.path, {"shape": np.asarray(m.shape, dtype=np.int64), **(attrs or {})})
 
     def set_attrs(self, path: str, attrs: dict):
         g = self.f.require_group(path) if path not in ("", "/") else self.f
@@ -121,8 +145,9 @@ def _attrs(attrs: dict) -> dict:
     for k, v in attrs.items():
         if v is None:
             continue
-        if isinstance(v, (dict, list, tuple)) and not (isinstance(v, (list, tuple)) and v and all(
-                isinstance(x, (int, float, np.number)) for x in v)):
+        if isinstance(v, (dict, list, tuple)) and not (
+            isinstance(v, (list, tuple)) and v and all(isinstance(x, (int, float, np.number)) for x in v)
+        ):
             v = json.dumps(v)
         out[k] = v
     return out

@@ -1,22 +1,16 @@
 """Shared fixtures. Expensive stores are built once per session and only read by tests."""
+
 import os
 from pathlib import Path
 
 import pytest
+from helpers import SMALL_GLOVE_RUN
 
 from compute.config import parse_plan
 
 REPO = Path(__file__).resolve().parents[1]
 # Real STS-B data sits beside the repo (never copied into it); LEXISCOPE_STS_DIR overrides.
 STS_DIR = Path(os.environ.get("LEXISCOPE_STS_DIR") or REPO.parent / "shared" / "data" / "stsb-multi-mt")
-
-SMALL_GLOVE_RUN = {
-    "name": "glove-small",
-    "model": "glove-6b-50d",
-    "vocabulary": {"top_n": 2000, "concept_groups": "default"},
-    "projections": {"n_neighbors": 10, "umap_epochs": 100},
-    "sae": {"arch": "topk", "d_sae": 256, "k": 8, "seed": 0},
-}
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +24,7 @@ def sts_dir() -> Path:
 def glove_store(tmp_path_factory):
     """A store with one small GloVe run (2,000+ words, geometry, projections, a 256-feature SAE)."""
     from compute.pipeline import precompute
+
     root = tmp_path_factory.mktemp("glove-store")
     ids = precompute(parse_plan({"runs": [SMALL_GLOVE_RUN]}), store=root, device="cpu")
     return root, ids[0]
@@ -39,6 +34,7 @@ def glove_store(tmp_path_factory):
 def minilm_corpus(tmp_path_factory) -> list[str]:
     """The first 150 sentences of gensim's lee corpus, as a small real corpus file."""
     from compute.contextual import read_corpus
+
     sentences = read_corpus("lee")[:150]
     path = tmp_path_factory.mktemp("corpus") / "lee150.txt"
     path.write_text("\n".join(sentences) + "\n", encoding="utf-8")
@@ -49,13 +45,19 @@ def minilm_corpus(tmp_path_factory) -> list[str]:
 def minilm_store(tmp_path_factory, minilm_corpus):
     """Every layer of the bundled MiniLM on a small corpus: 7 run files with SAEs."""
     from compute.pipeline import precompute
+
     sentences, corpus = minilm_corpus
     root = tmp_path_factory.mktemp("minilm-store")
-    run = {"name": "minilm-small", "model": "minilm-l6", "layers": "all", "corpus": str(corpus),
-           "vocabulary": {"top_n": 300, "concept_groups": "default"},
-           "geometry": {"token_sample": 600, "clusters": 3, "pcs_removed": 4},
-           "projections": {"n_neighbors": 10, "umap_epochs": 50},
-           "sae": {"arch": "topk", "d_sae": 128, "k": 4, "seed": 0, "steps": 300}}
+    run = {
+        "name": "minilm-small",
+        "model": "minilm-l6",
+        "layers": "all",
+        "corpus": str(corpus),
+        "vocabulary": {"top_n": 300, "concept_groups": "default"},
+        "geometry": {"token_sample": 600, "clusters": 3, "pcs_removed": 4},
+        "projections": {"n_neighbors": 10, "umap_epochs": 50},
+        "sae": {"arch": "topk", "d_sae": 128, "k": 4, "seed": 0, "steps": 300},
+    }
     ids = precompute(parse_plan({"runs": [run]}), store=root, device="cpu")
     return root, ids
 
@@ -66,10 +68,27 @@ def pytest_setup_options():
     sentinel timeout that urllib3 2 rejects, so give it a real one."""
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.remote.remote_connection import RemoteConnection
+
     RemoteConnection.set_timeout(120)
     options = Options()
     options.binary_location = os.environ.get("DASH_TEST_CHROMEPATH", "/usr/bin/chromium")
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1440,1000",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"):
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1440,1000",
+        "--force-prefers-reduced-motion",  # Bootstrap scrolls smoothly otherwise, and clicks land mid-scroll
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ):
         options.add_argument(arg)
     return options
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that drives headless Chromium (dash_duo) is marked `browser`, so `-m "not browser"` skips it."""
+    for item in items:
+        if "dash_duo" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)

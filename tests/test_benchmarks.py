@@ -1,5 +1,6 @@
 """The benchmark harness must not rot: run `python -m benchmarks --quick` once and check the results file
 and the printed table (structure and internal consistency only; no timing assertions)."""
+
 import json
 import math
 import os
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-NAMES = ["end_to_end", "dashboard", "extraction", "geometry", "sae", "layers", "scaling"]
+NAMES = ["end_to_end", "dashboard", "extraction", "geometry", "sae", "sae_archs", "layers", "scaling"]
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +21,14 @@ def quick_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench")
     out = tmp / "quick.json"
     env = dict(os.environ, LEXISCOPE_BENCH_DIR=str(tmp / "work"), TQDM_DISABLE="1")
-    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(out.read_text()), proc.stdout
 
@@ -107,6 +114,7 @@ def test_ratios_follow_from_the_figures(quick_run):
 
 def test_paper_i_pc_matches_a_direct_computation():
     from benchmarks.geometry import paper_i_pc
+
     rng = np.random.default_rng(0)
     half = rng.normal(size=(150, 4)) * [3, 1, 0.5, 0.2]
     W = np.vstack([half, -half])  # symmetric cloud: F(u) = F(-u), so eigenvector signs do not matter

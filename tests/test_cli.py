@@ -1,4 +1,5 @@
 """The CLI a newcomer meets: clear one-line errors, an idempotent precompute, the catalog table."""
+
 import os
 import subprocess
 import sys
@@ -7,19 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from helpers import SMALL_GLOVE_RUN
 
 from compute.config import PlanError, load_plan, parse_plan
 from compute.pipeline import precompute
 from store import Catalog
 
-from conftest import SMALL_GLOVE_RUN
-
-LEXISCOPE = [sys.executable, "-m", "compute.cli"]
+LEXISCOPE = [sys.executable, "-m", "lexiscope"]
 
 
 def run_cli(*args, env=None):
-    return subprocess.run(LEXISCOPE + list(args), capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        LEXISCOPE + list(args), capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})}
+    )
 
 
 def test_bundled_plan_and_groups_are_valid():
@@ -30,13 +31,16 @@ def test_bundled_plan_and_groups_are_valid():
     assert len(groups) >= 10 and all(len(words) >= 20 for words in groups.values())
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"runs": [{"model": "glove-6b-50d", "geometry": {"pairs": -5}}]}, "plan.yaml.runs[0].geometry.pairs"),
-    ({"runs": [{"model": "glove-6b-50d", "sae": {"arch": "topk", "d_sae": 4, "k": 9}}]}, "plan.yaml.runs[0].sae"),
-    ({"runs": [{"model": "glove-6b-50d", "sae": {"l1": -1.0, "arch": "relu_l1"}}]}, "plan.yaml.runs[0].sae.l1"),
-    ({"runs": [{"model": "glove-6b-50d", "colour": "red"}]}, "plan.yaml.runs[0].colour"),
-    ({"runs": []}, "plan.yaml.runs"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"runs": [{"model": "glove-6b-50d", "geometry": {"pairs": -5}}]}, "plan.yaml.runs[0].geometry.pairs"),
+        ({"runs": [{"model": "glove-6b-50d", "sae": {"arch": "topk", "d_sae": 4, "k": 9}}]}, "plan.yaml.runs[0].sae"),
+        ({"runs": [{"model": "glove-6b-50d", "sae": {"l1": -1.0, "arch": "relu_l1"}}]}, "plan.yaml.runs[0].sae.l1"),
+        ({"runs": [{"model": "glove-6b-50d", "colour": "red"}]}, "plan.yaml.runs[0].colour"),
+        ({"runs": []}, "plan.yaml.runs"),
+    ],
+)
 def test_malformed_plan_is_one_line_naming_the_field(tmp_path, body, field):
     plan = tmp_path / "plan.yaml"
     plan.write_text(yaml.safe_dump(body))
@@ -62,7 +66,8 @@ def test_unknown_model_is_a_clear_message(tmp_path):
     r = run_cli("precompute", str(plan), "--store", str(tmp_path / "store"))
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines() == [
-        "error: model 'no-such-model.txt': no such word-vector file (bundled static models: glove-6b-50d)"]
+        "error: model 'no-such-model.txt': no such word-vector file (bundled static models: glove-6b-50d)"
+    ]
 
 
 def test_precompute_is_idempotent(glove_store):
@@ -82,6 +87,7 @@ def test_runs_prints_the_catalog(glove_store):
 def test_word2vec_text_file_loads_through_gensim(tmp_path):
     """Any word2vec/GloVe file goes through the same code as the bundled vectors."""
     from compute.embeddings import load_static
+
     rng = np.random.default_rng(0)
     words = ["cat", "dog", "tiger", "red", "blue", "green", "one", "two", "three", "four", "five", "six"]
     V = rng.normal(size=(len(words), 6)).astype(np.float32)

@@ -1,11 +1,19 @@
 """Contextual extraction against hand computations with transformers, one sentence at a time."""
+
 import numpy as np
 import pytest
 import torch
 
 from compute import contextual
-from compute.contextual import (BUNDLED, ModelError, extract, is_transformer, load_transformer, read_corpus,
-                                split_sentences)
+from compute.contextual import (
+    BUNDLED,
+    ModelError,
+    extract,
+    is_transformer,
+    load_transformer,
+    read_corpus,
+    split_sentences,
+)
 
 CORPUS = [
     "A huge bushfire pushed towards the town of Hill Top.",
@@ -42,8 +50,8 @@ def _hand_word_vector(tok, model, sentences, word):
         h, toks = _hidden(tok, model, s)
         for i in range(len(toks) - len(pieces) + 1):
             nxt = toks[i + len(pieces)] if i + len(pieces) < len(toks) else "[SEP]"
-            if toks[i:i + len(pieces)] == pieces and not nxt.startswith("##"):
-                occurrences.append(h[:, i:i + len(pieces)].mean(1))
+            if toks[i : i + len(pieces)] == pieces and not nxt.startswith("##"):
+                occurrences.append(h[:, i : i + len(pieces)].mean(1))
     return np.mean(occurrences, 0), len(occurrences)
 
 
@@ -98,8 +106,9 @@ def test_absent_words_are_encoded_in_isolation(minilm):
     tok, model = minilm
     words = ["zyxwvut", "rain", "quantumly", "zyxwvut", "bushfires"]
     seen = []
-    ex = extract(tok, model, CORPUS, words, layers=[0, 4], token_sample=0, batch_size=2,
-                 progress=lambda stage, f: seen.append(f))
+    ex = extract(
+        tok, model, CORPUS, words, layers=[0, 4], token_sample=0, batch_size=2, progress=lambda stage, f: seen.append(f)
+    )
     assert ex.n_contexts.tolist() == [0, 1, 0, 0, 1]
     for row in (0, 2, 3):
         h, toks = _hidden(tok, model, words[row])

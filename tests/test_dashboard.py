@@ -1,8 +1,9 @@
 """Acceptance tests of the dashboard in a real headless Chromium (dash[testing]'s dash_duo).
 
 The store: the session's small GloVe run (tests/conftest.py) when the SAE stage is available, else the
-same run without SAE plus a stand-in SAE (tests/test_dashboard_data.py), next to a corrupt run file.
+same run without SAE plus a stand-in SAE (tests/helpers.py), next to a corrupt run file.
 Expected values are read from the run file with plain h5py, independently of the dashboard."""
+
 import os
 import shutil
 import time
@@ -15,8 +16,8 @@ import pytest
 
 pytest.importorskip("selenium")
 
-CONCEPT_WORD = "dog"      # in the default 'animals' group
-CLICKED_WORD = "horse"    # another group word, clicked on the map
+CONCEPT_WORD = "dog"  # in the default 'animals' group
+CLICKED_WORD = "horse"  # another group word, clicked on the map
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,8 @@ def dash_store(request, tmp_path_factory):
     if has_sae:
         shutil.copy(src, root / "runs" / src.name)
     else:
-        from test_dashboard_data import synthetic_sae_run
+        from helpers import synthetic_sae_run
+
         run_id = synthetic_sae_run(src, root, run_id + "-sae", d_sae=256, k=8)
     (root / "runs" / "broken-L0-000000000000.h5").write_bytes(b"this is not an HDF5 file" * 100)
     return root, run_id, root / "runs" / f"{run_id}.h5"
@@ -42,11 +44,14 @@ def _glove_run(request, tmp_path_factory):
         if os.environ.get("LEXISCOPE_TEST_SYNTHETIC_SAE"):
             raise ImportError
         import compute.features  # noqa: F401  (the SAE stage; the shared fixture needs it)
+
         root, run_id = request.getfixturevalue("glove_store")
     except ImportError:
+        from helpers import SMALL_GLOVE_RUN
+
         from compute.config import parse_plan
         from compute.pipeline import precompute
-        from conftest import SMALL_GLOVE_RUN
+
         root = tmp_path_factory.mktemp("glove-nosae")
         run_id = precompute(parse_plan({"runs": [{**SMALL_GLOVE_RUN, "sae": None}]}), store=root, device="cpu")[0]
     return root / "runs" / f"{run_id}.h5", run_id
@@ -56,6 +61,7 @@ def _glove_run(request, tmp_path_factory):
 def app_on(dash_store):
     from dashboard.app import app
     from dashboard.lib import store
+
     root, run_id, path = dash_store
     store.configure(root)
     yield app, run_id, path
@@ -69,7 +75,8 @@ def _query(dash_duo) -> dict:
 def _click_point(dash_duo, graph_selector, customdata):
     """Click the point whose customdata is `customdata`, through plotly's own click event (what a
     mouse click on a WebGL point emits; pixel-clicking a 3-D scene is not reproducible)."""
-    found = dash_duo.driver.execute_script("""
+    found = dash_duo.driver.execute_script(
+        """
         const gd = document.querySelector(arguments[0] + ' .js-plotly-plot');
         if (!gd) return 'no graph';
         for (let c = 0; c < gd.data.length; c++) {
@@ -82,7 +89,10 @@ def _click_point(dash_duo, graph_selector, customdata):
                 return 'ok';
             }
         }
-        return 'not found';""", graph_selector, customdata)
+        return 'not found';""",
+        graph_selector,
+        customdata,
+    )
     assert found == "ok", f"{graph_selector}: point {customdata}: {found}"
 
 
@@ -90,6 +100,7 @@ def _click(dash_duo, element, tries=20):
     """A real click, once the element has stopped moving (graphs load lazily and shift the page).
     If something still covers it after `tries`, click through JavaScript and say what covered it."""
     from selenium.common.exceptions import ElementClickInterceptedException
+
     for _ in range(tries):
         dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
         try:
@@ -98,7 +109,7 @@ def _click(dash_duo, element, tries=20):
         except ElementClickInterceptedException as e:
             covered = " ".join(str(e).split())[:400]
             time.sleep(0.25)
-    warnings.warn(f"clicked through JavaScript: {covered}")
+    warnings.warn(f"clicked through JavaScript: {covered}", stacklevel=2)
     dash_duo.driver.execute_script("arguments[0].click();", element)
 
 
@@ -106,7 +117,8 @@ def _shot(dash_duo, tmp_path, name):
     """A screenshot once every graph on the page has drawn (plotly loads lazily)."""
     deadline = time.time() + 15
     while time.time() < deadline and not dash_duo.driver.execute_script(
-            "return [...document.querySelectorAll('.dash-graph')].every(g => g.querySelector('.main-svg'))"):
+        "return [...document.querySelectorAll('.dash-graph')].every(g => g.querySelector('.main-svg'))"
+    ):
         time.sleep(0.2)
     time.sleep(0.3)
     dash_duo.driver.save_screenshot(str(tmp_path / f"{name}.png"))
@@ -122,9 +134,9 @@ def test_click_through(dash_duo, app_on, tmp_path):
     dash_duo.start_server(app)
 
     # Runs: click the good run's row.
-    dash_duo.wait_for_element(f'#runs-table td[data-dash-column="model"]', timeout=20)
+    dash_duo.wait_for_element('#runs-table td[data-dash-column="model"]', timeout=20)
     _shot(dash_duo, tmp_path, "runs")
-    cell = dash_duo.find_element(f'#runs-table tr td[data-dash-column="model"]')
+    cell = dash_duo.find_element('#runs-table tr td[data-dash-column="model"]')
     cell.click()
     dash_duo.wait_for_element("#words-search", timeout=20)
     assert urlparse(dash_duo.driver.current_url).path == "/words"
@@ -181,7 +193,7 @@ def test_deep_link_and_history(dash_duo, app_on, tmp_path):
     first_top = dash_duo.find_elements("#features-top-words a")[0].text.rsplit(" ", 1)[0]
     assert first_top == words[top_words[f1][0]]
     # Follow a correlated-feature link, then the same with a typed deep link for a word.
-    link = dash_duo.find_element(f'#features-correlated a')
+    link = dash_duo.find_element("#features-correlated a")
     f_corr = int(link.text.split()[0].lstrip("#"))
     _click(dash_duo, link)
     dash_duo.wait_for_text_to_equal("#features-selected", f"Feature #{f_corr}", timeout=20)
@@ -230,6 +242,7 @@ def test_corrupt_run_is_contained(dash_duo, app_on, tmp_path):
 def test_empty_store_explains_precompute(dash_duo, tmp_path):
     from dashboard.app import app
     from dashboard.lib import store
+
     store.configure(tmp_path / "empty")
     try:
         dash_duo.start_server(app)

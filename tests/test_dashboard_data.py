@@ -1,111 +1,20 @@
-"""The dashboard's data layer (dashboard/lib/store.py) against independent brute-force computations,
-plus `synthetic_sae_run`: a run with a stand-in SAE section, so dashboard tests and the latency
-benchmark do not depend on SAE training (the SAE paths follow docs/store.md)."""
+"""The dashboard's data layer (dashboard/lib/) against independent brute-force computations."""
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from helpers import synthetic_sae
 
 from store import RunWriter
 
+# -- tests of dashboard/lib/ ----------------------------------------------------------------------
 
-# -- a stand-in SAE --------------------------------------------------------------------------
-
-def synthetic_sae(X: np.ndarray, group: np.ndarray, n_groups: int, d_sae: int, k: int = 8, seed: int = 0) -> dict:
-    """A TopK 'SAE' without training: decoder = normalised random word vectors, activations = top-k of
-    ReLU(x̂·W_decᵀ). Every per-feature summary the dashboard reads is derived from it, by the
-    definitions in docs/store.md, so the views get realistic, consistent data."""
-    rng = np.random.default_rng(seed)
-    n, d = X.shape
-    Xn = (X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-8)).astype(np.float32)
-    W_dec = Xn[rng.choice(n, d_sae, replace=n < d_sae)] + 0.05 * rng.standard_normal((d_sae, d))
-    W_dec = (W_dec / np.linalg.norm(W_dec, axis=1, keepdims=True)).astype(np.float32)
-    top_NK = np.empty((n, k), np.int32)
-    val_NK = np.empty((n, k), np.float32)
-    chunk = max(256, (1 << 24) // d_sae)  # rows per block: ~200 MB of pre-activations and indices
-    for lo in range(0, n, chunk):
-        pre = np.maximum(Xn[lo:lo + chunk] @ W_dec.T, 0)
-        top = np.argpartition(-pre, k - 1, axis=1)[:, :k]
-        top_NK[lo:lo + chunk], val_NK[lo:lo + chunk] = top, np.take_along_axis(pre, top, axis=1)
-    acts = sp.csr_matrix((val_NK.ravel(), top_NK.ravel(), np.arange(0, n * k + 1, k, dtype=np.int64)),
-                         shape=(n, d_sae))
-    acts.eliminate_zeros()
-    acts.sort_indices()
-    csc = acts.tocsc()
-    density = (np.diff(csc.indptr) / n).astype(np.float32)
-    max_act = np.asarray(csc.max(axis=0).todense()).ravel().astype(np.float32)
-    top_words = np.full((d_sae, 50), -1, np.int32)
-    top_acts = np.zeros((d_sae, 50), np.float32)
-    qw = np.full((d_sae, 5, 5), -1, np.int32)
-    qa = np.zeros((d_sae, 5, 5), np.float32)
-    for f in range(d_sae):
-        rows, vals = csc.indices[csc.indptr[f]:csc.indptr[f + 1]], csc.data[csc.indptr[f]:csc.indptr[f + 1]]
-        order = np.argsort(-vals)[:50]
-        top_words[f, :len(order)], top_acts[f, :len(order)] = rows[order], vals[order]
-        if len(vals):
-            edges = np.linspace(0, vals.max(), 6)
-            for q in range(5):
-                inside = np.flatnonzero((vals > edges[q]) & (vals <= edges[q + 1]))[:5]
-                qw[f, q, :len(inside)], qa[f, q, :len(inside)] = rows[inside], vals[inside]
-    G = max(1, n_groups)
-    group_scores = np.zeros((d_sae, G), np.float32)
-    totals = np.asarray(acts.sum(axis=0)).ravel()
-    for g in range(n_groups):
-        members = np.flatnonzero(group == g)
-        if len(members):
-            group_scores[:, g] = np.asarray(acts[members].sum(axis=0)).ravel() / np.maximum(totals, 1e-8)
-    best = np.where(group_scores.max(axis=1) > 0, group_scores.argmax(axis=1), -1).astype(np.int16)
-    cos = W_dec @ W_dec.T
-    np.fill_diagonal(cos, -np.inf)
-    correlated = np.argsort(-cos, axis=1)[:, :10].astype(np.int32)
-    dec_nb = np.zeros((d_sae, 20), np.int32)
-    dec_cos = np.zeros((d_sae, 20), np.float32)
-    step = max(1, min(512, (1 << 25) // max(1, n)))  # at most ~400 MB of similarities and indices
-    for lo in range(0, d_sae, step):
-        sims = W_dec[lo:lo + step] @ Xn.T
-        part = np.argpartition(-sims, 19, axis=1)[:, :20]
-        s = np.take_along_axis(sims, part, axis=1)
-        o = np.argsort(-s, axis=1)
-        dec_nb[lo:lo + step], dec_cos[lo:lo + step] = np.take_along_axis(part, o, 1), np.take_along_axis(s, o, 1)
-    centred = W_dec - W_dec.mean(0)
-    fmap = (centred @ np.linalg.svd(centred, full_matrices=False)[2][:2].T).astype(np.float32)
-    steps = np.arange(0, 1000, 50)
-    return {
-        "sae": {"arch": "topk", "d_sae": d_sae, "k": k, "fvu": 0.2, "l0": float(acts.nnz / n),
-                "dead_frac": float((density == 0).mean()), "intrusion": 0.5},
-        "sae/W_dec": W_dec, "sae/acts": acts, "sae/density": density, "sae/max_act": max_act,
-        "sae/mono_score": group_scores.max(axis=1), "sae/best_group": best, "sae/group_scores": group_scores,
-        "sae/top_words": top_words, "sae/top_acts": top_acts, "sae/quantile_words": qw, "sae/quantile_acts": qa,
-        "sae/decoder_neighbors": dec_nb, "sae/decoder_neighbor_cos": dec_cos,
-        "sae/correlated": correlated, "sae/correlated_cos": np.take_along_axis(cos, correlated, 1).astype(np.float32),
-        "sae/feature_map": fmap, "sae/feature_intrusion": rng.random(d_sae).astype(np.float32),
-        "sae/history/step": steps, "sae/history/loss": (1 / (1 + steps / 100)).astype(np.float32),
-    }
-
-
-def synthetic_sae_run(src_path, root, run_id: str, d_sae: int = 256, k: int = 8, seed: int = 0) -> str:
-    """Copy a precomputed run (without its /sae) into store `root` as `run_id`, adding synthetic_sae."""
-    import h5py
-    import json
-    with h5py.File(src_path, "r") as src:
-        a = dict(src.attrs)
-        X = src["embeddings"][()]
-        group = src["words/group"][()] if "words/group" in src else np.full(len(X), -1)
-        n_groups = len(src["groups/names"]) if "groups/names" in src else 0
-        with RunWriter(root, run_id, model=a["model"], layer=int(a["layer"]), n_layers=int(a["n_layers"]),
-                       source=a["source"], config=json.loads(a["config"]), config_hash=a["config_hash"]) as w:
-            for name in src:
-                if name != "sae":
-                    src.copy(src[name], w.f, name=name)
-            w.write_all(synthetic_sae(X, group, n_groups, d_sae, k, seed))
-    return run_id
-
-
-# -- tests of dashboard/lib/store.py -------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def small_view(tmp_path_factory):
     """A 600-word synthetic run (random vectors, three groups) with a 64-feature stand-in SAE."""
     from dashboard.lib import store
+
     rng = np.random.default_rng(1)
     n, d = 600, 16
     words = [f"w{i:03d}" for i in range(n - 4)] + ["Cat", "cat", "dog", "dogma"]
@@ -113,9 +22,14 @@ def small_view(tmp_path_factory):
     group = np.full(n, -1, np.int16)
     group[:30], group[30:60], group[-4:] = 0, 1, 2
     root = tmp_path_factory.mktemp("dash-data")
-    out = {"words/text": words, "words/zipf": np.linspace(7, 1, n).astype(np.float32), "words/group": group,
-           "groups/names": ["g0", "g1", "animals"], "embeddings": X,
-           "projections/umap2d": rng.standard_normal((n, 2)).astype(np.float32)}
+    out = {
+        "words/text": words,
+        "words/zipf": np.linspace(7, 1, n).astype(np.float32),
+        "words/group": group,
+        "groups/names": ["g0", "g1", "animals"],
+        "embeddings": X,
+        "projections/umap2d": rng.standard_normal((n, 2)).astype(np.float32),
+    }
     out.update(synthetic_sae(X, group, 3, d_sae=64, k=4))
     with RunWriter(root, "small", model="m", layer=0, n_layers=1, source="static", config={}, config_hash="x") as w:
         w.write_all(out)
@@ -141,10 +55,12 @@ def test_find_prefers_exact_then_case_insensitive(small_view):
 
 
 def test_rank_features_matches_brute_force(small_view):
+    from dashboard.lib.concepts import rank_features_for
+
     v, out = small_view
     A = out["sae/acts"].toarray()
     rows = np.arange(30)
-    ranked = v.rank_features_for(rows, limit=64)
+    ranked = rank_features_for(v, rows, limit=64)
     inside = np.zeros(len(A), bool)
     inside[rows] = True
     for r in ranked[:10]:
@@ -185,9 +101,11 @@ def test_map_rows_capped_and_keep_selection(small_view):
 
 
 def test_decoder_loadings(small_view):
+    from dashboard.lib.stats import decoder_loadings
+
     v, out = small_view
     W = out["sae/W_dec"]
-    feats, weights = v.decoder_loadings(3, 5)
+    feats, weights = decoder_loadings(v.run.array("sae/W_dec"), 3, 5)
     assert list(feats) == list(np.argsort(-np.abs(W[:, 3]))[:5])
     np.testing.assert_allclose(weights, W[feats, 3])
 
@@ -197,42 +115,110 @@ def test_layer_family_and_feature_matches_across_layers(tmp_path):
     feature page links feature f to next_layer_match[f] one layer up, and back down."""
     import dashboard.app  # noqa: F401  (pages register themselves with the app)
     from dashboard.lib import store
+    from dashboard.lib.runs import family, neighbour_run
     from dashboard.pages.features import neighbour_layers
+
     rng = np.random.default_rng(2)
     n, F = 40, 6
     cfg = {"model": "m", "layers": "all", "sae": {"d_sae": F}}
     match = np.array([3, -1, 0, 5, 1, 2], np.int32)
-    for layer, extra, conf in ((1, {"sae/next_layer_match": match,
-                                    "sae/next_layer_cos": np.linspace(0.5, 1, F).astype(np.float32)}, cfg),
-                               (2, {}, cfg), (3, {}, {**cfg, "sae": {"d_sae": 99}})):
+    for layer, extra, conf in (
+        (1, {"sae/next_layer_match": match, "sae/next_layer_cos": np.linspace(0.5, 1, F).astype(np.float32)}, cfg),
+        (2, {}, cfg),
+        (3, {}, {**cfg, "sae": {"d_sae": 99}}),
+    ):
         acts = rng.random((n, F)).astype(np.float32)
         acts[acts < 0.7] = 0
-        out = {"words/text": [f"w{i}" for i in range(n)], "embeddings": rng.standard_normal((n, 4)).astype(np.float32),
-               "sae/acts": sp.csr_matrix(acts), **extra}
-        with RunWriter(tmp_path, f"m-L{layer}", model="m", layer=layer, n_layers=4, source="contextual",
-                       config=conf, config_hash=f"h{layer}") as w:
+        out = {
+            "words/text": [f"w{i}" for i in range(n)],
+            "embeddings": rng.standard_normal((n, 4)).astype(np.float32),
+            "sae/acts": sp.csr_matrix(acts),
+            **extra,
+        }
+        with RunWriter(
+            tmp_path,
+            f"m-L{layer}",
+            model="m",
+            layer=layer,
+            n_layers=4,
+            source="contextual",
+            config=conf,
+            config_hash=f"h{layer}",
+        ) as w:
             w.write_all(out)
     store.configure(tmp_path)
     try:
         v1, v2 = store.view("m-L1"), store.view("m-L2")
-        assert store.family(v1) == {1: "m-L1", 2: "m-L2"}  # layer 3 has another config
-        assert store.neighbour_run(v1, +1).run_id == "m-L2" and store.neighbour_run(v1, -1) is None
+        assert family(v1) == {1: "m-L1", 2: "m-L2"}  # layer 3 has another config
+        assert neighbour_run(v1, +1).run_id == "m-L2" and neighbour_run(v1, -1) is None
         up = str(neighbour_layers(v1, 0))
         assert "/features?run=m-L2&feature=3" in up
         assert "feature=" not in str(neighbour_layers(v1, 1))  # -1: no match
-        down = str(neighbour_layers(v2, 5))   # features 3 of layer 1 maps to 5
+        down = str(neighbour_layers(v2, 5))  # features 3 of layer 1 maps to 5
         assert "/features?run=m-L1&feature=3" in down and "feature=0" not in down
     finally:
         store.configure(None)
 
 
-def test_page_helpers():
+def test_family_attribute_groups_runs_and_prev_layer_matches_link_down(tmp_path):
+    """Runs that carry `family` are grouped by it, not by their config: layers 1 and 2 of family A, and
+    layer 3 of family B with the same config. A stored prev_layer_match links a feature one layer down."""
     import dashboard.app  # noqa: F401
-    from dashboard.pages.concepts import split_words
-    from dashboard.lib.stats import dimension_stats
-    from dashboard.pages.dimensions import sigma_band
-    from dashboard.lib.urls import href, parse, with_params
+    from dashboard.lib import store
+    from dashboard.lib.runs import family, neighbour_run, run_options
+    from dashboard.pages.features import neighbour_layers
+
+    rng = np.random.default_rng(3)
+    n, F = 30, 5
+    prev = np.array([4, 0, -1, 2, 1], np.int32)
+    for layer, fam, extra in (
+        (1, "A", {}),
+        (2, "A", {"sae/prev_layer_match": prev, "sae/prev_layer_cos": np.full(F, 0.75, np.float32)}),
+        (3, "B", {}),
+    ):
+        acts = rng.random((n, F)).astype(np.float32)
+        acts[acts < 0.6] = 0
+        out = {
+            "words/text": [f"w{i}" for i in range(n)],
+            "embeddings": rng.standard_normal((n, 4)).astype(np.float32),
+            "sae/acts": sp.csr_matrix(acts),
+            **extra,
+        }
+        with RunWriter(
+            tmp_path,
+            f"r-L{layer}",
+            model="m",
+            layer=layer,
+            n_layers=4,
+            source="contextual",
+            config={"model": "m", "name": f"plan-{fam}"},
+            config_hash=f"h{layer}",
+            family=fam,
+        ) as w:
+            w.write_all(out)
+    store.configure(tmp_path)
+    try:
+        v2, v3 = store.view("r-L2"), store.view("r-L3")
+        assert family(v2) == {1: "r-L1", 2: "r-L2"} and family(v3) == {3: "r-L3"}
+        assert neighbour_run(v3, -1) is None
+        down = str(neighbour_layers(v2, 0))
+        assert "layer 1: " in down and "/features?run=r-L1&feature=4" in down and "(cos 0.75)" in down
+        assert "feature=" not in str(neighbour_layers(v2, 2))  # -1: no match
+        labels = {o["value"]: o["label"] for o in run_options()}
+        assert labels["r-L1"].startswith("plan-A (m) · L1") and labels["r-L3"].startswith("plan-B (m) · L3")
+        assert [o["value"] for o in run_options()] == ["r-L1", "r-L2", "r-L3"]  # a family's layers together
+    finally:
+        store.configure(None)
+
+
+def test_page_helpers():
     from scipy.stats import pearsonr, spearmanr
+
+    import dashboard.app  # noqa: F401
+    from dashboard.lib.stats import dimension_stats, sigma_band
+    from dashboard.lib.urls import href, parse, with_params
+    from dashboard.pages.concepts import split_words
+
     assert split_words("cat, dog;horse\n Cat  bird") == ["cat", "dog", "horse", "bird"]
     m = np.array([0.1, 0.2, 5.0, 0.0])
     assert sigma_band(m) == pytest.approx((m.mean() - 3 * m.std(), m.mean() + 3 * m.std()))
@@ -262,17 +248,29 @@ def test_page_helpers():
 
 
 def test_features_table_filter_sort_and_pages():
-    import dashboard.app  # noqa: F401
     import pandas as pd
-    from dashboard.pages.features import split_filter_part, table_page
+
+    import dashboard.app  # noqa: F401
+    from dashboard.lib.table_query import split_filter_part, table_page
+
     assert split_filter_part("{density} s> 0.01") == ("density", ">", 0.01)
     assert split_filter_part('{best_group} scontains "anim"') == ("best_group", "contains", "anim")
     assert split_filter_part("{mono_score} ge 0.5") == ("mono_score", ">=", 0.5)
     rng = np.random.default_rng(5)
-    frame = pd.DataFrame({"feature": np.arange(100), "density": rng.random(100),
-                          "best_group": rng.choice(["animals", "colours", ""], 100)})
-    rows, pages = table_page(frame, 1, 10, [{"column_id": "density", "direction": "desc"}],
-                             '{density} s> 0.3 && {best_group} scontains "anim"')
+    frame = pd.DataFrame(
+        {
+            "feature": np.arange(100),
+            "density": rng.random(100),
+            "best_group": rng.choice(["animals", "colours", ""], 100),
+        }
+    )
+    rows, pages = table_page(
+        frame,
+        1,
+        10,
+        [{"column_id": "density", "direction": "desc"}],
+        '{density} s> 0.3 && {best_group} scontains "anim"',
+    )
     want = frame[(frame.density > 0.3) & (frame.best_group == "animals")].sort_values("density", ascending=False)
     assert pages == -(-len(want) // 10)
     assert [r["feature"] for r in rows] == list(want.feature.iloc[10:20])
@@ -280,10 +278,12 @@ def test_features_table_filter_sort_and_pages():
 
 
 def test_run_picker_keeps_the_page_and_drops_the_feature(small_view):
-    import dashboard.app  # noqa: F401
     from dash.exceptions import PreventUpdate
+
+    import dashboard.app  # noqa: F401
     from dashboard.components.navbar import pick_run, sync_navbar
     from dashboard.lib import store
+
     v, _ = small_view
     store.configure(v.run.path.parent.parent)  # other tests point the store elsewhere
     assert pick_run("other", "/words", "?run=small&word=cat&feature=3") == "/words?run=other&word=cat"

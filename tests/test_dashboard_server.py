@@ -1,5 +1,6 @@
 """The app under gunicorn with two workers (forked after import): pages render through HTTP, each
 worker opening the store lazily; and the app module opens no run file at import time."""
+
 import json
 import os
 import socket
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+from helpers import synthetic_sae
 
 from store import RunWriter
 
@@ -20,16 +22,21 @@ ROUTE = ".._pages_content.children..._pages_store.data.."
 
 @pytest.fixture(scope="module")
 def tiny_store(tmp_path_factory):
-    from test_dashboard_data import synthetic_sae
     rng = np.random.default_rng(3)
     n = 300
     X = rng.standard_normal((n, 8)).astype(np.float32)
     group = np.full(n, -1, np.int16)
     group[:20] = 0
-    out = {"words/text": [f"word{i}" for i in range(n)], "words/zipf": np.linspace(6, 2, n).astype(np.float32),
-           "words/group": group, "groups/names": ["g"], "embeddings": X,
-           "projections/umap3d": rng.standard_normal((n, 3)).astype(np.float32),
-           "geometry/mean": X.mean(0), "geometry/cos_contrib": np.abs(X.mean(0)) / 10}
+    out = {
+        "words/text": [f"word{i}" for i in range(n)],
+        "words/zipf": np.linspace(6, 2, n).astype(np.float32),
+        "words/group": group,
+        "groups/names": ["g"],
+        "embeddings": X,
+        "projections/umap3d": rng.standard_normal((n, 3)).astype(np.float32),
+        "geometry/mean": X.mean(0),
+        "geometry/cos_contrib": np.abs(X.mean(0)) / 10,
+    }
     out.update(synthetic_sae(X, group, 1, d_sae=32, k=4))
     root = tmp_path_factory.mktemp("server-store")
     with RunWriter(root, "tiny", model="m", layer=0, n_layers=1, source="static", config={}, config_hash="t") as w:
@@ -44,11 +51,16 @@ def _free_port() -> int:
 
 
 def _route(base, path, search):
-    body = {"output": ROUTE, "outputs": [{"id": "_pages_content", "property": "children"},
-                                          {"id": "_pages_store", "property": "data"}],
-            "inputs": [{"id": "_pages_location", "property": "pathname", "value": path},
-                       {"id": "_pages_location", "property": "search", "value": search}],
-            "changedPropIds": ["_pages_location.search"], "state": []}
+    body = {
+        "output": ROUTE,
+        "outputs": [{"id": "_pages_content", "property": "children"}, {"id": "_pages_store", "property": "data"}],
+        "inputs": [
+            {"id": "_pages_location", "property": "pathname", "value": path},
+            {"id": "_pages_location", "property": "search", "value": search},
+        ],
+        "changedPropIds": ["_pages_location.search"],
+        "state": [],
+    }
     r = requests.post(f"{base}/_dash-update-component", json=body, timeout=60)
     r.raise_for_status()
     return r.text
@@ -58,9 +70,13 @@ def test_gunicorn_with_two_workers_serves_pages(tiny_store):
     pytest.importorskip("gunicorn")
     port = _free_port()
     env = {**os.environ, "LEXISCOPE_STORE": str(tiny_store)}
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
-                             "dashboard.app:server"], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "dashboard.app:server"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 90
@@ -88,9 +104,17 @@ def test_gunicorn_with_two_workers_serves_pages(tiny_store):
 
 def test_importing_the_app_opens_no_run_file(tiny_store):
     """Fork safety: after `import dashboard.app` no HDF5 file is open in the process."""
-    code = ("import h5py, dashboard.app; "
-            "import gc; print(sum(1 for o in gc.get_objects() if isinstance(o, h5py.File) and o.id.valid))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "LEXISCOPE_STORE": str(tiny_store)})
+    code = (
+        "import h5py, dashboard.app; "
+        "import gc; print(sum(1 for o in gc.get_objects() if isinstance(o, h5py.File) and o.id.valid))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "LEXISCOPE_STORE": str(tiny_store)},
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "0"

@@ -1,5 +1,6 @@
 """Feature statistics, interpretability scores and cross-layer matching, each against an independent
 computation written here."""
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -35,9 +36,9 @@ def test_column_top_matches_argsort():
     for f in range(12):
         pos = np.flatnonzero(A[:, f] > 0)
         expect = pos[np.argsort(-A[pos, f], kind="stable")][:50]
-        np.testing.assert_array_equal(words[f, :len(expect)], expect)
-        np.testing.assert_allclose(vals[f, :len(expect)], A[expect, f], rtol=1e-6)
-        assert (words[f, len(expect):] == -1).all() and (vals[f, len(expect):] == 0).all()
+        np.testing.assert_array_equal(words[f, : len(expect)], expect)
+        np.testing.assert_allclose(vals[f, : len(expect)], A[expect, f], rtol=1e-6)
+        assert (words[f, len(expect) :] == -1).all() and (vals[f, len(expect) :] == 0).all()
 
 
 def test_quantile_groups_cover_the_range():
@@ -52,8 +53,8 @@ def test_quantile_groups_cover_the_range():
             chosen = words[f, q][words[f, q] >= 0]
             assert len(chosen) == min(5, len(in_bin))
             assert set(chosen) <= set(in_bin)
-            np.testing.assert_allclose(vals[f, q, :len(chosen)], col[chosen], rtol=1e-6)
-            assert (np.diff(vals[f, q, :len(chosen)]) <= 0).all()
+            np.testing.assert_allclose(vals[f, q, : len(chosen)], col[chosen], rtol=1e-6)
+            assert (np.diff(vals[f, q, : len(chosen)]) <= 0).all()
 
 
 def test_concept_scores_and_mono_score_definition():
@@ -92,9 +93,9 @@ def test_dist_ratio_on_a_planted_intruder():
     X = rng.standard_normal((n, 4))
     X[11] = X[10]  # the two possible intruders sit at the same place
     S = np.zeros((n, 2))
-    S[:5, 0] = [10, 9, 8, 7, 6]          # feature 0's top words: 0..4
-    S[10:12, 1] = [5, 4]                 # feature 1's top 10% (2 words): 10, 11, both in f0's bottom half
-    S[:5, 1] = -1                        # keep f1's own top words away from f0's top words
+    S[:5, 0] = [10, 9, 8, 7, 6]  # feature 0's top words: 0..4
+    S[10:12, 1] = [5, 4]  # feature 1's top 10% (2 words): 10, 11, both in f0's bottom half
+    S[:5, 1] = -1  # keep f1's own top words away from f0's top words
     ratios, _ = features.dist_ratio(S, X, seed=0)
     T = X[:5]
     intra = np.mean([np.linalg.norm(T[a] - T[b]) for a in range(5) for b in range(a + 1, 5)])
@@ -125,3 +126,24 @@ def test_dist_ratio_sparse_path_equals_dense_path():
     np.testing.assert_array_equal(np.isnan(r_sparse), np.isnan(r_dense))
     np.testing.assert_allclose(r_sparse, r_dense, rtol=1e-6)
     assert m_sparse == pytest.approx(m_dense)
+
+
+def test_pipeline_matches_each_layer_to_the_layer_below(minilm_store):
+    """Every layer L >= 1 of a contextual run stores, per feature, the nearest decoder direction of layer
+    L-1 and its cosine (brute force here), and all layers of the plan entry share one `family`."""
+    from store import Catalog
+    from store.schema import family_of
+
+    root, ids = minilm_store
+    cat = Catalog(root)
+    runs = {cat.open(i).layer: cat.open(i) for i in ids}
+    assert len({r.attrs["family"] for r in runs.values()}) == 1
+    # Files without the attribute (older ones) get the same family from their stored config.
+    assert runs[0].attrs["family"] == family_of(runs[0].model, runs[0].config)
+    assert not runs[0].has("sae/prev_layer_match")
+    for layer in range(1, 7):
+        W = runs[layer].array("sae/W_dec").astype(np.float64)
+        V = runs[layer - 1].array("sae/W_dec").astype(np.float64)
+        cos = (W / np.linalg.norm(W, axis=1, keepdims=True)) @ (V / np.linalg.norm(V, axis=1, keepdims=True)).T
+        np.testing.assert_array_equal(runs[layer].array("sae/prev_layer_match"), cos.argmax(axis=1))
+        np.testing.assert_allclose(runs[layer].array("sae/prev_layer_cos"), cos.max(axis=1), atol=1e-5)

@@ -1,4 +1,5 @@
 """dashboard/figures.py without a browser: the data each figure carries, checked against the inputs."""
+
 import json
 
 import numpy as np
@@ -26,8 +27,9 @@ def test_typed_round_trip_and_json_has_no_float_lists():
     spec = F.typed(a)
     assert spec["dtype"] == "f4"
     np.testing.assert_array_equal(F.decode(spec), a)
-    fig = F.word_map(RNG.standard_normal((1000, 3)), np.arange(1000), [f"w{i}" for i in range(1000)], color="value",
-                     values=a)
+    fig = F.word_map(
+        RNG.standard_normal((1000, 3)), np.arange(1000), [f"w{i}" for i in range(1000)], color="value", values=a
+    )
     text = to_json_plotly(fig)
     # 1000 points x 3 coordinates + colours as decimal text would need thousands of commas in a list
     assert text.count('"bdata"') >= 4
@@ -44,8 +46,16 @@ def test_word_map_by_group_puts_every_row_once_with_its_coordinates():
     groups = RNG.integers(-1, 3, n)
     highlight = rows[[3, 4, 5]]
     selected = int(rows[10])
-    fig = F.word_map(coords, rows, words, color="group", groups=groups, group_names=["a", "b", "c"],
-                     highlight=highlight, selected=selected)
+    fig = F.word_map(
+        coords,
+        rows,
+        words,
+        color="group",
+        groups=groups,
+        group_names=["a", "b", "c"],
+        highlight=highlight,
+        selected=selected,
+    )
     _valid(fig)
     base = [t for t in fig["data"] if t["name"] in ("no group", "a", "b", "c")]
     seen = np.concatenate([np.asarray(t["customdata"]) for t in base])
@@ -70,8 +80,15 @@ def test_word_map_by_value_orders_strongest_last_and_greys_nan():
     n = 50
     values = RNG.random(n).astype(np.float32)
     values[[1, 7]] = np.nan
-    fig = F.word_map(RNG.standard_normal((n, 2)), np.arange(n), [str(i) for i in range(n)], color="value",
-                     values=values, value_label="feature #3", axis_names=("PC 1", "PC 2"))
+    fig = F.word_map(
+        RNG.standard_normal((n, 2)),
+        np.arange(n),
+        [str(i) for i in range(n)],
+        color="value",
+        values=values,
+        value_label="feature #3",
+        axis_names=("PC 1", "PC 2"),
+    )
     _valid(fig)
     (nan_trace,) = _traces(fig, "no value")
     assert sorted(nan_trace["customdata"]) == [1, 7]
@@ -124,8 +141,14 @@ def test_activation_histogram_title_reports_share():
 
 
 def test_measure_across_layers_one_line_per_model():
-    t = pd.DataFrame({"model": ["b", "a", "a", "a", "b"], "layer": [1, 2, 0, 1, 0],
-                      "run_id": ["b1", "a2", "a0", "a1", "b0"], "i_cos": [0.5, 0.2, np.nan, 0.1, 0.4]})
+    t = pd.DataFrame(
+        {
+            "model": ["b", "a", "a", "a", "b"],
+            "layer": [1, 2, 0, 1, 0],
+            "run_id": ["b1", "a2", "a0", "a1", "b0"],
+            "i_cos": [0.5, 0.2, np.nan, 0.1, 0.4],
+        }
+    )
     fig = F.measure_across_layers(t, "i_cos", "I_Cos")
     _valid(fig)
     a, b = fig["data"]
@@ -133,6 +156,24 @@ def test_measure_across_layers_one_line_per_model():
     np.testing.assert_allclose(F.decode(a["y"]), [0.1, 0.2], rtol=1e-6)
     assert b["name"] == "b" and list(b["customdata"]) == ["b0", "b1"]
     assert fig["layout"]["xaxis"]["title"]["text"] == "layer"
+
+
+def test_measure_across_layers_one_line_per_family_named():
+    t = pd.DataFrame(
+        {
+            "model": ["m"] * 4,
+            "family": ["f1", "f2", "f1", "f2"],
+            "layer": [1, 0, 0, 1],
+            "run_id": ["a1", "b0", "a0", "b1"],
+            "i_cos": [0.3, 0.6, 0.2, 0.5],
+        }
+    )
+    fig = F.measure_across_layers(t, "i_cos", by="family", names={"f1": "plan one"})
+    _valid(fig)
+    one, two = fig["data"]
+    assert one["name"] == "plan one" and list(one["customdata"]) == ["a0", "a1"]
+    np.testing.assert_allclose(F.decode(one["y"]), [0.2, 0.3], rtol=1e-6)
+    assert two["name"] == "f2" and list(two["customdata"]) == ["b0", "b1"]
 
 
 def test_frequency_scatter_samples_reproducibly_and_keeps_word_colour_pairs():
@@ -153,8 +194,12 @@ def test_frequency_scatter_samples_reproducibly_and_keeps_word_colour_pairs():
 
 
 def test_before_after_skips_missing_measures():
-    fig = F.before_after({"i_cos": 0.4, "i_pc": 0.01, "x": None}, {"i_cos": 0.0, "i_pc": 0.9}, ["i_cos", "i_pc", "x"],
-                         labels={"i_cos": "I_Cos"})
+    fig = F.before_after(
+        {"i_cos": 0.4, "i_pc": 0.01, "x": None},
+        {"i_cos": 0.0, "i_pc": 0.9},
+        ["i_cos", "i_pc", "x"],
+        labels={"i_cos": "I_Cos"},
+    )
     _valid(fig)
     before, after = fig["data"]
     assert list(before["x"]) == ["I_Cos", "i_pc"]

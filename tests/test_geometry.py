@@ -1,4 +1,5 @@
 """Isotropy measures against independent code written here, and the enhancement on planted data."""
+
 import decimal
 
 import h5py
@@ -21,6 +22,7 @@ def anisotropic(n=600, d=16, seed=0, offset=3.0, strong=(0, 1), scale=6.0, mix=N
 
 
 # --- i_cos -------------------------------------------------------------------------------------
+
 
 def brute_mean_cosine(x):
     n = len(x)
@@ -66,6 +68,7 @@ def test_i_cos_sampled_is_mean_over_distinct_pairs_and_sums_contributions():
 
 # --- i_pc --------------------------------------------------------------------------------------
 
+
 def direct_i_pc(w):
     _, _, vt = np.linalg.svd(w, full_matrices=False)  # right singular vectors = eigvecs of W^T W
     us = np.concatenate([vt, -vt])
@@ -96,6 +99,7 @@ def test_i_pc_large_norms_do_not_overflow():
 
 
 # --- IsoScore ----------------------------------------------------------------------------------
+
 
 def paper_isoscore(x):
     """Rudman et al. 2022, Algorithm 1, written out from the paper."""
@@ -130,6 +134,7 @@ def test_isoscore_matches_reference_package():
 
 
 # --- outlier dimensions, analyse ---------------------------------------------------------------
+
 
 def test_outlier_dims_finds_planted_dimensions():
     rng = np.random.default_rng(9)
@@ -175,8 +180,7 @@ def test_analyse_writes_to_store(analysed, tmp_path):
     from store.writer import RunWriter
 
     _, _, out = analysed
-    with RunWriter(tmp_path, "r1", model="m", layer=0, n_layers=1, source="static", config={},
-                   config_hash="h") as w:
+    with RunWriter(tmp_path, "r1", model="m", layer=0, n_layers=1, source="static", config={}, config_hash="h") as w:
         w.write_all(out)
     path = next(tmp_path.rglob("r1.h5"))
     with h5py.File(path, "r") as f:
@@ -185,6 +189,7 @@ def test_analyse_writes_to_store(analysed, tmp_path):
 
 
 # --- enhancement -------------------------------------------------------------------------------
+
 
 def test_enhancement_raises_i_pc_and_nulls_directions():
     x = anisotropic(n=1200, d=16, seed=12)

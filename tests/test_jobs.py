@@ -1,5 +1,6 @@
 """The job queue, for real: a redis-server on loopback and `lexiscope worker` processes (distributed
 mode), the embedded SQLite broker with its local worker, the admin policy, cancel, crash and GPU OOM."""
+
 import importlib.util
 import json
 import os
@@ -13,24 +14,32 @@ from pathlib import Path
 
 import pytest
 
-from compute import queue as jobqueue
 from compute.config import PlanError, parse_run
+from jobs import client
+from jobs.liveness import heartbeat_timeout
+from jobs.worker import run_job, run_with_oom_retry
 from store import Catalog
 from store import jobs as jobstore
 from store.schema import TMP_PREFIX, runs_dir
 
 REPO = Path(__file__).resolve().parents[1]
 # The SAE stage needs compute.features (the SAE issue); without it the jobs run without an SAE.
-TINY_SAE = {"arch": "topk", "d_sae": 64, "k": 4, "steps": 30, "batch_size": 256} \
-    if importlib.util.find_spec("compute.features") else None
+TINY_SAE = (
+    {"arch": "topk", "d_sae": 64, "k": 4, "steps": 30, "batch_size": 256}
+    if importlib.util.find_spec("compute.features")
+    else None
+)
 # A few seconds per job: 500 GloVe words, no UMAP, a tiny SAE.
-SMALL = {"model": "glove-6b-50d", "vocabulary": {"top_n": 500},
-         "projections": {"umap3d": False, "umap2d": False}, "sae": TINY_SAE}
+SMALL = {
+    "model": "glove-6b-50d",
+    "vocabulary": {"top_n": 500},
+    "projections": {"umap3d": False, "umap2d": False},
+    "sae": TINY_SAE,
+}
 # Without the SAE stages, where a job's behaviour does not depend on them (it is faster).
 NO_SAE = {**SMALL, "sae": None}
 # Long enough to be caught mid-run: 5,000 words with both UMAP maps.
-LONG = {"model": "glove-6b-50d", "vocabulary": {"top_n": 5000}, "projections": {"umap_epochs": 200},
-        "sae": None}
+LONG = {"model": "glove-6b-50d", "vocabulary": {"top_n": 5000}, "projections": {"umap_epochs": 200}, "sae": None}
 
 
 def with_seed(cfg: dict, seed: int) -> dict:
@@ -54,7 +63,7 @@ def wait_for(fn, timeout: float, what: str, every: float = 0.25):
 
 
 def job(root, job_id):
-    return next(j for j in jobstore.list_jobs(root) if j["id"] == job_id)
+    return next(j for j in client.list_jobs(root) if j["id"] == job_id)
 
 
 def no_partial_files(root) -> list[str]:
@@ -64,8 +73,15 @@ def no_partial_files(root) -> list[str]:
 
 @pytest.fixture(autouse=True)
 def _no_broker_env(monkeypatch):
-    for var in ("LEXISCOPE_BROKER_URL", "LEXISCOPE_MODELS", "LEXISCOPE_JOBS_POLICY", "LEXISCOPE_MAX_VOCABULARY",
-                "LEXISCOPE_MAX_SAE_STEPS", "LEXISCOPE_MAX_JOBS_PER_USER", "LEXISCOPE_STORE"):
+    for var in (
+        "LEXISCOPE_BROKER_URL",
+        "LEXISCOPE_MODELS",
+        "LEXISCOPE_JOBS_POLICY",
+        "LEXISCOPE_MAX_VOCABULARY",
+        "LEXISCOPE_MAX_SAE_STEPS",
+        "LEXISCOPE_MAX_JOBS_PER_USER",
+        "LEXISCOPE_STORE",
+    ):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -77,7 +93,7 @@ class Workers:
 
     def start(self, root, broker=None) -> subprocess.Popen:
         log = self.tmp / f"worker-{len(self.procs)}.log"
-        cmd = [sys.executable, "-m", "compute.cli", "worker", "--store", str(root), "--device", "cpu"]
+        cmd = [sys.executable, "-m", "lexiscope", "worker", "--store", str(root), "--device", "cpu"]
         if broker:
             cmd += ["--broker", broker]
         with open(log, "wb") as fh:
@@ -110,16 +126,21 @@ def redis_url(tmp_path):
     if not Path(exe).is_file():
         pytest.fail("redis-server is not installed (apt-get install redis-server)")
     port = free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     import redis
-    client = redis.Redis(port=port)
+
+    server = redis.Redis(port=port)
 
     def up():
         try:
-            return client.ping()
+            return server.ping()
         except redis.ConnectionError:
             return False
+
     wait_for(up, 20, "redis-server")
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
@@ -127,6 +148,7 @@ def redis_url(tmp_path):
 
 
 # -- distributed mode -----------------------------------------------------------------------------
+
 
 def test_redis_two_workers_share_jobs_and_a_killed_worker_fails_its_job(tmp_path, redis_url, workers):
     root = tmp_path / "store"
@@ -136,9 +158,12 @@ def test_redis_two_workers_share_jobs_and_a_killed_worker_fails_its_job(tmp_path
     pids = {p.pid for p in procs}
 
     cfgs = [with_seed(SMALL, seed) for seed in range(4)]
-    ids = [jobqueue.submit(c, root, user="tester", trusted=True, broker=redis_url)["id"] for c in cfgs]
-    done = wait_for(lambda: all(job(root, i)["status"] in jobstore.TERMINAL for i in ids) and
-                    [job(root, i) for i in ids], 180, "4 jobs to finish")
+    ids = [client.submit(c, root, user="tester", trusted=True, broker=redis_url)["id"] for c in cfgs]
+    done = wait_for(
+        lambda: all(job(root, i)["status"] in jobstore.TERMINAL for i in ids) and [job(root, i) for i in ids],
+        180,
+        "4 jobs to finish",
+    )
     assert [j["status"] for j in done] == ["done"] * 4, [j["error"] for j in done]
     assert {j["pid"] for j in done} == pids, "both workers should have taken work"
     assert all(j["progress"] == 1.0 and len(j["run_ids"]) == 1 for j in done)
@@ -153,13 +178,19 @@ def test_redis_two_workers_share_jobs_and_a_killed_worker_fails_its_job(tmp_path
 
     # Kill a worker mid-job: the job is marked failed, nothing of it reaches the store.
     long_cfg = with_seed(LONG, 7)
-    long_id = jobqueue.submit(long_cfg, root, user="tester", trusted=True, broker=redis_url)["id"]
-    running = wait_for(lambda: (j := job(root, long_id))["status"] == "running" and " L0 " in (j["stage"] or "")
-                       and j, 120, "the long job to reach its first layer stage")
+    long_id = client.submit(long_cfg, root, user="tester", trusted=True, broker=redis_url)["id"]
+    running = wait_for(
+        lambda: (j := job(root, long_id))["status"] == "running" and " L0 " in (j["stage"] or "") and j,
+        120,
+        "the long job to reach its first layer stage",
+    )
     assert running["pid"] in pids
     os.kill(running["pid"], signal.SIGKILL)
-    failed = wait_for(lambda: (j := job(root, long_id))["status"] != "running" and j,
-                      jobstore.heartbeat_timeout() + 10, "the killed job to be marked failed")
+    failed = wait_for(
+        lambda: (j := job(root, long_id))["status"] != "running" and j,
+        heartbeat_timeout() + 10,
+        "the killed job to be marked failed",
+    )
     assert failed["status"] == "failed"
     assert "crashed or was killed" in failed["error"]
     assert Catalog(root).find_hash(parse_run(long_cfg).config_hash(0)) is None
@@ -169,17 +200,18 @@ def test_redis_two_workers_share_jobs_and_a_killed_worker_fails_its_job(tmp_path
 
 # -- embedded mode: the local worker, cancel -------------------------------------------------------
 
+
 def test_embedded_worker_runs_a_job_and_cancel_stops_a_running_one(tmp_path):
     root = tmp_path / "store"
-    proc = jobqueue.ensure_embedded_worker(root, device="cpu")
+    proc = client.ensure_embedded_worker(root, device="cpu")
     try:
-        assert proc is not None and jobqueue.ensure_embedded_worker(root) is None, "one local worker per store"
-        assert jobqueue.embedded_worker_pid(root) == proc.pid
+        assert proc is not None and client.ensure_embedded_worker(root) is None, "one local worker per store"
+        assert client.embedded_worker_pid(root) == proc.pid
 
         long_cfg = with_seed(LONG, 3)
-        long_id = jobqueue.submit(long_cfg, root, user="ann")["id"]
+        long_id = client.submit(long_cfg, root, user="ann")["id"]
         wait_for(lambda: "enhancement" in (job(root, long_id)["stage"] or ""), 120, "the job to run")
-        jobqueue.cancel(long_id, root)
+        client.cancel(long_id, root)
         stopped = wait_for(lambda: (j := job(root, long_id))["status"] != "running" and j, 60, "the job to stop")
         assert stopped["status"] == "cancelled" and stopped["error"] is None
         assert Catalog(root).find_hash(parse_run(long_cfg).config_hash(0)) is None
@@ -187,7 +219,7 @@ def test_embedded_worker_runs_a_job_and_cancel_stops_a_running_one(tmp_path):
         assert proc.poll() is None, "cancelling a job must not stop the worker"
 
         # The same worker then runs the next job to the end.
-        small_id = jobqueue.submit(NO_SAE, root, user="ann")["id"]
+        small_id = client.submit(NO_SAE, root, user="ann")["id"]
         done = wait_for(lambda: (j := job(root, small_id))["status"] in jobstore.TERMINAL and j, 120, "a job")
         assert done["status"] == "done", done["error"]
         assert Catalog(root).run_ids() == done["run_ids"]
@@ -198,16 +230,17 @@ def test_embedded_worker_runs_a_job_and_cancel_stops_a_running_one(tmp_path):
 
 def test_cancel_before_start_skips_the_job(tmp_path):
     root = tmp_path / "store"
-    job_id = jobqueue.submit(SMALL, root)["id"]          # no worker: it stays queued
-    assert jobqueue.cancel(job_id, root)["status"] == "cancelled"
+    job_id = client.submit(SMALL, root)["id"]  # no worker: it stays queued
+    assert client.cancel(job_id, root)["status"] == "cancelled"
     # A worker that gets the message later (here: run in-process) skips it and writes nothing.
-    assert jobqueue.run_job(job_id, root, device="cpu")["status"] == "cancelled"
+    assert run_job(job_id, root, device="cpu")["status"] == "cancelled"
     assert not runs_dir(root).exists() or not any(runs_dir(root).iterdir())
 
 
 def test_a_cancel_that_arrives_as_the_run_is_written_removes_it(tmp_path, monkeypatch):
     """The window after the writer's rename: the job ends cancelled and the finished file is removed."""
     import store.writer
+
     root = tmp_path / "store"
     job_id = jobstore.create_job(parse_run(NO_SAE).model_dump(mode="json"), root)["id"]
     exit_ = store.writer.RunWriter.__exit__
@@ -217,32 +250,37 @@ def test_a_cancel_that_arrives_as_the_run_is_written_removes_it(tmp_path, monkey
         assert self.final.exists()
         jobstore.request_cancel(job_id, root)
         return out
+
     monkeypatch.setattr(store.writer.RunWriter, "__exit__", exit_then_cancel)
-    assert jobqueue.run_job(job_id, root, device="cpu")["status"] == "cancelled"
+    assert run_job(job_id, root, device="cpu")["status"] == "cancelled"
     assert list(runs_dir(root).iterdir()) == []
 
 
 # -- safety ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("cfg, message", [
-    ({"model": "bert-base-uncased"}, "model: 'bert-base-uncased' is not on this server's model list"),
-    ({"model": "/home/admin/secret.model"}, "is not on this server's model list"),
-    ({"model": "glove-6b-50d", "vocabulary": {"top_n": 400000}}, "vocabulary.top_n: 400,000 words is over"),
-    ({"model": "glove-6b-50d", "vocabulary": {"top_n": 1000, "words": ["w"] * 60000}}, "vocabulary.top_n"),
-    ({"model": "glove-6b-50d", "sae": {"steps": 10 ** 6}}, "sae.steps: 1,000,000 steps is over"),
-    ({"model": "glove-6b-50d", "sae": {"d_sae": 10 ** 6}}, "sae.d_sae: 1,000,000 features is over"),
-    ({"model": "glove-6b-50d", "sae": {"expansion": 500}}, "sae.expansion: 500 is over"),
-    ({"model": "glove-6b-50d", "sae": {"k": "many"}}, "run.sae.k: Input should be a valid integer"),
-    ({"model": "glove-6b-50d", "colour": "red"}, "run.colour: Extra inputs are not permitted"),
-    ({"layers": [0]}, "run.model: Field required"),
-    ({"model": "glove-6b-50d", "vocabulary": {"word_lists": ["/etc/passwd"]}}, "vocabulary.word_lists"),
-    ({"model": "glove-6b-50d", "vocabulary": {"concept_groups": "/etc/groups.yaml"}}, "concept_groups"),
-    ({"model": "minilm-l6", "corpus": "/etc/passwd"}, "run.corpus"),
-])
+
+@pytest.mark.parametrize(
+    "cfg, message",
+    [
+        ({"model": "bert-base-uncased"}, "model: 'bert-base-uncased' is not on this server's model list"),
+        ({"model": "/home/admin/secret.model"}, "is not on this server's model list"),
+        ({"model": "glove-6b-50d", "vocabulary": {"top_n": 400000}}, "vocabulary.top_n: 400,000 words is over"),
+        ({"model": "glove-6b-50d", "vocabulary": {"top_n": 1000, "words": ["w"] * 60000}}, "vocabulary.top_n"),
+        ({"model": "glove-6b-50d", "sae": {"steps": 10**6}}, "sae.steps: 1,000,000 steps is over"),
+        ({"model": "glove-6b-50d", "sae": {"d_sae": 10**6}}, "sae.d_sae: 1,000,000 features is over"),
+        ({"model": "glove-6b-50d", "sae": {"expansion": 500}}, "sae.expansion: 500 is over"),
+        ({"model": "glove-6b-50d", "sae": {"k": "many"}}, "run.sae.k: Input should be a valid integer"),
+        ({"model": "glove-6b-50d", "colour": "red"}, "run.colour: Extra inputs are not permitted"),
+        ({"layers": [0]}, "run.model: Field required"),
+        ({"model": "glove-6b-50d", "vocabulary": {"word_lists": ["/etc/passwd"]}}, "vocabulary.word_lists"),
+        ({"model": "glove-6b-50d", "vocabulary": {"concept_groups": "/etc/groups.yaml"}}, "concept_groups"),
+        ({"model": "minilm-l6", "corpus": "/etc/passwd"}, "run.corpus"),
+    ],
+)
 def test_unsafe_or_malformed_configs_are_refused_and_nothing_is_queued(tmp_path, cfg, message):
     root = tmp_path / "store"
     with pytest.raises(PlanError) as e:
-        jobqueue.submit(cfg, root, user="mallory")
+        client.submit(cfg, root, user="mallory")
     assert message in str(e.value) and "\n" not in str(e.value)
     assert jobstore.list_jobs(root) == []
     assert not (root / "queue.sqlite").exists()
@@ -254,25 +292,26 @@ def test_policy_from_env_and_yaml_and_the_per_user_cap(tmp_path, monkeypatch):
     policy_file.write_text("models: [minilm-l6]\nmax_jobs_per_user: 2\n")
     monkeypatch.setenv("LEXISCOPE_JOBS_POLICY", str(policy_file))
     with pytest.raises(PlanError, match="'glove-6b-50d' is not on this server's model list \\(minilm-l6\\)"):
-        jobqueue.submit({"model": "glove-6b-50d"}, root)
-    monkeypatch.setenv("LEXISCOPE_MODELS", "glove-6b-50d")   # env overrides the file
+        client.submit({"model": "glove-6b-50d"}, root)
+    monkeypatch.setenv("LEXISCOPE_MODELS", "glove-6b-50d")  # env overrides the file
     inline_groups = {"pets": ["dog", "cat"], "fruit": ["apple", "pear"]}
     cfg = {**SMALL, "vocabulary": {"top_n": 0, "words": ["one", "two"], "concept_groups": inline_groups}}
-    first = jobqueue.submit(cfg, root, user="bob")
+    first = client.submit(cfg, root, user="bob")
     assert first["config"]["vocabulary"]["concept_groups"] == inline_groups
-    jobqueue.submit(SMALL, root, user="bob")
+    client.submit(SMALL, root, user="bob")
     with pytest.raises(PlanError, match="user 'bob' already has 2 queued or running jobs \\(limit 2\\)"):
-        jobqueue.submit(SMALL, root, user="bob")
-    jobqueue.submit(SMALL, root, user="carol")                  # the cap is per user
-    jobqueue.cancel(first["id"], root)
-    jobqueue.submit(SMALL, root, user="bob")                    # a cancelled job frees a slot
+        client.submit(SMALL, root, user="bob")
+    client.submit(SMALL, root, user="carol")  # the cap is per user
+    client.cancel(first["id"], root)
+    client.submit(SMALL, root, user="bob")  # a cancelled job frees a slot
     assert sorted(j["user"] for j in jobstore.list_jobs(root) if j["status"] == "queued") == ["bob", "bob", "carol"]
     monkeypatch.setenv("LEXISCOPE_MAX_VOCABULARY", "lots")
     with pytest.raises(PlanError, match="LEXISCOPE_MAX_VOCABULARY: 'lots' is not a whole number"):
-        jobqueue.submit(SMALL, root, user="dave")
+        client.submit(SMALL, root, user="dave")
 
 
 # -- crash detection without the worker's host ---------------------------------------------------
+
 
 def test_a_stale_heartbeat_from_another_host_fails_the_job_and_removes_its_temp_file(tmp_path, monkeypatch):
     monkeypatch.setenv("LEXISCOPE_HEARTBEAT_TIMEOUT", "30")
@@ -288,7 +327,7 @@ def test_a_stale_heartbeat_from_another_host_fails_the_job_and_removes_its_temp_
     tmp_file.write_bytes(b"partial")
     os.utime(tmp_file, (time.time() - 60, time.time() - 60))
 
-    by_id = {j["id"]: j for j in jobstore.list_jobs(root)}
+    by_id = {j["id"]: j for j in client.list_jobs(root)}
     assert by_id[stale]["status"] == "failed"
     assert "w@gpu-node-7 stopped during stage 'glove L0 sae'" in by_id[stale]["error"]
     assert by_id[fresh]["status"] == "running"
@@ -297,8 +336,10 @@ def test_a_stale_heartbeat_from_another_host_fails_the_job_and_removes_its_temp_
 
 # -- GPU out of memory -----------------------------------------------------------------------------
 
+
 def test_oom_retries_once_with_half_the_batch_sizes_then_fails_clearly(tmp_path, monkeypatch):
     import torch
+
     cfg = parse_run({**SMALL, "batch_size": 64, "sae": {"d_sae": 64, "batch_size": 256}})
     seen = []
 
@@ -307,7 +348,8 @@ def test_oom_retries_once_with_half_the_batch_sizes_then_fails_clearly(tmp_path,
         if len(seen) == 1:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return ["ok"]
-    assert jobqueue.run_with_oom_retry(cfg, oom_once) == ["ok"]
+
+    assert run_with_oom_retry(cfg, oom_once) == ["ok"]
     assert seen == [(64, 256), (32, 128)]
 
     # Through a job: the pipeline always runs out of memory -> failed, with both batch sizes named.
@@ -315,13 +357,16 @@ def test_oom_retries_once_with_half_the_batch_sizes_then_fails_clearly(tmp_path,
 
     def always_oom(c, **kw):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
     monkeypatch.setattr(compute.pipeline, "precompute_run", always_oom)
     root = tmp_path / "store"
     job_id = jobstore.create_job(cfg.model_dump(mode="json"), root)["id"]
-    out = jobqueue.run_job(job_id, root, device="cpu")
+    out = run_job(job_id, root, device="cpu")
     assert out["status"] == "failed"
-    assert out["error"] == ("GPU out of memory at batch_size 64, sae.batch_size 256 and again at batch_size 32, "
-                            "sae.batch_size 128; lower the batch sizes, the SAE width or the vocabulary")
+    assert out["error"] == (
+        "GPU out of memory at batch_size 64, sae.batch_size 256 and again at batch_size 32, "
+        "sae.batch_size 128; lower the batch sizes, the SAE width or the vocabulary"
+    )
 
     # Other errors are not retried.
     calls = []
@@ -329,16 +374,20 @@ def test_oom_retries_once_with_half_the_batch_sizes_then_fails_clearly(tmp_path,
     def broken(c):
         calls.append(c)
         raise ValueError("vocabulary: only 3 words are in model 'glove-6b-50d'")
+
     with pytest.raises(ValueError):
-        jobqueue.run_with_oom_retry(cfg, broken)
+        run_with_oom_retry(cfg, broken)
     assert len(calls) == 1
 
 
 # -- CLI ------------------------------------------------------------------------------------------
 
+
 def test_cli_precompute_queue_lists_and_cancels_jobs(tmp_path):
     from typer.testing import CliRunner
-    from compute.cli import app
+
+    from lexiscope import app
+
     root = tmp_path / "store"
     plan = tmp_path / "plan.yaml"
     plan.write_text(json.dumps({"runs": [{**SMALL, "name": "a"}, {**SMALL, "name": "b"}]}))

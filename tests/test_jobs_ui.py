@@ -2,15 +2,16 @@
 broker: a SQLite queue in the store and one local worker that the first submission starts) queues a
 small GloVe run through the form, the progress bar reaches done, and the new run opens from the catalog.
 Plus the form's pure functions, without a browser."""
+
 import importlib.util
 from urllib.parse import parse_qs, urlparse
 
 import h5py
 import pytest
 
-from compute import queue as jobqueue
 from compute.config import PlanError, parse_run
 from dashboard.components.jobs_form import config_form, form_config, parse_groups, parse_layers, run_groups
+from jobs import client
 from store import jobs as jobstore
 
 HAS_SAE = importlib.util.find_spec("compute.features") is not None
@@ -22,15 +23,17 @@ def embedded_app(tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     from dashboard.app import app
     from dashboard.lib import store
+
     root = tmp_path / "store"
     root.mkdir()
     store.configure(root)
     yield app, root
     store.configure(None)
-    pid = jobqueue.embedded_worker_pid(root)
+    pid = client.embedded_worker_pid(root)
     if pid:
         import os
         import signal
+
         os.kill(pid, signal.SIGKILL)
 
 
@@ -44,7 +47,10 @@ def _select(dash_duo, selector, value):
     dash_duo.driver.execute_script(
         "const s = document.querySelector(arguments[0]);"
         "const set = Object.getOwnPropertyDescriptor(HTMLSelectElement.prototype, 'value').set;"
-        "set.call(s, arguments[1]); s.dispatchEvent(new Event('change', {bubbles: true}));", selector, value)
+        "set.call(s, arguments[1]); s.dispatchEvent(new Event('change', {bubbles: true}));",
+        selector,
+        value,
+    )
 
 
 def test_queue_a_run_from_the_form_watch_it_finish_and_open_it(dash_duo, embedded_app):
@@ -52,6 +58,8 @@ def test_queue_a_run_from_the_form_watch_it_finish_and_open_it(dash_duo, embedde
     dash_duo.driver.set_window_size(1400, 1000)
     dash_duo.start_server(app)
     dash_duo.wait_for_page(f"{dash_duo.server_url}/jobs")
+    # Bootstrap scrolls smoothly: WebDriver's scroll to an element would still be moving when its click lands.
+    dash_duo.driver.execute_script("document.documentElement.style.scrollBehavior = 'auto'")
     dash_duo.wait_for_element("#jobs-form", timeout=20)
     dash_duo.wait_for_element("#jobs-empty", timeout=10)
     assert dash_duo.find_element("#jobs-model").get_attribute("value") == "glove-6b-50d"
@@ -74,7 +82,7 @@ def test_queue_a_run_from_the_form_watch_it_finish_and_open_it(dash_duo, embedde
     dash_duo.find_element("#jobs-submit").click()
     queued = dash_duo.wait_for_element("#jobs-queued", timeout=20)
     job_id = queued.get_attribute("data-job")
-    assert jobqueue.embedded_worker_pid(root), "the first job starts the local worker"
+    assert client.embedded_worker_pid(root), "the first job starts the local worker"
 
     # The live list: the job's row goes to done with a full progress bar.
     dash_duo.wait_for_element(f'#job-{job_id}[data-status="done"]', timeout=180)
@@ -119,29 +127,51 @@ def test_queue_a_run_from_the_form_watch_it_finish_and_open_it(dash_duo, embedde
 
 # -- the form's pure functions ---------------------------------------------------------------------
 
+
 def test_form_values_build_a_valid_config_and_back():
-    values = dict(model="minilm-l6", layers="0, 3-4", vocab_mode="words", words="dog cat,\nhorse dog",
-                  groups_source="paste", groups_text="pets: dog, cat\nfarm: [horse, cow]", sae_arch="relu_l1",
-                  d_sae="512", l1="2.5", steps="300", umap=False, name=" mine ")
+    values = dict(
+        model="minilm-l6",
+        layers="0, 3-4",
+        vocab_mode="words",
+        words="dog cat,\nhorse dog",
+        groups_source="paste",
+        groups_text="pets: dog, cat\nfarm: [horse, cow]",
+        sae_arch="relu_l1",
+        d_sae="512",
+        l1="2.5",
+        steps="300",
+        umap=False,
+        name=" mine ",
+    )
     cfg = form_config(values)
-    assert cfg == {"model": "minilm-l6", "layers": [0, 3, 4], "name": "mine",
-                   "vocabulary": {"top_n": 0, "words": ["dog", "cat", "horse"],
-                                  "concept_groups": {"pets": ["dog", "cat"], "farm": ["horse", "cow"]}},
-                   "sae": {"arch": "relu_l1", "d_sae": 512, "steps": 300, "l1": 2.5},
-                   "projections": {"umap3d": False, "umap2d": False}}
+    assert cfg == {
+        "model": "minilm-l6",
+        "layers": [0, 3, 4],
+        "name": "mine",
+        "vocabulary": {
+            "top_n": 0,
+            "words": ["dog", "cat", "horse"],
+            "concept_groups": {"pets": ["dog", "cat"], "farm": ["horse", "cow"]},
+        },
+        "sae": {"arch": "relu_l1", "d_sae": 512, "steps": 300, "l1": 2.5},
+        "projections": {"umap3d": False, "umap2d": False},
+    }
     run = parse_run(cfg).model_dump(mode="json")
     back = config_form(run, layer=3)
     assert form_config(back) == {**cfg, "layers": [3]}
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"model": None}, "model: choose a model"),
-    ({"model": "glove-6b-50d", "layers": "top"}, "layers: 'top' is not a layer number"),
-    ({"model": "glove-6b-50d", "vocab_mode": "words", "words": " , "}, "vocabulary.words: paste at least one"),
-    ({"model": "glove-6b-50d", "groups_source": "paste", "groups_text": "just words"}, "concept groups: write"),
-    ({"model": "glove-6b-50d", "top_n": "lots"}, "vocabulary.top_n: 'lots' is not a number"),
-    ({"model": "glove-6b-50d", "d_sae": ""}, "sae.d_sae: a number is needed"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"model": None}, "model: choose a model"),
+        ({"model": "glove-6b-50d", "layers": "top"}, "layers: 'top' is not a layer number"),
+        ({"model": "glove-6b-50d", "vocab_mode": "words", "words": " , "}, "vocabulary.words: paste at least one"),
+        ({"model": "glove-6b-50d", "groups_source": "paste", "groups_text": "just words"}, "concept groups: write"),
+        ({"model": "glove-6b-50d", "top_n": "lots"}, "vocabulary.top_n: 'lots' is not a number"),
+        ({"model": "glove-6b-50d", "d_sae": ""}, "sae.d_sae: a number is needed"),
+    ],
+)
 def test_form_errors_are_one_line(values, message):
     with pytest.raises(PlanError) as e:
         form_config(values)
@@ -151,10 +181,11 @@ def test_form_errors_are_one_line(values, message):
 def test_layers_groups_and_stored_groups():
     assert parse_layers("all") == "all" and parse_layers(" 6,0 2-3 ") == [0, 2, 3, 6]
     assert parse_groups("a: x y\nb: [z]") == {"a": ["x", "y"], "b": ["z"]}
-    assert run_groups(["dog", "red", "cat", "sky"], [0, 1, 0, -1], ["animals", "colours"]) == \
-        {"animals": ["dog", "cat"], "colours": ["red"]}
-    got = form_config({"model": "glove-6b-50d", "groups_source": "run:r1"},
-                      stored_groups=lambda rid: {"from": [rid]})
+    assert run_groups(["dog", "red", "cat", "sky"], [0, 1, 0, -1], ["animals", "colours"]) == {
+        "animals": ["dog", "cat"],
+        "colours": ["red"],
+    }
+    got = form_config({"model": "glove-6b-50d", "groups_source": "run:r1"}, stored_groups=lambda rid: {"from": [rid]})
     assert got["vocabulary"]["concept_groups"] == {"from": ["r1"]}
 
 
@@ -164,6 +195,7 @@ def test_basic_auth_protects_the_app_and_names_the_user():
     from dash import Dash, html
 
     from dashboard.components.jobs_auth import current_user, enable_auth, parse_users
+
     assert parse_users("alice:s3cret, bob:a:b") == {"alice": "s3cret", "bob": "a:b"}
     with pytest.raises(ValueError, match="LEXISCOPE_AUTH: 'carol' needs the form user:password"):
         parse_users("carol")

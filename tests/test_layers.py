@@ -1,5 +1,6 @@
 """Every layer of a transformer as its own run: files, shared token positions, the per-layer
 geometry profile and the cross-layer feature map, each checked against a direct computation."""
+
 import numpy as np
 import pytest
 import torch
@@ -19,7 +20,7 @@ def layer_runs(minilm_store):
 
 def test_one_run_per_layer(layer_runs):
     assert sorted(layer_runs) == list(range(7))
-    for layer, run in layer_runs.items():
+    for _layer, run in layer_runs.items():
         assert run.attrs["n_layers"] == 7 and run.attrs["source"] == "contextual"
         assert run.array("embeddings").shape[1] == 384
         assert run.has("geometry_tokens") and run.has("words/n_contexts")

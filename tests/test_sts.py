@@ -1,5 +1,6 @@
 """STS: strict reading of STS-B, sentence vectors and scores checked against independent computations written
 here (transformers directly, numpy, scipy), zero-shot enhancement, and the pipeline's /sts group."""
+
 import csv
 import json
 import logging
@@ -16,15 +17,19 @@ from compute.embeddings import StaticVectors, load_static
 from compute.geometry import fit_enhancement
 from compute.pipeline import precompute
 
-N_ES = 150          # Spanish pairs used by the pipeline run (the English test split is used in full)
-LAYERS = [0, 6]     # MiniLM: embedding output and last layer
+N_ES = 150  # Spanish pairs used by the pipeline run (the English test split is used in full)
+LAYERS = [0, 6]  # MiniLM: embedding output and last layer
 
 TINY_CORPUS = "A man is playing a guitar.\nThe cat sat on the mat. Dogs run in the park.\n"
 
 
 def _tiny_run(**over) -> dict:
-    run = {"model": "glove-6b-50d", "vocabulary": {"top_n": 150, "concept_groups": None},
-           "projections": {"umap3d": False, "umap2d": False, "pca2": True, "neighbors": 5}, "sae": None}
+    run = {
+        "model": "glove-6b-50d",
+        "vocabulary": {"top_n": 150, "concept_groups": None},
+        "projections": {"umap3d": False, "umap2d": False, "pca2": True, "neighbors": 5},
+        "sae": None,
+    }
     run.update(over)
     return run
 
@@ -40,6 +45,7 @@ def _runs(root):
 
 # ---------------------------------------------------------------- reading
 
+
 def test_read_real_file_matches_csv(sts_dir):
     data = sts.read_sts(sts_dir, "en", "test")
     with open(sts_dir / "stsb-en-test.csv", newline="", encoding="utf-8") as fh:
@@ -52,29 +58,34 @@ def test_read_real_file_matches_csv(sts_dir):
     assert [data.sentences[i] for i in i2[:5]] == data.sentences2[:5]
 
 
-@pytest.mark.parametrize("body, line, message", [
-    ("A cat.,A dog.,1.0\nA cat.,A dog.\n", 2, "expected 3 columns"),
-    ("A cat.,A dog.,1.0\nA cat.,A dog.,5.5\n", 2, r"outside \[0, 5\]"),
-    ("A cat.,A dog.,-0.1\n", 1, r"outside \[0, 5\]"),
-    ("A cat.,A dog.,1.0\n\nA bird.,A fish.,high\n", 3, "'high' is not a number"),
-    ("A cat.,A dog.,nan\n", 1, "is not a number"),
-    ("A cat.,A dog.,1.0\nA cat.,A dog.,1.0,extra\n", 2, "expected 3 columns"),
-    ("A cat.,,1.0\n", 1, "empty sentence2"),
-    ("A cat.,A dog.,1.0\nsentence1,sentence2,score\n", 2, "'score' is not a number"),
-])
+@pytest.mark.parametrize(
+    "body, line, message",
+    [
+        ("A cat.,A dog.,1.0\nA cat.,A dog.\n", 2, "expected 3 columns"),
+        ("A cat.,A dog.,1.0\nA cat.,A dog.,5.5\n", 2, r"outside \[0, 5\]"),
+        ("A cat.,A dog.,-0.1\n", 1, r"outside \[0, 5\]"),
+        ("A cat.,A dog.,1.0\n\nA bird.,A fish.,high\n", 3, "'high' is not a number"),
+        ("A cat.,A dog.,nan\n", 1, "is not a number"),
+        ("A cat.,A dog.,1.0\nA cat.,A dog.,1.0,extra\n", 2, "expected 3 columns"),
+        ("A cat.,,1.0\n", 1, "empty sentence2"),
+        ("A cat.,A dog.,1.0\nsentence1,sentence2,score\n", 2, "'score' is not a number"),
+    ],
+)
 def test_malformed_file_names_file_and_line(tmp_path, body, line, message):
     (tmp_path / "stsb-xx-test.csv").write_text(body, encoding="utf-8")
     with pytest.raises(sts.STSError, match=rf"stsb-xx-test\.csv, line {line}: .*{message}"):
         sts.read_sts(tmp_path, "xx", "test", min_pairs=1)
     # The language corpus reads the same files just as strictly.
     from compute.contextual import read_corpus
+
     with pytest.raises(ValueError, match=rf"stsb-xx-test\.csv, line {line}"):
         read_corpus("stsb:xx", sts_dir=tmp_path)
 
 
 def test_header_missing_files_and_bad_names(tmp_path):
-    (tmp_path / "stsb-xx-test.csv").write_text("sentence1,sentence2,score\nA cat.,A dog.,1\nA b.,C d.,2\n"
-                                               "E f.,G h.,4.5\n", encoding="utf-8")
+    (tmp_path / "stsb-xx-test.csv").write_text(
+        "sentence1,sentence2,score\nA cat.,A dog.,1\nA b.,C d.,2\nE f.,G h.,4.5\n", encoding="utf-8"
+    )
     data = sts.read_sts(tmp_path, "xx")
     assert data.sentences1 == ["A cat.", "A b.", "E f."] and data.gold.tolist() == [1.0, 2.0, 4.5]
     with pytest.raises(sts.STSError, match=r"no file stsb-yy-test\.csv .*languages there: xx"):
@@ -89,6 +100,7 @@ def test_header_missing_files_and_bad_names(tmp_path):
 
 
 # ---------------------------------------------------------------- static vectors and scores
+
 
 def test_static_sentence_vectors_and_scores():
     words = ["a", "cat", "dog", "sat", "woman", "s"]
@@ -137,6 +149,7 @@ def test_evaluate_individual_and_zero_shot_match_direct_fits():
     def score(x, d):
         c = [_cos(x[i], x[i + 60]) for i in range(60)]
         return 100 * spearmanr(c, d.gold).statistic
+
     en_fit = fit_enhancement(vectors["en"], 3, 2, 1)
     es_fit = fit_enhancement(vectors["es"], 3, 2, 1)
     assert res["es"]["raw"] == pytest.approx(score(vectors["es"], data["es"]), abs=1e-9)
@@ -145,6 +158,7 @@ def test_evaluate_individual_and_zero_shot_match_direct_fits():
 
 
 # ---------------------------------------------------------------- plans
+
 
 def test_default_plan_sts_and_skip_line(monkeypatch, caplog, sts_dir):
     plan = load_plan()
@@ -160,8 +174,9 @@ def test_default_plan_sts_and_skip_line(monkeypatch, caplog, sts_dir):
         dropped = sts.prepare_runs(two.runs, None)
     assert all(r.sts is None for r in dropped)
     lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 1 and "stsb_multi_mt" in lines[0] and "LEXISCOPE_STS_DIR" in lines[0] \
-        and "sts.path" in lines[0]
+    assert (
+        len(lines) == 1 and "stsb_multi_mt" in lines[0] and "LEXISCOPE_STS_DIR" in lines[0] and "sts.path" in lines[0]
+    )
     # The plan's sts_dir fills sts.path.
     filled = sts.prepare_runs(two.runs, str(sts_dir))
     assert filled[0].sts.path == str(sts_dir)
@@ -169,9 +184,16 @@ def test_default_plan_sts_and_skip_line(monkeypatch, caplog, sts_dir):
 
 def test_no_folder_skips_sts_with_one_line(tmp_path, monkeypatch, caplog):
     monkeypatch.delenv("LEXISCOPE_STS_DIR", raising=False)
-    plan = parse_plan({"runs": [_tiny_run(name="g1", sts={"languages": ["en"]}),
-                                _tiny_run(name="g2", vocabulary={"top_n": 120, "concept_groups": None},
-                                          sts={"languages": ["en", "es"]})]})
+    plan = parse_plan(
+        {
+            "runs": [
+                _tiny_run(name="g1", sts={"languages": ["en"]}),
+                _tiny_run(
+                    name="g2", vocabulary={"top_n": 120, "concept_groups": None}, sts={"languages": ["en", "es"]}
+                ),
+            ]
+        }
+    )
     with caplog.at_level(logging.INFO, logger="lexiscope.compute"):
         ids = precompute(plan, store=tmp_path, device="cpu")
     skipped = [r for r in caplog.records if "STS skipped" in r.getMessage()]
@@ -188,15 +210,26 @@ def test_bad_data_fails_before_anything_is_written(tmp_path, sts_dir):
     (bad / "stsb-en-test.csv").symlink_to(sts_dir / "stsb-en-test.csv")
     (bad / "stsb-es-test.csv").write_text("Un gato.,Un perro.,1.0\nUn gato.,Un perro.,7\n", encoding="utf-8")
     store = tmp_path / "store"
-    plan = parse_plan({"runs": [_tiny_run(name="written-first-otherwise"),
-                                {"model": "minilm-l6", "layers": [6], "sae": None,
-                                 "sts": {"path": str(bad), "languages": ["en", "es"]}}]})
+    plan = parse_plan(
+        {
+            "runs": [
+                _tiny_run(name="written-first-otherwise"),
+                {
+                    "model": "minilm-l6",
+                    "layers": [6],
+                    "sae": None,
+                    "sts": {"path": str(bad), "languages": ["en", "es"]},
+                },
+            ]
+        }
+    )
     with pytest.raises(sts.STSError, match=r"stsb-es-test\.csv, line 2: score 7 is outside"):
         precompute(plan, store=store, device="cpu")
     assert _runs(store) == []
 
 
 # ---------------------------------------------------------------- MiniLM through the pipeline
+
 
 @pytest.fixture(scope="module")
 def minilm_sts(sts_dir, tmp_path_factory):
@@ -211,11 +244,17 @@ def minilm_sts(sts_dir, tmp_path_factory):
     corpus = folder / "corpus.txt"
     corpus.write_text(TINY_CORPUS, encoding="utf-8")
     root = tmp_path_factory.mktemp("sts-store")
-    run = {"name": "minilm-sts", "model": "minilm-l6", "layers": LAYERS, "corpus": str(corpus),
-           "vocabulary": {"top_n": 60, "concept_groups": None},
-           "geometry": {"token_sample": 50},
-           "projections": {"umap3d": False, "umap2d": False, "pca2": True, "neighbors": 5}, "sae": None,
-           "sts": {"path": str(folder), "languages": ["en", "es"], "split": "test"}}
+    run = {
+        "name": "minilm-sts",
+        "model": "minilm-l6",
+        "layers": LAYERS,
+        "corpus": str(corpus),
+        "vocabulary": {"top_n": 60, "concept_groups": None},
+        "geometry": {"token_sample": 50},
+        "projections": {"umap3d": False, "umap2d": False, "pca2": True, "neighbors": 5},
+        "sae": None,
+        "sts": {"path": str(folder), "languages": ["en", "es"], "split": "test"},
+    }
     captured = {}
     real = sts.encode_sentences
 
@@ -223,6 +262,7 @@ def minilm_sts(sts_dir, tmp_path_factory):
         x = real(tokenizer, model, sentences, layers, *args, **kw)
         captured.update(sentences=list(sentences), layers=list(layers), x=x)
         return x
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sts, "encode_sentences", spy)
         ids = precompute(parse_plan({"runs": [run]}), store=root, device="cpu")
@@ -233,6 +273,7 @@ def minilm_sts(sts_dir, tmp_path_factory):
     def vectors(lang, layer, sentences=None):
         rows = [row[s] for s in (sentences or data[lang].sentences)]
         return captured["x"][captured["layers"].index(layer)][rows]
+
     return dict(files=files, data=data, vectors=vectors, folder=folder)
 
 
@@ -245,7 +286,7 @@ def _stored(path):
 def test_published_minilm_value_reproduced(minilm_sts):
     assert sorted(minilm_sts["files"]) == LAYERS
     rows, top, scores = _stored(minilm_sts["files"][6])
-    assert rows["en"]["raw"] == pytest.approx(82.0, abs=1.5)   # all-MiniLM-L6-v2, STS-B test, mean pooling
+    assert rows["en"]["raw"] == pytest.approx(82.0, abs=1.5)  # all-MiniLM-L6-v2, STS-B test, mean pooling
     assert rows["en"]["n_pairs"] == 1379 and rows["es"]["n_pairs"] == N_ES
     # Layer 0 (embedding output) is far below the trained last layer.
     assert _stored(minilm_sts["files"][0])[0]["en"]["raw"] < rows["en"]["raw"] - 10
@@ -260,6 +301,7 @@ def test_published_minilm_value_reproduced(minilm_sts):
 def test_fifty_pairs_equal_independent_transformers(minilm_sts):
     import torch
     from transformers import AutoModel, AutoTokenizer
+
     from compute.contextual import BUNDLED
 
     tokenizer = AutoTokenizer.from_pretrained(BUNDLED["minilm-l6"], local_files_only=True)
@@ -270,6 +312,7 @@ def test_fifty_pairs_equal_independent_transformers(minilm_sts):
         with torch.no_grad():
             out = model(**tokenizer(text, return_tensors="pt"), output_hidden_states=True)
         return {layer: out.hidden_states[layer][0, 1:-1].mean(0).numpy() for layer in LAYERS}
+
     mine = {s: encode(s) for s in data.sentences}
     for layer in LAYERS:
         x = minilm_sts["vectors"]("en", layer, data.sentences)
@@ -281,7 +324,7 @@ def test_fifty_pairs_equal_independent_transformers(minilm_sts):
 
 def test_zero_shot_english_directions_change_spanish(minilm_sts):
     data_en, data_es = minilm_sts["data"]["en"], minilm_sts["data"]["es"]
-    with threadpool_limits(limits=1):   # as in the pipeline: k-means sums in the same order
+    with threadpool_limits(limits=1):  # as in the pipeline: k-means sums in the same order
         _check_zero_shot(minilm_sts, data_en, data_es)
 
 
@@ -296,17 +339,20 @@ def _check_zero_shot(minilm_sts, data_en, data_es):
         centred = es - en_fit.means[labels]
         along_NP = np.einsum("nd,npd->np", centred, en_fit.directions[labels])
         assert np.linalg.norm(along_NP, axis=1).mean() > 0.1 * np.linalg.norm(centred, axis=1).mean()
-        np.testing.assert_allclose(es_zero_shot, centred - np.einsum("np,npd->nd", along_NP,
-                                                                     en_fit.directions[labels]), atol=1e-4)
+        np.testing.assert_allclose(
+            es_zero_shot, centred - np.einsum("np,npd->nd", along_NP, en_fit.directions[labels]), atol=1e-4
+        )
         assert np.abs(np.einsum("nd,npd->np", es_zero_shot, en_fit.directions[labels])).max() < 1e-3
 
         def score(x, d):
             i1, i2 = d.pair_rows()
             return 100 * spearmanr([_cos(x[a], x[b]) for a, b in zip(i1, i2)], d.gold).statistic
+
         assert rows["es"]["raw"] == pytest.approx(score(es, data_es), abs=1e-4)
         assert rows["es"]["zero_shot"] == pytest.approx(score(es_zero_shot, data_es), abs=1e-4)
-        assert rows["es"]["individual"] == pytest.approx(score(fit_enhancement(es, 7, 12, 0).apply(es), data_es),
-                                                         abs=1e-4)
+        assert rows["es"]["individual"] == pytest.approx(
+            score(fit_enhancement(es, 7, 12, 0).apply(es), data_es), abs=1e-4
+        )
         assert abs(rows["es"]["zero_shot"] - rows["es"]["raw"]) > 0.05
         assert rows["en"]["zero_shot"] == rows["en"]["individual"]
         assert rows["en"]["individual"] == pytest.approx(score(en_fit.apply(en), data_en), abs=1e-4)

@@ -2,6 +2,7 @@
 for job records and the per-user job cap. Switched on by LEXISCOPE_AUTH='alice:secret,bob:pw' (or
 `lexiscope serve --auth ...`, which sets it). Use it behind HTTPS: basic auth sends the password in
 every request."""
+
 from store.settings import settings
 
 
@@ -24,6 +25,7 @@ def enable_auth(app, spec: str | None = None) -> bool:
     if not users:
         return False
     from dash_auth import BasicAuth
+
     BasicAuth(app, users)
     return True
 
@@ -32,6 +34,7 @@ def current_user() -> str:
     """The basic-auth user of this request, or 'anonymous' when auth is off."""
     try:
         import flask
+
         auth = flask.request.authorization
         return (auth.username if auth and auth.username else None) or "anonymous"
     except RuntimeError:  # outside a request

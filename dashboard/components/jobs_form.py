@@ -1,19 +1,30 @@
 """The job form as pure functions: form values -> run config dict, and a stored run's config -> form values
 (the "Train another SAE on this run" shortcut). No Dash here, so it is tested without a browser."""
+
 import re
 
 import yaml
 
-from compute.config import PlanError
+from dashboard.lib.text import split_words
+from jobs.policy import PlanError
 
-DEFAULTS = dict(model=None, name="", layers="all", vocab_mode="top", top_n=2000, words="", groups_source="default",
-                groups_text="", sae_arch="topk", d_sae=256, k=8, l1=5.0, steps=1000, umap=True)
+DEFAULTS = dict(
+    model=None,
+    name="",
+    layers="all",
+    vocab_mode="top",
+    top_n=2000,
+    words="",
+    groups_source="default",
+    groups_text="",
+    sae_arch="topk",
+    d_sae=256,
+    k=8,
+    l1=5.0,
+    steps=1000,
+    umap=True,
+)
 _SPLIT = re.compile(r"[\s,;]+")
-
-
-def split_words(text: str | None) -> list[str]:
-    """Words pasted one a line, or separated by spaces or commas; duplicates dropped, order kept."""
-    return list(dict.fromkeys(w for w in _SPLIT.split(text or "") if w))
 
 
 def parse_layers(text) -> str | list[int]:
@@ -42,7 +53,9 @@ def parse_groups(text: str | None) -> dict[str, list[str]]:
         raise PlanError("concept groups: write one group a line, as 'group: word, word, ...'")
     groups = {}
     for name, words in data.items():
-        words = split_words(" ".join(map(str, words)) if isinstance(words, list) else str(words or ""))
+        words = split_words(
+            " ".join(map(str, words)) if isinstance(words, list) else str(words or ""), case_sensitive=True
+        )
         if not words:
             raise PlanError(f"concept groups: group '{name}' has no words")
         groups[str(name)] = words
@@ -65,7 +78,7 @@ def _num(value, field, kind=int):
 def form_config(v: dict, stored_groups=None) -> dict:
     """A run config dict from the form's values. `stored_groups(run_id) -> {group: [words]}` resolves a
     'run:<id>' concept-group choice. Raises PlanError (one line) for what the form itself cannot parse;
-    everything else is validated by compute.queue.check_run."""
+    everything else is validated by jobs.policy.check_run."""
     v = {**DEFAULTS, **{k: val for k, val in v.items() if val is not None}}
     if not v["model"]:
         raise PlanError("model: choose a model")
@@ -74,7 +87,7 @@ def form_config(v: dict, stored_groups=None) -> dict:
         cfg["name"] = v["name"].strip()
     vocab = {}
     if v["vocab_mode"] == "words":
-        words = split_words(v["words"])
+        words = split_words(v["words"], case_sensitive=True)
         if not words:
             raise PlanError("vocabulary.words: paste at least one word, or choose 'top N words'")
         vocab.update(top_n=0, words=words)

@@ -1,4 +1,5 @@
 """The "Train another SAE on this run" shortcut: a link to the Jobs form, prefilled from the run."""
+
 from dash import dcc
 
 from dashboard.lib.urls import href
@@ -9,5 +10,6 @@ def train_another_href(run_id: str) -> str:
 
 
 def train_another_sae(run_id: str, className: str = "lx-link lx-train-another small"):
-    return dcc.Link("Train another SAE on this run →", href=train_another_href(run_id), className=className,
-                    id="train-another-sae")
+    return dcc.Link(
+        "Train another SAE on this run →", href=train_another_href(run_id), className=className, id="train-another-sae"
+    )

@@ -1,4 +1,5 @@
 """Every mention of a word, feature or dimension is a link that carries the run in the URL."""
+
 from dash import dcc
 
 from dashboard.lib.urls import href
@@ -17,18 +18,30 @@ def dim_href(run_id, dim, **extra) -> str:
 
 
 def word_link(run_id, word, label=None, **kw):
-    return dcc.Link(label if label is not None else str(word), href=word_href(run_id, word),
-                    className=kw.pop("className", "lx-link lx-word"), **kw)
+    return dcc.Link(
+        label if label is not None else str(word),
+        href=word_href(run_id, word),
+        className=kw.pop("className", "lx-link lx-word"),
+        **kw,
+    )
 
 
 def feature_link(run_id, feature, label=None, **kw):
-    return dcc.Link(label if label is not None else f"#{int(feature)}", href=feature_href(run_id, feature),
-                    className=kw.pop("className", "lx-link lx-feature"), **kw)
+    return dcc.Link(
+        label if label is not None else f"#{int(feature)}",
+        href=feature_href(run_id, feature),
+        className=kw.pop("className", "lx-link lx-feature"),
+        **kw,
+    )
 
 
 def dim_link(run_id, dim, label=None, **kw):
-    return dcc.Link(label if label is not None else f"dim {int(dim)}", href=dim_href(run_id, dim),
-                    className=kw.pop("className", "lx-link lx-dim"), **kw)
+    return dcc.Link(
+        label if label is not None else f"dim {int(dim)}",
+        href=dim_href(run_id, dim),
+        className=kw.pop("className", "lx-link lx-dim"),
+        **kw,
+    )
 
 
 def run_link(run_id, label=None, page="/words"):

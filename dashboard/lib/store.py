@@ -1,44 +1,54 @@
-"""The dashboard's only door to the store. Handles are opened lazily in each process (gunicorn
-workers fork before the first request, so nothing is opened at import time); everything a view
-needs per click is derived once per run and cached, so no callback scans all words."""
+"""The dashboard's door to the store: the catalog of this process, and per run a RunView of the indexes
+a click needs (word index, autocomplete, CSC feature columns, the word-map sample), so no callback scans
+all words. Reading run files, and caching what was read, is store.Run's job (`v.run.get(SAE.density)`).
+
+Caching, one style: a RunView derives each index once (cached_property), and views live in one LRU
+keyed on what makes them stale (run, process, file mtime). Nothing is opened at import time: gunicorn
+workers fork before the first request, and each opens its run files lazily."""
+
 import bisect
+import functools
 import os
 import threading
-from collections import OrderedDict
 from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
 
+from dashboard.lib import features as feature_lib
+from dashboard.lib.stats import dimension_stats
 from store import Catalog, Run, StoreError
+from store.schema import EMBEDDINGS, ENHANCED, GEOMETRY, NEIGHBORS, PROJECTIONS, ROOT, SAE, WORDS
 from store.settings import settings
 
 DEFAULT_MAX_POINTS = 20_000
-_lock = threading.RLock()
-_state = {"root": None, "catalog": None, "pid": None, "max_points": None}
-_views: "OrderedDict[tuple, RunView]" = OrderedDict()
 MAX_CACHED_RUNS = 4
+_lock = threading.RLock()
+_config = {"root": None, "max_points": None}
 
 
 def configure(root=None, max_points: int | None = None):
     """Point the dashboard at a store root (default: $LEXISCOPE_STORE or ./lexiscope-store)."""
     with _lock:
-        _state.update(root=root, catalog=None, pid=None, max_points=max_points)
-        _views.clear()
+        _config.update(root=root, max_points=max_points)
+        _catalog.cache_clear()
+        _view.cache_clear()
 
 
 def max_points() -> int:
-    value = _state["max_points"] or settings().max_points or DEFAULT_MAX_POINTS
+    value = _config["max_points"] or settings().max_points or DEFAULT_MAX_POINTS
     return max(1, int(value))
 
 
+@functools.lru_cache(maxsize=1)
+def _catalog(root, pid: int) -> Catalog:
+    return Catalog(root)
+
+
 def catalog() -> Catalog:
+    """The catalog of the configured store, one per process."""
     with _lock:
-        if _state["catalog"] is None or _state["pid"] != os.getpid():
-            _state["catalog"] = Catalog(_state["root"])
-            _state["pid"] = os.getpid()
-            _views.clear()
-        return _state["catalog"]
+        return _catalog(_config["root"], os.getpid())
 
 
 def runs_table():
@@ -58,62 +68,50 @@ def resolve_run_id(run_id: str | None) -> str | None:
 
 
 def view(run_id: str) -> "RunView":
-    """The cached RunView of a run; StoreError (one line) if it is missing or unreadable."""
+    """The RunView of a run; StoreError (one line) if it is missing or unreadable."""
     run = catalog().open(run_id)
-    key = (run_id, os.getpid(), run.path.stat().st_mtime_ns if run.path.exists() else 0)
-    with _lock:
-        v = _views.get(key)
-        if v is None:
-            v = RunView(run)
-            _views[key] = v
-            if settings().warm_up:
-                threading.Thread(target=v.warm, name=f"warm-{run_id}", daemon=True).start()
-            while len(_views) > MAX_CACHED_RUNS:
-                _views.popitem(last=False)
-        else:
-            _views.move_to_end(key)
-        return v
+    stamp = run.path.stat().st_mtime_ns if run.path.exists() else 0
+    with _lock:  # one view per run file and process, even when callbacks ask for it at once
+        return _view(run, os.getpid(), stamp)
+
+
+@functools.lru_cache(maxsize=MAX_CACHED_RUNS)
+def _view(run: Run, pid: int, stamp: int) -> "RunView":
+    v = RunView(run)
+    if settings().warm_up:
+        threading.Thread(target=v.warm, name=f"warm-{run.run_id}", daemon=True).start()
+    return v
 
 
 class RunView:
-    """Read-side indexes over one run, built on first use and kept for the process."""
+    """The UI indexes of one run, each built on first use and kept with the view."""
 
     def __init__(self, run: Run):
         self.run = run
         self.run_id = run.run_id
-        self._lock = threading.RLock()
-
-    def cached(self, key: str, build):
-        """A per-run derived value, built once per process (under a lock: callbacks run in threads)."""
-        key = "#" + key
-        if key not in self.__dict__:
-            with self._lock:
-                if key not in self.__dict__:
-                    self.__dict__[key] = build()
-        return self.__dict__[key]
 
     # -- identity --------------------------------------------------------------------------
-    @cached_property
+    @property
     def attrs(self) -> dict:
         return self.run.attrs
 
     @property
     def layer(self) -> int:
-        return int(self.attrs.get("layer", 0))
+        return int(self.attrs.get(ROOT.layer, 0))
 
     @property
     def label(self) -> str:
         a = self.attrs
-        return f"{a.get('model')} · layer {a.get('layer')}"
+        return f"{a.get(ROOT.model)} · layer {a.get(ROOT.layer)}"
 
-    @cached_property
+    @property
     def is_contextual(self) -> bool:
-        return self.attrs.get("source") == "contextual"
+        return self.attrs.get(ROOT.source) == "contextual"
 
-    # -- words -----------------------------------------------------------------------------
+    # -- words: index and autocomplete -----------------------------------------------------
     @cached_property
     def words(self) -> np.ndarray:
-        return self.run.array("words/text")
+        return self.run.array(WORDS.text)
 
     @property
     def n(self) -> int:
@@ -121,12 +119,12 @@ class RunView:
 
     @cached_property
     def zipf(self) -> np.ndarray:
-        z = self.run.get("words/zipf")
+        z = self.run.get(WORDS.zipf)
         return np.full(self.n, np.nan, np.float32) if z is None else z.astype(np.float32)
 
     @cached_property
     def group(self) -> np.ndarray:
-        g = self.run.get("words/group")
+        g = self.run.get(WORDS.group)
         return np.full(self.n, -1, np.int16) if g is None else g.astype(np.int16)
 
     @cached_property
@@ -185,68 +183,48 @@ class RunView:
         return out
 
     # -- vectors ---------------------------------------------------------------------------
-    @cached_property
+    @property
     def embeddings(self) -> np.ndarray:
-        return self.run.array("embeddings")
+        return self.run.array(EMBEDDINGS)
 
     @property
     def d(self) -> int:
         return int(self.embeddings.shape[1])
 
-    @cached_property
-    def zipf_rank(self) -> np.ndarray:
-        from scipy.stats import rankdata
-        z = self.zipf
-        return rankdata(np.where(np.isfinite(z), z, -np.inf))
-
     def neighbors(self, i: int, enhanced: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
-        base = "enhanced/neighbors" if enhanced else "neighbors"
-        if not self.has(f"{base}/indices"):
+        paths = ENHANCED.neighbors if enhanced else NEIGHBORS
+        if not self.run.has(paths.indices):
             return None
-        idx = self.run.rows(f"{base}/indices", [i])[0]
-        cos = self.run.rows(f"{base}/cos", [i])[0]
+        idx = self.run.rows(paths.indices, [i])[0]
+        cos = self.run.rows(paths.cos, [i])[0]
         keep = idx >= 0
         return idx[keep], cos[keep]
 
-    # -- geometry --------------------------------------------------------------------------
-    def group_attrs(self, path: str) -> dict:
-        return self.cached("attrs:" + path, lambda: self.run.attrs_of(path))
-
-    def get(self, path: str, default=None):
-        return self.run.array(path) if self.has(path) else default
-
-    def has(self, path: str) -> bool:
-        key = "#has:" + path  # a run file never changes in place, so the answer is fixed
-        if key not in self.__dict__:
-            self.__dict__[key] = self.run.has(path)
-        return self.__dict__[key]
-
     @cached_property
     def outlier_dims(self) -> np.ndarray:
-        v = self.run.get("geometry/outlier_dims")
+        v = self.run.get(GEOMETRY.outlier_dims)
         return np.empty(0, np.int64) if v is None else np.asarray(v, np.int64)
 
-    # -- projections -----------------------------------------------------------------------
+    @cached_property
+    def dimension_stats(self) -> dict:
+        return dimension_stats(self.embeddings, self.zipf)
+
+    # -- the word map: projections and the sample drawn ------------------------------------
     def projections(self) -> list[str]:
-        return [p for p in ("umap3d", "umap2d", "pca2") if self.has(f"projections/{p}")]
+        return [name for name, path in PROJECTIONS.datasets().items() if self.run.has(path)]
 
     def coords(self, proj: str) -> np.ndarray:
-        return self.run.array(f"projections/{proj}").astype(np.float32, copy=False)
+        return self.run.array(PROJECTIONS.datasets()[proj]).astype(np.float32, copy=False)
+
+    @cached_property
+    def _sample_order(self) -> np.ndarray:
+        """Rows in the order the map takes them: every concept-group word, then the others by row (rows
+        are in frequency order)."""
+        return np.concatenate([np.flatnonzero(self.group >= 0), np.flatnonzero(self.group < 0)])
 
     def base_sample(self, limit: int) -> np.ndarray:
-        """Rows drawn on the map when nothing is selected: every concept-group word, then the most
-        frequent words (rows are in frequency order), up to `limit`."""
-        key = f"_sample{limit}"
-        with self._lock:
-            if key not in self.__dict__:
-                if self.n <= limit:
-                    rows = np.arange(self.n)
-                else:
-                    grouped = np.flatnonzero(self.group >= 0)[:limit]
-                    rest = np.setdiff1d(np.arange(min(self.n, limit + len(grouped))), grouped)
-                    rows = np.sort(np.concatenate([grouped, rest[: limit - len(grouped)]]))
-                self.__dict__[key] = rows
-            return self.__dict__[key]
+        """Rows drawn on the map when nothing is selected: the first `limit` of `_sample_order`, sorted."""
+        return np.sort(self._sample_order[:limit])
 
     def map_rows(self, limit: int, must: np.ndarray | None = None) -> np.ndarray:
         """At most `limit` rows, always including `must` (selected and highlighted words)."""
@@ -259,22 +237,22 @@ class RunView:
         extra = np.setdiff1d(base, must, assume_unique=True)[:room]
         return np.sort(np.concatenate([must, extra]))
 
-    # -- SAE -------------------------------------------------------------------------------
-    @cached_property
+    # -- SAE: feature columns --------------------------------------------------------------
+    @property
     def has_sae(self) -> bool:
-        return self.has("sae/acts/indptr")
+        return self.run.has(SAE.acts.indptr)
 
-    @cached_property
+    @property
     def sae_attrs(self) -> dict:
-        return self.run.attrs_of("sae")
+        return self.run.attrs_of(SAE.path)
 
-    @cached_property
+    @property
     def acts(self) -> sp.csr_matrix:
-        return self.run.csr("sae/acts")
+        return self.run.csr(SAE.acts)
 
-    @cached_property
+    @property
     def acts_csc(self) -> sp.csc_matrix:
-        return self.run.csc("sae/acts")
+        return self.run.csc(SAE.acts)
 
     @property
     def n_features(self) -> int:
@@ -313,168 +291,33 @@ class RunView:
             out[ok] = val[pos[ok]]
         return out
 
-    def sae_array(self, name: str, default=None):
-        return self.get(f"sae/{name}", default)
-
-    def sae_row(self, name: str, f: int):
-        """Row f of a per-feature SAE array (None if absent). The arrays are small (F x 50 at most) and
-        read whole once: decompressing HDF5 chunks on every click costs more than keeping them."""
-        arr = self.sae_array(name)
-        return None if arr is None else arr[f]
-
-    @cached_property
-    def feature_table(self) -> list[dict]:
-        """One record per feature for the features table (built once per run)."""
-        F = self.n_features
-        cols = {"feature": np.arange(F)}
-        for name in ("density", "max_act", "mono_score", "feature_intrusion"):
-            v = self.sae_array(name)
-            if v is not None:
-                cols[name] = np.round(np.asarray(v, np.float64), 4)
-        best = self.sae_array("best_group")
-        names = self.group_names
-        if best is not None:
-            cols["best_group"] = np.array([names[g] if 0 <= g < len(names) else "" for g in best], dtype=object)
-        if "density" not in cols:
-            cols["density"] = np.round(self.feature_counts / max(1, self.n), 5)
-        top = self.sae_array("top_words")
-        if top is not None:
-            w = self.words
-            cols["top_words"] = np.array([", ".join(str(w[j]) for j in row[:5] if j >= 0) for row in top],
-                                         dtype=object)
-        keys = list(cols)
-        return [{k: (cols[k][f].item() if hasattr(cols[k][f], "item") else cols[k][f]) for k in keys}
-                for f in range(F)]
-
     @cached_property
     def feature_frame(self):
         """The features table as a DataFrame (for server-side paging, sorting and filtering)."""
-        import pandas as pd
-        return pd.DataFrame(self.feature_table)
-
-    def rank_features_for(self, rows: np.ndarray, limit: int = 20) -> list[dict]:
-        """Features ranked by how selectively they fire on `rows` against all other words.
-
-        recall = share of the group's words the feature fires on; precision = share of the feature's
-        total activation that falls on the group; score = their harmonic mean (an F1 of the group as
-        a 'retrieval' by the feature). Uses only the group's CSR rows and cached column sums:
-        O(|group| * k + F), independent of the vocabulary size."""
-        rows = np.unique(np.asarray(rows, np.int64))
-        if len(rows) == 0:
-            return []
-        sub = self.acts[rows]
-        in_sum = np.asarray(sub.sum(axis=0)).ravel()
-        in_hits = np.bincount(sub.indices, minlength=self.n_features)
-        cand = np.flatnonzero(in_hits)
-        if len(cand) == 0:
-            return []
-        recall = in_hits[cand] / len(rows)
-        total = self.feature_sums[cand]
-        precision = np.divide(in_sum[cand], total, out=np.zeros(len(cand)), where=total > 0)
-        score = 2 * recall * precision / np.maximum(recall + precision, 1e-12)
-        n_out = max(1, self.n - len(rows))
-        out_mean = (total - in_sum[cand]) / n_out
-        order = np.argsort(-score, kind="stable")[:limit]
-        return [dict(feature=int(cand[j]), score=float(score[j]), recall=float(recall[j]),
-                     precision=float(precision[j]), in_mean=float(in_sum[cand[j]] / len(rows)),
-                     out_mean=float(out_mean[j]), hits=int(in_hits[cand[j]])) for j in order]
-
-    def decoder_loadings(self, dim: int, limit: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """Features whose decoder direction loads most (by |weight|) on dimension `dim`."""
-        col = self.decoder[:, dim]
-        order = np.argsort(-np.abs(col))[:limit]
-        return order, col[order]
-
-    @cached_property
-    def decoder(self) -> np.ndarray:
-        return self.run.array("sae/W_dec")
-
-    # -- dimensions ------------------------------------------------------------------------
-    def dimension(self, dim: int) -> np.ndarray:
-        return self.embeddings[:, dim]
-
-    @cached_property
-    def dimension_stats(self) -> dict:
-        from dashboard.lib.stats import dimension_stats
-        return dimension_stats(self.embeddings, self.zipf)
+        return feature_lib.feature_frame(self)
 
     # -- warm-up ---------------------------------------------------------------------------
     def warm(self):
-        """Build the per-run indexes a first click would otherwise wait for (run in a thread when the
-        view is first opened; every step is idempotent and cached)."""
+        """Build the indexes a first click would otherwise wait for (run in a thread when the view is
+        first opened; every step is idempotent and cached)."""
+        names = ["_word_index", "_lower_index", "_sorted_lower", "_sample_order", "dimension_stats"]
         try:
-            self._word_index, self._lower_index, self._sorted_lower
-            self.base_sample(max_points())
             if self.has_sae:
-                self.acts_csc, self.feature_sums, self.feature_frame
-            self.dimension_stats
+                names[-1:-1] = ["acts_csc", "feature_sums", "feature_frame"]
+            for name in names:
+                getattr(self, name)
         except Exception:  # a broken run shows its error when a page asks; warming stays silent
             pass
 
 
-def family_key(config: dict) -> str:
-    """A run's config without what differs between the layers of one plan entry."""
-    import json
-    body = {k: v for k, v in (config or {}).items() if k not in ("layers", "layer", "name", "batch_size")}
-    return json.dumps(body, sort_keys=True, default=str)
-
-
-def family(v: "RunView") -> dict:
-    """{layer: run_id} of the runs of the same model and config as `v` (one per layer); cached until
-    the catalog changes."""
-    t = runs_table()
-    stamp = tuple(sorted(t["run_id"])) if not t.empty else ()
-    hit = v.__dict__.get("#family")
-    if hit is not None and hit[0] == stamp:
-        return hit[1]
-    out = _family(v, t)
-    v.__dict__["#family"] = (stamp, out)
-    return out
-
-
-def _family(v, t) -> dict:
-    same = t[t["model"] == v.attrs.get("model")]
-    key = family_key(v.run.config)
-    out = {}
-    for _, r in same.iterrows():
-        try:
-            other = catalog().open(r["run_id"])
-            if family_key(other.config) == key:
-                out.setdefault(int(r["layer"]), r["run_id"])
-        except StoreError:
-            continue
-    return out
-
-
-def neighbour_run(v: "RunView", delta: int) -> "RunView | None":
-    """The run one layer above (delta=+1) or below (-1) in the same family, or None."""
-    run_id = family(v).get(v.layer + delta)
-    if run_id is None:
-        return None
-    try:
-        return view(run_id)
-    except StoreError:
-        return None
-
-
-def run_options() -> list[dict]:
-    """Dropdown options for the run picker."""
-    t = runs_table()
-    if t.empty:
-        return []
-    out = []
-    for _, r in t.iterrows():
-        sae = f" · SAE {r['sae_arch']} {int(r['sae_d_sae'])}" if _present(r.get("sae_d_sae")) else ""
-        name = str(r["run_id"]).split(f"-L{int(r['layer'])}-")[0]  # run ids are <name>-L<layer>-<hash>
-        label = name if name == r["model"] else f"{name} ({r['model']})"
-        out.append({"label": f"{label} · L{int(r['layer'])} · {int(r['n_words']):,} words{sae}",
-                    "value": r["run_id"]})
-    return out
-
-
-def _present(v) -> bool:
-    return v is not None and not (isinstance(v, float) and np.isnan(v))
-
-
-__all__ = ["configure", "catalog", "view", "RunView", "StoreError", "default_run_id", "resolve_run_id",
-           "run_options", "max_points", "runs_table"]
+__all__ = [
+    "configure",
+    "catalog",
+    "view",
+    "RunView",
+    "StoreError",
+    "default_run_id",
+    "resolve_run_id",
+    "max_points",
+    "runs_table",
+]

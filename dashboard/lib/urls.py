@@ -1,4 +1,5 @@
 """URLs carry the whole view state: ?run=&word=&feature=&dim= (plus page-specific options)."""
+
 from urllib.parse import parse_qs, urlencode
 
 STATE_KEYS = ("run", "word", "feature", "dim")

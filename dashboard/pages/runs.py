@@ -1,7 +1,7 @@
-"""Runs (home): the catalog as a sortable table, and each measure across layers per model."""
+"""Runs (home): the catalog as a sortable table, and each measure across layers per run family."""
+
 import dash
 import dash_bootstrap_components as dbc
-import numpy as np
 from dash import ALL, Input, Output, callback, ctx, dash_table, dcc, html
 from dash.exceptions import PreventUpdate
 
@@ -9,64 +9,111 @@ from dashboard import figures
 from dashboard.components.alerts import empty_store, guarded, notice
 from dashboard.components.widgets import card, graph
 from dashboard.lib import store
+from dashboard.lib.runs import family_names, records
 from dashboard.lib.urls import href
 
 dash.register_page(__name__, path="/", name="Runs", title="Lexiscope · runs", order=0)
 
-COLUMNS = [("model", "model"), ("layer", "layer"), ("n_words", "words"), ("dim", "d"), ("sae_arch", "SAE"),
-           ("sae_d_sae", "SAE width"), ("sae_fvu", "FVU"), ("sae_l0", "L0"), ("i_cos", "i_cos"), ("i_pc", "i_pc"),
-           ("isoscore", "IsoScore"), ("sae_intrusion", "intrusion"), ("created", "created")]
-MEASURES = [("i_cos", "i_cos (mean cosine)"), ("i_pc", "i_pc"), ("isoscore", "IsoScore"),
-            ("sae_fvu", "SAE FVU"), ("sae_l0", "SAE L0"), ("sae_intrusion", "SAE intrusion score")]
-
-
-def records(table) -> list[dict]:
-    out = []
-    for _, r in table.iterrows():
-        row = {"id": r["run_id"], "run": f"[{r['run_id']}]({href('/words', run=r['run_id'])})"}
-        for key, _ in COLUMNS:
-            v = r.get(key)
-            if isinstance(v, (float, np.floating)):
-                v = None if not np.isfinite(v) else round(float(v), 4)
-            elif isinstance(v, np.integer):
-                v = int(v)
-            row[key] = v
-        out.append(row)
-    return out
+COLUMNS = [
+    ("family", "family"),
+    ("model", "model"),
+    ("layer", "layer"),
+    ("n_words", "words"),
+    ("dim", "d"),
+    ("sae_arch", "SAE"),
+    ("sae_d_sae", "SAE width"),
+    ("sae_fvu", "FVU"),
+    ("sae_l0", "L0"),
+    ("i_cos", "i_cos"),
+    ("i_pc", "i_pc"),
+    ("isoscore", "IsoScore"),
+    ("sae_intrusion", "intrusion"),
+    ("created", "created"),
+]
+MEASURES = [
+    ("i_cos", "i_cos (mean cosine)"),
+    ("i_pc", "i_pc"),
+    ("isoscore", "IsoScore"),
+    ("sae_fvu", "SAE FVU"),
+    ("sae_l0", "SAE L0"),
+    ("sae_intrusion", "SAE intrusion score"),
+]
 
 
 @guarded
 def layout(run=None, **_):
     cat = store.catalog()
     table = store.runs_table()
-    broken = [notice(f"Skipped an unreadable run: {msg}", color="warning", className="mt-2 mb-1 py-2")
-              for msg in cat.errors.values()]
+    broken = [
+        notice(f"Skipped an unreadable run: {msg}", color="warning", className="mt-2 mb-1 py-2")
+        for msg in cat.errors.values()
+    ]
     if table.empty:
         return html.Div([*broken, empty_store(cat.root)])
-    numeric = {"layer", "n_words", "dim", "sae_d_sae", "sae_fvu", "sae_l0", "i_cos", "i_pc", "isoscore",
-               "sae_intrusion"}
+    numeric = {
+        "layer",
+        "n_words",
+        "dim",
+        "sae_d_sae",
+        "sae_fvu",
+        "sae_l0",
+        "i_cos",
+        "i_pc",
+        "isoscore",
+        "sae_intrusion",
+    }
     columns = [{"id": "run", "name": "run", "presentation": "markdown"}] + [
-        {"id": k, "name": name, "type": "numeric" if k in numeric else "text"} for k, name in COLUMNS]
+        {"id": k, "name": name, "type": "numeric" if k in numeric else "text"} for k, name in COLUMNS
+    ]
     selected = [{"if": {"filter_query": f'{{id}} = "{run}"'}, "backgroundColor": "#e7f1ff"}] if run else []
     grid = dash_table.DataTable(
-        id="runs-table", data=records(table), columns=columns, sort_action="native", filter_action="native",
-        page_size=15, style_table={"overflowX": "auto"}, markdown_options={"link_target": "_self"},
+        id="runs-table",
+        data=records(table, [k for k, _ in COLUMNS]),
+        columns=columns,
+        sort_action="native",
+        filter_action="native",
+        page_size=15,
+        style_table={"overflowX": "auto"},
+        markdown_options={"link_target": "_self"},
         style_cell={"fontSize": "0.85rem", "padding": "4px 8px", "fontFamily": "inherit", "cursor": "pointer"},
         style_header={"fontWeight": "600", "backgroundColor": "#f1f3f5"},
-        style_data_conditional=selected, persistence=True, persisted_props=["sort_by", "filter_query"])
-    charts = [dbc.Col(graph({"type": "runs-layer-chart", "measure": key},
-                            figures.measure_across_layers(table, key, label)), md=6, lg=4)
-              for key, label in MEASURES if key in table and table[key].notna().any()]
-    return html.Div([
-        dcc.Location(id="runs-nav", refresh="callback-nav"),
-        *broken,
-        card(f"{len(table)} run(s) in {cat.root} — click a row to open its run", grid),
-        card("Measures across layers (one line per model; click a point to open that run)", dbc.Row(charts)),
-    ])
+        style_data_conditional=selected,
+        persistence=True,
+        persisted_props=["sort_by", "filter_query"],
+    )
+    names = family_names(table)
+    charts = [
+        dbc.Col(
+            graph(
+                {"type": "runs-layer-chart", "measure": key},
+                figures.measure_across_layers(table, key, label, by="family", names=names),
+            ),
+            md=6,
+            lg=4,
+        )
+        for key, label in MEASURES
+        if key in table and table[key].notna().any()
+    ]
+    return html.Div(
+        [
+            dcc.Location(id="runs-nav", refresh="callback-nav"),
+            *broken,
+            card(f"{len(table)} run(s) in {cat.root} — click a row to open its run", grid),
+            card(
+                "Measures across layers (one line per run family: the layers of one plan entry; click a point to "
+                "open that run)",
+                dbc.Row(charts),
+            ),
+        ]
+    )
 
 
-@callback(Output("runs-nav", "href"), Input("runs-table", "active_cell"),
-          Input({"type": "runs-layer-chart", "measure": ALL}, "clickData"), prevent_initial_call=True)
+@callback(
+    Output("runs-nav", "href"),
+    Input("runs-table", "active_cell"),
+    Input({"type": "runs-layer-chart", "measure": ALL}, "clickData"),
+    prevent_initial_call=True,
+)
 def open_run(cell, clicks):
     if ctx.triggered_id == "runs-table":
         if not cell or not cell.get("row_id"):

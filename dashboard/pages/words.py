@@ -1,4 +1,5 @@
 """Words: the word map, search with autocomplete, and one word's panel (features, neighbours, vector)."""
+
 import dash
 import dash_bootstrap_components as dbc
 import numpy as np
@@ -12,6 +13,7 @@ from dashboard.components.page import run_page
 from dashboard.components.widgets import bar_list, card, chips, graph, word_search
 from dashboard.components.wordmap import clicked_row, map_controls, map_figure
 from dashboard.lib import store
+from dashboard.lib.features import gist
 from dashboard.lib.urls import as_int, href, parse, with_params
 
 dash.register_page(__name__, path="/words", name="Words", title="Lexiscope · words", order=1)
@@ -29,9 +31,14 @@ def layout(v, word=None, proj="umap3d", color="group", feature=None, dim=None, *
         dim = int(np.argmax(np.abs(v.embeddings[row])))
     if word and row is None:
         close = v.complete(word[:3], limit=8)
-        panel = notice([f"'{word}' is not in the vocabulary of run {v.run_id}. ",
-                        *(["Words starting like it: ", *inline_list([word_link(v.run_id, w) for w in close])]
-                          if close else [])], color="warning", id="words-unknown")
+        panel = notice(
+            [
+                f"'{word}' is not in the vocabulary of run {v.run_id}. ",
+                *(["Words starting like it: ", *inline_list([word_link(v.run_id, w) for w in close])] if close else []),
+            ],
+            color="warning",
+            id="words-unknown",
+        )
     fig = map_figure(v, proj, color, feature, dim, selected=row)
     if fig is not None:
         the_map = graph({"type": "words-map", "id": "map"}, fig)
@@ -39,28 +46,62 @@ def layout(v, word=None, proj="umap3d", color="group", feature=None, dim=None, *
         the_map = notice("This run has no stored projections.")
     colouring = None
     if color == "feature" and feature is not None:
-        colouring = html.Div(["coloured by ", feature_link(v.run_id, feature, f"feature #{feature}")],
-                             className="lx-muted")
+        colouring = html.Div(
+            ["coloured by ", feature_link(v.run_id, feature, f"feature #{feature}")], className="lx-muted"
+        )
     elif color == "dim" and dim is not None:
         colouring = html.Div(["coloured by ", dim_link(v.run_id, dim)], className="lx-muted")
     elif color in ("feature", "dim"):
-        colouring = html.Div(f"pick a word (or a {'feature' if color == 'feature' else 'dimension'}) "
-                             "to colour by", className="lx-muted")
-    return html.Div([
-        dcc.Location(id="words-nav", refresh="callback-nav"),
-        dbc.Row([
-            dbc.Col([
-                card(None, dbc.Row([dbc.Col(word_search("words", word), md=5),
-                                    dbc.Col(html.Span(f"{v.label} · {v.n:,} words · showing at most "
-                                                      f"{store.max_points():,} points", className="lx-muted"),
-                                            md=7, className="pt-1")]),
-                     map_controls("words", proj, color, v), colouring, the_map),
-            ], lg=8),
-            dbc.Col(panel or card("Pick a word", html.P(
-                "Search above or click a point on the map. The word's SAE features, nearest neighbours and "
-                "vector appear here; every item links on.", className="lx-muted mb-0")), lg=4, id="words-panel"),
-        ]),
-    ])
+        colouring = html.Div(
+            f"pick a word (or a {'feature' if color == 'feature' else 'dimension'}) to colour by", className="lx-muted"
+        )
+    return html.Div(
+        [
+            dcc.Location(id="words-nav", refresh="callback-nav"),
+            dbc.Row(
+                [
+                    dbc.Col(
+                        [
+                            card(
+                                None,
+                                dbc.Row(
+                                    [
+                                        dbc.Col(word_search("words", word), md=5),
+                                        dbc.Col(
+                                            html.Span(
+                                                f"{v.label} · {v.n:,} words · showing at most "
+                                                f"{store.max_points():,} points",
+                                                className="lx-muted",
+                                            ),
+                                            md=7,
+                                            className="pt-1",
+                                        ),
+                                    ]
+                                ),
+                                map_controls("words", proj, color, v),
+                                colouring,
+                                the_map,
+                            ),
+                        ],
+                        lg=8,
+                    ),
+                    dbc.Col(
+                        panel
+                        or card(
+                            "Pick a word",
+                            html.P(
+                                "Search above or click a point on the map. The word's SAE features, nearest neighbours and "
+                                "vector appear here; every item links on.",
+                                className="lx-muted mb-0",
+                            ),
+                        ),
+                        lg=4,
+                        id="words-panel",
+                    ),
+                ]
+            ),
+        ]
+    )
 
 
 def word_panel(v, row: int):
@@ -70,15 +111,31 @@ def word_panel(v, row: int):
     facts = [f"row {row}", f"Zipf {v.zipf[row]:.2f}" if np.isfinite(v.zipf[row]) else "Zipf unknown"]
     if group >= 0 and group < len(v.group_names):
         facts.append(f"group: {v.group_names[group]}")
-    parts = [html.H4(word, id="words-selected", className="mb-0"),
-             html.Div(" · ".join(facts), className="lx-muted mb-2")]
+    parts = [
+        html.H4(word, id="words-selected", className="mb-0"),
+        html.Div(" · ".join(facts), className="lx-muted mb-2"),
+    ]
 
     if v.has_sae:
         feats, acts = v.word_features(row, limit=10)
         if len(feats):
-            parts.append(card("Top SAE features", bar_list(
-                [(html.Span([feature_link(rid, f, f"#{f}"), html.Span(" " + feature_gist(v, f), className="lx-muted")]),
-                  float(a)) for f, a in zip(feats, acts)], id="words-features")))
+            parts.append(
+                card(
+                    "Top SAE features",
+                    bar_list(
+                        [
+                            (
+                                html.Span(
+                                    [feature_link(rid, f, f"#{f}"), html.Span(" " + gist(v, f), className="lx-muted")]
+                                ),
+                                float(a),
+                            )
+                            for f, a in zip(feats, acts)
+                        ],
+                        id="words-features",
+                    ),
+                )
+            )
         else:
             parts.append(card("Top SAE features", html.P("No feature fires on this word.", className="lx-muted")))
     else:
@@ -89,32 +146,47 @@ def word_panel(v, row: int):
         if nb is None:
             continue
         idx, cos = nb
-        parts.append(card(title, chips([word_link(rid, v.words[j], f"{v.words[j]} {c:.2f}") for j, c in
-                                        zip(idx[:15], cos[:15])],
-                                       id="words-neighbors-enhanced" if enhanced else "words-neighbors")))
+        parts.append(
+            card(
+                title,
+                chips(
+                    [word_link(rid, v.words[j], f"{v.words[j]} {c:.2f}") for j, c in zip(idx[:15], cos[:15])],
+                    id="words-neighbors-enhanced" if enhanced else "words-neighbors",
+                ),
+            )
+        )
 
     vec = v.embeddings[row]
     outliers = v.outlier_dims
     fig = figures.dimension_bars(vec, outliers=outliers, title=None, y_label="value", height=220)
     top = np.argsort(-np.abs(vec))[:5]
-    parts.append(card("Vector (click a bar to open that dimension)",
-                      graph({"type": "words-vector", "id": "vector"}, fig), html.Div(
-        ["largest: ", *inline_list([dim_link(rid, d, f"dim {d}") for d in top]),
-         *([" · outlier dims: ", *inline_list([dim_link(rid, d, f"{d}") for d in outliers[:10]])]
-           if len(outliers) else [])], className="lx-muted")))
+    parts.append(
+        card(
+            "Vector (click a bar to open that dimension)",
+            graph({"type": "words-vector", "id": "vector"}, fig),
+            html.Div(
+                [
+                    "largest: ",
+                    *inline_list([dim_link(rid, d, f"dim {d}") for d in top]),
+                    *(
+                        [" · outlier dims: ", *inline_list([dim_link(rid, d, f"{d}") for d in outliers[:10]])]
+                        if len(outliers)
+                        else []
+                    ),
+                ],
+                className="lx-muted",
+            ),
+        )
+    )
     return html.Div(parts)
 
 
-def feature_gist(v, f: int, n: int = 3) -> str:
-    """A feature's first stored top words, as a hint of what it means."""
-    top = v.sae_row("top_words", f)
-    if top is None:
-        return ""
-    return ", ".join(str(v.words[r]) for r in top[:n] if r >= 0)
-
-
-@callback(Output("words-suggestions", "children"), Input("words-search", "value"),
-          State("_pages_location", "search"), prevent_initial_call=True)
+@callback(
+    Output("words-suggestions", "children"),
+    Input("words-search", "value"),
+    State("_pages_location", "search"),
+    prevent_initial_call=True,
+)
 def suggest(text, search):
     run = store.resolve_run_id(parse(search).get("run"))
     if not text or run is None:
@@ -122,12 +194,19 @@ def suggest(text, search):
     return [html.Option(value=w) for w in store.view(run).complete(text, limit=10)]
 
 
-@callback(Output("words-nav", "href"),
-          Input("words-go", "n_clicks"), Input("words-search", "n_submit"),
-          Input({"type": "words-map", "id": ALL}, "clickData"), Input("words-proj", "value"),
-          Input("words-color", "value"), Input({"type": "words-vector", "id": ALL}, "clickData"),
-          State("words-search", "value"), State("_pages_location", "pathname"), State("_pages_location", "search"),
-          prevent_initial_call=True)
+@callback(
+    Output("words-nav", "href"),
+    Input("words-go", "n_clicks"),
+    Input("words-search", "n_submit"),
+    Input({"type": "words-map", "id": ALL}, "clickData"),
+    Input("words-proj", "value"),
+    Input("words-color", "value"),
+    Input({"type": "words-vector", "id": ALL}, "clickData"),
+    State("words-search", "value"),
+    State("_pages_location", "pathname"),
+    State("_pages_location", "search"),
+    prevent_initial_call=True,
+)
 def navigate(_go, _submit, _map, proj, color, _vector, text, pathname, search):
     """Every interaction on this page is a URL change, so the back button undoes it."""
     trigger = ctx.triggered_id
