@@ -3,6 +3,7 @@ from layer to layer, and the measure of how steady a sequence of maps is.
 
 Layers are related through their shared vocabulary: relation l maps a row of layer l to the row of the same word
 in layer l+1 (the identity when every layer has the same words)."""
+
 from __future__ import annotations
 
 import warnings
@@ -49,6 +50,7 @@ def identity_relations(n_rows: Sequence[int]) -> list[dict[int, int]]:
 
 # ---------------------------------------------------------------- AlignedUMAP
 
+
 @numba.njit()
 def _neighbourhood_similarities(graphs_indptr, graphs_indices, relations):
     """umap.aligned_umap.build_neighborhood_similarities with the same output, in O(edges) rather than
@@ -76,10 +78,10 @@ def _neighbourhood_similarities(graphs_indptr, graphs_indices, relations):
                 c = rel[k]
                 if c < 0:
                     continue
-                raw = base_indices[base_indptr[k]:base_indptr[k + 1]]
+                raw = base_indices[base_indptr[k] : base_indptr[k + 1]]
                 base = rel[raw[raw < n_rel]]
                 base = base[base >= 0]
-                comp = comp_indices[comp_indptr[c]:comp_indptr[c + 1]]
+                comp = comp_indices[comp_indptr[c] : comp_indptr[c + 1]]
                 comp = comp[related[comp]]
                 inter = arr_intersect(base, comp).shape[0]
                 union = arr_union(base, comp).shape[0]
@@ -90,6 +92,7 @@ def _neighbourhood_similarities(graphs_indptr, graphs_indices, relations):
 @contextmanager
 def _fast_similarities():
     import umap.aligned_umap as au
+
     original = au.build_neighborhood_similarities
     au.build_neighborhood_similarities = _neighbourhood_similarities
     try:
@@ -98,9 +101,14 @@ def _fast_similarities():
         au.build_neighborhood_similarities = original
 
 
-def aligned_maps(layers: Sequence[np.ndarray], n_components: int, cfg: ProjectionConfig,
-                 relations: list[dict[int, int]] | None = None, regularisation: float = 1e-2,
-                 window: int = 3) -> list[np.ndarray]:
+def aligned_maps(
+    layers: Sequence[np.ndarray],
+    n_components: int,
+    cfg: ProjectionConfig,
+    relations: list[dict[int, int]] | None = None,
+    regularisation: float = 1e-2,
+    window: int = 3,
+) -> list[np.ndarray]:
     """One word map per layer, fitted jointly: (n_l, n_components) float32 each.
 
     `layers` are the per-layer (n_l, d) word vectors; `relations` link neighbouring layers (default: the same
@@ -108,6 +116,7 @@ def aligned_maps(layers: Sequence[np.ndarray], n_components: int, cfg: Projectio
     leaves unconnected (AlignedUMAP gives it NaN) is placed at its place in the nearest layer that has one, or
     at the map's centre."""
     import umap
+
     if len(layers) < 2:
         raise ValueError(f"layers: aligned maps need at least 2 layers, got {len(layers)}")
     relations = relations if relations is not None else identity_relations([len(X) for X in layers])
@@ -119,10 +128,17 @@ def aligned_maps(layers: Sequence[np.ndarray], n_components: int, cfg: Projectio
     if smallest <= n_components + 1:
         raise ValueError(f"layers: a layer has {smallest} words, too few for a {n_components}-D map")
     reducer = umap.AlignedUMAP(
-        n_neighbors=min(cfg.n_neighbors, smallest - 1), n_components=n_components, metric="cosine",
-        min_dist=cfg.min_dist, n_epochs=cfg.umap_epochs, random_state=cfg.seed, transform_seed=cfg.seed,
-        alignment_regularisation=regularisation, alignment_window_size=window,
-        force_approximation_algorithm=True)  # below 4,096 rows umap-learn would loop over all pairs in Python
+        n_neighbors=min(cfg.n_neighbors, smallest - 1),
+        n_components=n_components,
+        metric="cosine",
+        min_dist=cfg.min_dist,
+        n_epochs=cfg.umap_epochs,
+        random_state=cfg.seed,
+        transform_seed=cfg.seed,
+        alignment_regularisation=regularisation,
+        alignment_window_size=window,
+        force_approximation_algorithm=True,
+    )  # below 4,096 rows umap-learn would loop over all pairs in Python
     data = [np.ascontiguousarray(X, dtype=np.float32) for X in layers]
     with _fast_similarities(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # umap's notes that a seed turns off its parallelism
@@ -153,6 +169,7 @@ def independent_maps(layers: Sequence[np.ndarray], n_components: int, cfg: Proje
     """Each layer's map fitted on its own, as compute.projections does for a run: the baseline for the
     aligned maps."""
     from compute import projections
+
     out = []
     for X in layers:
         idx, dist = projections.knn_cosine(X, cfg.n_neighbors, cfg.seed)
@@ -162,11 +179,12 @@ def independent_maps(layers: Sequence[np.ndarray], n_components: int, cfg: Proje
 
 # ---------------------------------------------------------------- steadiness
 
+
 def _standardise(P: np.ndarray) -> np.ndarray:
     """Centred and scaled to a root-mean-square distance of 1 from the centre."""
     P = np.asarray(P, dtype=np.float64)
     P = P - P.mean(axis=0)
-    rms = np.sqrt((P ** 2).sum(axis=1).mean())
+    rms = np.sqrt((P**2).sum(axis=1).mean())
     return P / rms if rms > 0 else P
 
 
@@ -200,6 +218,7 @@ def neighbour_preservation(X: np.ndarray, Y: np.ndarray, k: int = 15, seed: int 
     from sklearn.neighbors import NearestNeighbors
 
     from compute import projections
+
     idx_x, _ = projections.knn_cosine(X, k, seed)
     _, idx_y = NearestNeighbors(n_neighbors=k + 1).fit(Y).kneighbors(Y)
     # Drop each word itself (not always first when two words share a place).
@@ -207,6 +226,6 @@ def neighbour_preservation(X: np.ndarray, Y: np.ndarray, k: int = 15, seed: int 
     idx_y = np.take_along_axis(idx_y, np.argsort(~not_self, axis=1, kind="stable"), axis=1)[:, :k]
     hits = 0
     for s in range(0, len(X), 4096):
-        a, b = idx_x[s:s + 4096, 1:k + 1], idx_y[s:s + 4096]
+        a, b = idx_x[s : s + 4096, 1 : k + 1], idx_y[s : s + 4096]
         hits += int((a[:, :, None] == b[:, None, :]).any(axis=2).sum())
     return hits / (len(X) * k)

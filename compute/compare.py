@@ -9,6 +9,7 @@ overlap, and their SAE features matched by activation correlation.
   run, both searched within the shared vocabulary. Baseline: k^2 / (n - 1) / (2k - k^2 / (n - 1)), the overlap
   of two random k-sets.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -49,8 +50,9 @@ def shuffled_cka(X, Y, repeats: int = 5, seed: int = 0) -> np.ndarray:
     return np.array([linear_cka(X, Y[rng.permutation(len(Y))]) for _ in range(repeats)])
 
 
-def cka_by_label(X, Y, labels: Mapping[str, np.ndarray], min_rows: int = MIN_LABEL_ROWS,
-                 repeats: int = 5, seed: int = 0) -> dict[str, dict]:
+def cka_by_label(
+    X, Y, labels: Mapping[str, np.ndarray], min_rows: int = MIN_LABEL_ROWS, repeats: int = 5, seed: int = 0
+) -> dict[str, dict]:
     """Linear CKA on the rows of each label (a boolean mask or row indices), centred within the label, beside
     its shuffled baseline. {label: {"n": rows, "cka": float, "shuffled": mean baseline}}; labels with fewer than
     `min_rows` rows get NaN."""
@@ -63,12 +65,16 @@ def cka_by_label(X, Y, labels: Mapping[str, np.ndarray], min_rows: int = MIN_LAB
             out[name] = {"n": len(rows), "cka": float("nan"), "shuffled": float("nan")}
             continue
         Xs, Ys = X[rows], Y[rows]
-        out[name] = {"n": len(rows), "cka": linear_cka(Xs, Ys),
-                     "shuffled": float(np.mean(shuffled_cka(Xs, Ys, repeats, seed)))}
+        out[name] = {
+            "n": len(rows),
+            "cka": linear_cka(Xs, Ys),
+            "shuffled": float(np.mean(shuffled_cka(Xs, Ys, repeats, seed))),
+        }
     return out
 
 
 # ---------------------------------------------------------------- neighbour overlap
+
 
 def neighbour_sets(X, k: int = 10, seed: int = 0) -> np.ndarray:
     """Each row's k nearest other rows by cosine: (n, k) int32, nearest first. Exact, in row blocks
@@ -76,7 +82,7 @@ def neighbour_sets(X, k: int = 10, seed: int = 0) -> np.ndarray:
     if len(X) <= k:
         raise ValueError(f"neighbours: {len(X)} shared words are too few for {k} neighbours each")
     idx, _ = projections.knn_cosine(np.asarray(X, dtype=np.float32), k, seed)
-    return idx[:, 1:k + 1]
+    return idx[:, 1 : k + 1]
 
 
 def jaccard_rows(A: np.ndarray, B: np.ndarray, block: int = 4096) -> np.ndarray:
@@ -84,9 +90,9 @@ def jaccard_rows(A: np.ndarray, B: np.ndarray, block: int = 4096) -> np.ndarray:
     A, B = np.asarray(A), np.asarray(B)
     out = np.empty(len(A))
     for s in range(0, len(A), block):
-        a, b = A[s:s + block], B[s:s + block]
+        a, b = A[s : s + block], B[s : s + block]
         inter = (a[:, :, None] == b[:, None, :]).any(axis=2).sum(axis=1)
-        out[s:s + block] = inter / (a.shape[1] + b.shape[1] - inter)
+        out[s : s + block] = inter / (a.shape[1] + b.shape[1] - inter)
     return out
 
 
@@ -122,26 +128,37 @@ def extremes(scores: np.ndarray, m: int = 20) -> tuple[np.ndarray, np.ndarray]:
 
 # ---------------------------------------------------------------- two runs
 
+
 @dataclass
 class Comparison:
     """Two runs on their shared words. rows_a / rows_b: the shared words' rows in each run (same order)."""
+
     words: list[str]
     rows_a: np.ndarray
     rows_b: np.ndarray
     cka: float
     cka_shuffled: np.ndarray
     cka_labels: dict[str, dict]
-    jaccard: np.ndarray            # (n_shared,) per word
+    jaccard: np.ndarray  # (n_shared,) per word
     jaccard_random: float
-    neighbours_a: np.ndarray       # (n_shared, k) shared-word positions, not run rows
+    neighbours_a: np.ndarray  # (n_shared, k) shared-word positions, not run rows
     neighbours_b: np.ndarray
-    features_a_to_b: tuple | None = None   # (idx (F_a,), r (F_a,)) best activation match in b
+    features_a_to_b: tuple | None = None  # (idx (F_a,), r (F_a,)) best activation match in b
     features_b_to_a: tuple | None = None
 
 
-def compare_runs(words_a: Sequence[str], X_a, words_b: Sequence[str], X_b,
-                 labels_a: Mapping[str, np.ndarray] | None = None, acts_a=None, acts_b=None, k: int = 10,
-                 seed: int = 0, repeats: int = 5) -> Comparison:
+def compare_runs(
+    words_a: Sequence[str],
+    X_a,
+    words_b: Sequence[str],
+    X_b,
+    labels_a: Mapping[str, np.ndarray] | None = None,
+    acts_a=None,
+    acts_b=None,
+    k: int = 10,
+    seed: int = 0,
+    repeats: int = 5,
+) -> Comparison:
     """Everything the Compare page shows for runs a and b. labels_a: {label: boolean mask over a's rows} (e.g.
     concept groups); acts_a / acts_b: sparse word-by-feature activations of each run's SAE, or None."""
     rows_a, rows_b = shared_rows(words_a, words_b)
@@ -151,10 +168,17 @@ def compare_runs(words_a: Sequence[str], X_a, words_b: Sequence[str], X_b,
     labels = {name: np.asarray(mask, dtype=bool)[rows_a] for name, mask in (labels_a or {}).items()}
     jac, Na, Nb = neighbour_overlap(Xa, Xb, k, seed)
     comp = Comparison(
-        words=[words_a[i] for i in rows_a.tolist()], rows_a=rows_a, rows_b=rows_b,
-        cka=linear_cka(Xa, Xb), cka_shuffled=shuffled_cka(Xa, Xb, repeats, seed),
+        words=[words_a[i] for i in rows_a.tolist()],
+        rows_a=rows_a,
+        rows_b=rows_b,
+        cka=linear_cka(Xa, Xb),
+        cka_shuffled=shuffled_cka(Xa, Xb, repeats, seed),
         cka_labels=cka_by_label(Xa, Xb, labels, repeats=repeats, seed=seed),
-        jaccard=jac, jaccard_random=random_jaccard(len(rows_a), k), neighbours_a=Na, neighbours_b=Nb)
+        jaccard=jac,
+        jaccard_random=random_jaccard(len(rows_a), k),
+        neighbours_a=Na,
+        neighbours_b=Nb,
+    )
     if acts_a is not None and acts_b is not None:
         ab, ab_r, ba, ba_r = correlation_matches(acts_a, acts_b, rows_a, rows_b)
         comp.features_a_to_b, comp.features_b_to_a = (ab, ab_r), (ba, ba_r)

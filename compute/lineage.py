@@ -8,6 +8,7 @@ Scores, for feature f of layer a and feature g of layer b:
 A feature's lineage follows its best decoder-cosine match to the layer above, that feature's best match to the
 next layer, and so on (likewise downwards), for as long as the cosine is at least `cosine_threshold`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -27,16 +28,21 @@ CHANCE = 1e-3
 class Matches:
     """Each feature of one layer matched to the features of another layer. Index -1 (and score NaN): no match
     (activation scores: the feature never fires on the shared words)."""
-    cos_idx: np.ndarray       # (F,) int32: best match by decoder cosine
-    cos: np.ndarray           # (F,) float32: its cosine
+
+    cos_idx: np.ndarray  # (F,) int32: best match by decoder cosine
+    cos: np.ndarray  # (F,) float32: its cosine
     cos_idx_corr: np.ndarray  # (F,) float32: activation correlation of that same pair
-    corr_idx: np.ndarray      # (F,) int32: best match by activation correlation
-    corr: np.ndarray          # (F,) float32: its correlation
+    corr_idx: np.ndarray  # (F,) int32: best match by activation correlation
+    corr: np.ndarray  # (F,) float32: its correlation
 
     def output(self, prefix: str) -> dict:
-        return {f"{prefix}/cos_idx": self.cos_idx, f"{prefix}/cos": self.cos,
-                f"{prefix}/cos_idx_corr": self.cos_idx_corr, f"{prefix}/corr_idx": self.corr_idx,
-                f"{prefix}/corr": self.corr}
+        return {
+            f"{prefix}/cos_idx": self.cos_idx,
+            f"{prefix}/cos": self.cos,
+            f"{prefix}/cos_idx_corr": self.cos_idx_corr,
+            f"{prefix}/corr_idx": self.corr_idx,
+            f"{prefix}/corr": self.corr,
+        }
 
 
 def _unit_rows(W) -> np.ndarray:
@@ -60,9 +66,9 @@ def decoder_matches(W_dec_a, W_dec_b, block_entries: int = BLOCK_ENTRIES):
     ba_idx = np.zeros(len(B), np.int32)
     step = _block_rows(len(B), block_entries)
     for s in range(0, len(A), step):
-        C = A[s:s + step] @ B.T
-        ab_idx[s:s + step] = C.argmax(1)
-        ab_cos[s:s + step] = C[np.arange(len(C)), ab_idx[s:s + step]]
+        C = A[s : s + step] @ B.T
+        ab_idx[s : s + step] = C.argmax(1)
+        ab_cos[s : s + step] = C[np.arange(len(C)), ab_idx[s : s + step]]
         col = C.argmax(0)
         col_best = C[col, np.arange(C.shape[1])]
         better = col_best > ba_cos
@@ -72,6 +78,7 @@ def decoder_matches(W_dec_a, W_dec_b, block_entries: int = BLOCK_ENTRIES):
 
 
 # ---------------------------------------------------------------- activation correlation
+
 
 def _shared(acts, rows) -> sp.csc_matrix:
     acts = sp.csr_matrix(acts)
@@ -84,7 +91,7 @@ def _column_moments(A: sp.csc_matrix) -> tuple[np.ndarray, np.ndarray]:
     n = A.shape[0]
     mean = np.asarray(A.sum(axis=0)).ravel() / n
     sq = np.asarray(A.multiply(A).sum(axis=0)).ravel() / n
-    std = np.sqrt(np.maximum(sq - mean ** 2, 0.0))
+    std = np.sqrt(np.maximum(sq - mean**2, 0.0))
     return mean, std
 
 
@@ -168,8 +175,10 @@ def match_layers(W_dec_a, W_dec_b, acts_a=None, acts_b=None, rows_a=None, rows_b
     if acts_a is None or acts_b is None:
         nan_a, nan_b = np.full(F_a, np.nan, np.float32), np.full(F_b, np.nan, np.float32)
         none_a, none_b = np.full(F_a, -1, np.int32), np.full(F_b, -1, np.int32)
-        return (Matches(ab_idx, ab_cos, nan_a, none_a, nan_a.copy()),
-                Matches(ba_idx, ba_cos, nan_b, none_b, nan_b.copy()))
+        return (
+            Matches(ab_idx, ab_cos, nan_a, none_a, nan_a.copy()),
+            Matches(ba_idx, ba_cos, nan_b, none_b, nan_b.copy()),
+        )
     if acts_a.shape[1] != F_a or acts_b.shape[1] != F_b:
         raise ValueError("acts: feature counts differ from the decoders'")
     cab_idx, cab_r, cba_idx, cba_r = correlation_matches(acts_a, acts_b, rows_a, rows_b)
@@ -179,6 +188,7 @@ def match_layers(W_dec_a, W_dec_b, acts_a=None, acts_b=None, rows_a=None, rows_b
 
 
 # ---------------------------------------------------------------- lineage
+
 
 def cosine_threshold(d: int, n_a: int, n_b: int, chance: float = CHANCE) -> float:
     """The decoder cosine that a match must reach to count: the (1 - chance) quantile of the largest cosine
@@ -204,6 +214,7 @@ class Lineage:
     the first / last layer). carried_up[l]: features of layer l with a good match in layer l+1;
     carried_from_below[l]: features of layer l with a good match in layer l-1. thresholds[l]: the cosine
     threshold between layers l and l+1."""
+
     chains: list[np.ndarray]
     born: list[np.ndarray]
     ending: list[np.ndarray]
@@ -213,10 +224,14 @@ class Lineage:
 
     def output(self, layer: int) -> dict:
         """The lineage datasets of one layer's run."""
-        return {"lineage/chain": self.chains[layer].astype(np.int32), "lineage/born": self.born[layer],
-                "lineage/ending": self.ending[layer], "lineage/thresholds": self.thresholds.astype(np.float32),
-                "lineage/carried_up": self.carried_up.astype(np.int32),
-                "lineage/carried_from_below": self.carried_from_below.astype(np.int32)}
+        return {
+            "lineage/chain": self.chains[layer].astype(np.int32),
+            "lineage/born": self.born[layer],
+            "lineage/ending": self.ending[layer],
+            "lineage/thresholds": self.thresholds.astype(np.float32),
+            "lineage/carried_up": self.carried_up.astype(np.int32),
+            "lineage/carried_from_below": self.carried_from_below.astype(np.int32),
+        }
 
 
 def trace(ups: list[Matches], downs: list[Matches], thresholds) -> Lineage:
@@ -228,20 +243,20 @@ def trace(ups: list[Matches], downs: list[Matches], thresholds) -> Lineage:
     thresholds = np.asarray(thresholds, dtype=np.float64)
     sizes = [len(m.cos_idx) for m in ups] + [len(downs[-1].cos_idx)] if n_pairs else []
     L = len(sizes)
-    good_up = [m.cos >= t for m, t in zip(ups, thresholds)]        # layer l -> l+1
-    good_down = [m.cos >= t for m, t in zip(downs, thresholds)]    # layer l+1 -> l
+    good_up = [m.cos >= t for m, t in zip(ups, thresholds)]  # layer l -> l+1
+    good_down = [m.cos >= t for m, t in zip(downs, thresholds)]  # layer l+1 -> l
     chains = []
     for layer, F in enumerate(sizes):
         chain = np.full((F, L), -1, np.int32)
         chain[:, layer] = np.arange(F)
         cur = np.arange(F)
-        for m in range(layer, L - 1):                   # upwards
+        for m in range(layer, L - 1):  # upwards
             alive = cur >= 0
             nxt = np.full(F, -1, np.int64)
             nxt[alive] = np.where(good_up[m][cur[alive]], ups[m].cos_idx[cur[alive]], -1)
             chain[:, m + 1] = cur = nxt
         cur = np.arange(F)
-        for m in range(layer, 0, -1):                   # downwards
+        for m in range(layer, 0, -1):  # downwards
             alive = cur >= 0
             nxt = np.full(F, -1, np.int64)
             nxt[alive] = np.where(good_down[m - 1][cur[alive]], downs[m - 1].cos_idx[cur[alive]], -1)
@@ -254,8 +269,9 @@ def trace(ups: list[Matches], downs: list[Matches], thresholds) -> Lineage:
     return Lineage(chains, born, ending, thresholds, carried_up, carried_from_below)
 
 
-def trace_layers(decoders: list[np.ndarray], acts: list | None = None, rows: list | None = None,
-                 chance: float = CHANCE) -> tuple[list[Matches], list[Matches], Lineage]:
+def trace_layers(
+    decoders: list[np.ndarray], acts: list | None = None, rows: list | None = None, chance: float = CHANCE
+) -> tuple[list[Matches], list[Matches], Lineage]:
     """Match every pair of neighbouring layers and trace the lineages.
 
     decoders[l]: layer l's W_dec (F_l, d); acts[l]: its sparse (n_l, F_l) activations or None; rows[l]:
@@ -271,8 +287,9 @@ def trace_layers(decoders: list[np.ndarray], acts: list | None = None, rows: lis
         up, down = match_layers(decoders[layer], decoders[layer + 1], aa, ab, ra, rb)
         ups.append(up)
         downs.append(down)
-        thresholds.append(cosine_threshold(decoders[layer].shape[1], len(decoders[layer]), len(decoders[layer + 1]),
-                                           chance))
+        thresholds.append(
+            cosine_threshold(decoders[layer].shape[1], len(decoders[layer]), len(decoders[layer + 1]), chance)
+        )
     return ups, downs, trace(ups, downs, thresholds)
 
 

@@ -1,6 +1,7 @@
 """Aligned word maps across layers: the relations, the faster neighbourhood-similarity kernel against
 umap-learn's own, the steadiness measure against scipy's Procrustes, and AlignedUMAP maps on small synthetic
 layers (steadier than independent maps, seeded, with differing vocabularies)."""
+
 from itertools import pairwise
 
 import numba
@@ -17,7 +18,7 @@ from compute.config import ProjectionConfig
 
 def test_shared_rows_and_relations():
     a, b = ["x", "y", "z", "w", "z"], ["z", "q", "x", "x"]
-    rows_a, rows_b = alignment.shared_rows(a, b)   # one to one: first rows of duplicated words
+    rows_a, rows_b = alignment.shared_rows(a, b)  # one to one: first rows of duplicated words
     assert rows_a.tolist() == [0, 2] and rows_b.tolist() == [2, 0]
     rel = alignment.layer_relations([a, b, ["x"]])
     assert rel == [{0: 2, 2: 0}, {2: 0}]
@@ -60,7 +61,7 @@ def test_procrustes_displacement_agrees_with_scipy():
     # scipy scales both maps to unit Frobenius norm and B optimally: disparity = 1 - (sum of singular values)^2;
     # ours keeps both at unit RMS radius, so the mean squared displacement is 2 - 2 sqrt(1 - disparity).
     _, _, disparity = procrustes(A, B)
-    assert np.mean(disp ** 2) == pytest.approx(2 - 2 * np.sqrt(1 - disparity), rel=1e-9)
+    assert np.mean(disp**2) == pytest.approx(2 - 2 * np.sqrt(1 - disparity), rel=1e-9)
     assert alignment.steadiness([A, B, B]).tolist() == pytest.approx([disp.mean(), 0.0], abs=1e-9)
 
 

@@ -1,5 +1,6 @@
 """Comparing two runs: linear CKA against the Gram-matrix (HSIC) form, neighbour overlap against a brute-force
 numpy computation, and the shared-vocabulary bookkeeping of compare_runs."""
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -17,13 +18,14 @@ def _hsic_cka(X, Y):
 
     def hsic(A, B):
         return np.trace(A @ H @ B @ H)
+
     return hsic(K, L) / np.sqrt(hsic(K, K) * hsic(L, L))
 
 
 @pytest.fixture(scope="module")
 def reps():
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(400, 24)) @ rng.normal(size=(24, 24)) + 3.0   # anisotropic, off-centre
+    X = rng.normal(size=(400, 24)) @ rng.normal(size=(24, 24)) + 3.0  # anisotropic, off-centre
     Y = np.tanh(X @ rng.normal(size=(24, 40))) + 0.5 * rng.normal(size=(400, 40))
     return X, Y
 
@@ -87,8 +89,10 @@ def test_neighbour_jaccard_equals_brute_force():
 def test_random_jaccard_baseline_matches_simulation():
     rng = np.random.default_rng(5)
     n, k = 200, 10
-    sims = [compare.jaccard_rows(rng.choice(n - 1, (1, k), replace=False), rng.choice(n - 1, (1, k), replace=False))[0]
-            for _ in range(4000)]
+    sims = [
+        compare.jaccard_rows(rng.choice(n - 1, (1, k), replace=False), rng.choice(n - 1, (1, k), replace=False))[0]
+        for _ in range(4000)
+    ]
     assert np.mean(sims) == pytest.approx(compare.random_jaccard(n, k), rel=0.1)
 
 

@@ -1,5 +1,6 @@
 """Feature lineage across layers: matches checked against dense brute-force computations, the threshold against a
 Monte Carlo null, and lineages recovered on synthetic layers with planted, slowly rotating feature directions."""
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -21,17 +22,21 @@ def planted():
     Returns decoders, activations, and where[l][p], the row of planted feature p in layer l."""
     rng = np.random.default_rng(7)
     dirs = _unit(rng.normal(size=(PLANTED, D)))
-    fires = rng.random((N_WORDS, PLANTED)) < 0.05            # the words each planted feature is about
+    fires = rng.random((N_WORDS, PLANTED)) < 0.05  # the words each planted feature is about
     strength = rng.uniform(0.5, 2.0, (N_WORDS, PLANTED))
     decoders, acts, where = [], [], []
     for layer in range(N_LAYERS):
         if layer:
-            dirs = _unit(dirs + 0.06 * rng.normal(size=dirs.shape))   # ~0.9 cosine per step in 64 dims
+            dirs = _unit(dirs + 0.06 * rng.normal(size=dirs.shape))  # ~0.9 cosine per step in 64 dims
         W = np.vstack([dirs, _unit(rng.normal(size=(RANDOM, D)))]) * rng.uniform(0.5, 3.0, (PLANTED + RANDOM, 1))
-        A = np.hstack([fires * strength * rng.uniform(0.8, 1.2, fires.shape)
-                       + (rng.random(fires.shape) < 0.01) * rng.random(fires.shape),
-                       (rng.random((N_WORDS, RANDOM)) < 0.05) * rng.uniform(0.5, 2.0, (N_WORDS, RANDOM))])
-        order = rng.permutation(PLANTED + RANDOM)       # row i of this layer is feature order[i]
+        A = np.hstack(
+            [
+                fires * strength * rng.uniform(0.8, 1.2, fires.shape)
+                + (rng.random(fires.shape) < 0.01) * rng.random(fires.shape),
+                (rng.random((N_WORDS, RANDOM)) < 0.05) * rng.uniform(0.5, 2.0, (N_WORDS, RANDOM)),
+            ]
+        )
+        order = rng.permutation(PLANTED + RANDOM)  # row i of this layer is feature order[i]
         decoders.append(W[order].astype(np.float32))
         acts.append(sp.csr_matrix(A[:, order].astype(np.float32)))
         where.append(np.argsort(order)[:PLANTED])
@@ -41,14 +46,14 @@ def planted():
 def _dense_corr(A, B):
     """Pearson correlation of every column of A with every column of B (numpy's corrcoef)."""
     C = np.corrcoef(np.hstack([A, B]).T)
-    return C[:A.shape[1], A.shape[1]:]
+    return C[: A.shape[1], A.shape[1] :]
 
 
 def test_decoder_matches_equal_brute_force():
     rng = np.random.default_rng(0)
     Wa, Wb = rng.normal(size=(150, 20)) * rng.uniform(0.1, 5, (150, 1)), rng.normal(size=(90, 20))
     C = _unit(Wa) @ _unit(Wb).T
-    ab, ab_cos, ba, ba_cos = lineage.decoder_matches(Wa, Wb, block_entries=90 * 7)   # 22 blocks of 7 rows
+    ab, ab_cos, ba, ba_cos = lineage.decoder_matches(Wa, Wb, block_entries=90 * 7)  # 22 blocks of 7 rows
     np.testing.assert_array_equal(ab, C.argmax(1))
     np.testing.assert_array_equal(ba, C.argmax(0))
     np.testing.assert_allclose(ab_cos, C.max(1), atol=1e-6)
@@ -60,15 +65,16 @@ def test_correlation_matches_equal_dense_corrcoef_on_shared_rows():
     n = 300
     A = (rng.random((n, 40)) < 0.1) * rng.random((n, 40))
     B = (rng.random((n, 30)) < 0.1) * rng.random((n, 30))
-    B[:, 3] = A[:, 5] * 2 + 0.01 * (A[:, 5] > 0)             # a near-copy
-    A[:, 7] = 0                                                # silent in a
-    B[:, 9] = 0                                                # silent in b
+    B[:, 3] = A[:, 5] * 2 + 0.01 * (A[:, 5] > 0)  # a near-copy
+    A[:, 7] = 0  # silent in a
+    B[:, 9] = 0  # silent in b
     # b's words come in another order and b has 50 words a lacks; rows_a/rows_b pair up the shared ones.
     perm = rng.permutation(n)
     B_rows = np.vstack([B[perm], rng.random((50, 30))])
     rows_a, rows_b = np.arange(n), np.argsort(perm)
-    ab, ab_r, ba, ba_r = lineage.correlation_matches(sp.csr_matrix(A), sp.csr_matrix(B_rows), rows_a, rows_b,
-                                                     block_entries=30 * 4)
+    ab, ab_r, ba, ba_r = lineage.correlation_matches(
+        sp.csr_matrix(A), sp.csr_matrix(B_rows), rows_a, rows_b, block_entries=30 * 4
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         R = _dense_corr(A, B)
     R_ok = np.where(np.isfinite(R), R, -np.inf)
@@ -80,8 +86,9 @@ def test_correlation_matches_equal_dense_corrcoef_on_shared_rows():
     np.testing.assert_allclose(ba_r[live_b], R_ok[:, live_b].max(0), atol=1e-6)
     assert ab[7] == -1 and np.isnan(ab_r[7]) and ba[9] == -1 and np.isnan(ba_r[9])
     assert ab[5] == 3 and ab_r[5] > 0.99
-    pairs = lineage.pair_correlation(sp.csr_matrix(A), sp.csr_matrix(B_rows), [5, 0, 7, 2], [3, 4, 1, -1],
-                                     rows_a, rows_b)
+    pairs = lineage.pair_correlation(
+        sp.csr_matrix(A), sp.csr_matrix(B_rows), [5, 0, 7, 2], [3, 4, 1, -1], rows_a, rows_b
+    )
     np.testing.assert_allclose(pairs[:2], [R[5, 3], R[0, 4]], atol=1e-6)
     assert np.isnan(pairs[2]) and np.isnan(pairs[3])
 
@@ -107,7 +114,7 @@ def test_planted_lineages_are_recovered_and_random_features_are_not_chained(plan
     for layer in range(N_LAYERS):
         chain = lin.chains[layer]
         assert chain.shape == (PLANTED + RANDOM, N_LAYERS)
-        np.testing.assert_array_equal(chain[where[layer]], where.T)   # every planted feature: its whole chain
+        np.testing.assert_array_equal(chain[where[layer]], where.T)  # every planted feature: its whole chain
         random_rows = np.setdiff1d(np.arange(PLANTED + RANDOM), where[layer])
         others = np.delete(chain[random_rows], layer, axis=1)
         assert (others == -1).all(), f"a random feature of layer {layer} was chained"
@@ -134,7 +141,7 @@ def test_a_weak_step_ends_the_lineage_there():
     noise = rng.normal(size=(F, d))
     noise -= (noise * base).sum(1, keepdims=True) * base
     c = t - 0.05
-    bent = c * base + np.sqrt(1 - c ** 2) * _unit(noise)
+    bent = c * base + np.sqrt(1 - c**2) * _unit(noise)
     _, _, lin = lineage.trace_layers([base, base, bent, bent])
     best_cross = (_unit(base) @ _unit(bent).T).max(1)
     assert (best_cross < t).all()
