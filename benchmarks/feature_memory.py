@@ -101,8 +101,10 @@ def run(quick: bool = False, steps: int | None = None) -> dict:
         same_idx = float((i_a == i_b).mean())
     fig_today = [f for _, f in today]
     fig_blocked = [f for _, f in blocked]
-    med = lambda figs, k: float(np.median([f[k] for f in figs]))  # noqa: E731
     label = f"GloVe n={len(X):,}, F={cfg.d_sae}"
+
+    def med(figs, key):
+        return float(np.median([f[key] for f in figs]))
     table = [row("8 feature memory", f"{label}: sae_output peak RSS above its start (RSS before: "
                  f"{base_rss / 2**30:.2f} GiB)", whole["peak_above_gib"], unit="GiB")]
     for name, f in sorted(parts.items(), key=lambda kv: -kv[1]["peak_above_gib"]):

@@ -19,7 +19,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -83,16 +82,26 @@ def minilm_plan_vectors(layer: int):
 # ---------------------------------------------------------------- timing umap-learn's parts
 
 class UmapParts:
-    """Times the parts of umap-learn's fit (graph, initialisation, optimisation) by wrapping the functions
-    umap.umap_ calls; `take()` returns and resets the seconds (process CPU) spent in each."""
-    PARTS = {"fuzzy_simplicial_set": "graph", "spectral_layout": "init", "tswspectral_layout": "init",
-             "optimize_layout_euclidean": "optimise"}
+    """Times the parts of umap-learn's fit (graph, its own spectral initialisation, optimisation) by wrapping
+    the functions umap.umap_ calls, while in a `with` block; `take()` returns and resets the seconds (process
+    CPU) spent in each."""
+    PARTS = (("fuzzy_simplicial_set", "graph"), ("spectral_layout", "init"), ("tswspectral_layout", "init"),
+             ("optimize_layout_euclidean", "optimise"))
 
     def __init__(self):
+        self.cpu, self._old = {}, {}
+
+    def __enter__(self):
         import umap.umap_ as uu
-        self.cpu = {}
-        for fn_name, part in self.PARTS.items():
-            setattr(uu, fn_name, self._wrap(getattr(uu, fn_name), part))
+        for fn_name, part in self.PARTS:
+            self._old[fn_name] = getattr(uu, fn_name)
+            setattr(uu, fn_name, self._wrap(self._old[fn_name], part))
+        return self
+
+    def __exit__(self, *exc):
+        import umap.umap_ as uu
+        for fn_name, fn in self._old.items():
+            setattr(uu, fn_name, fn)
 
     def _wrap(self, fn, part):
         def wrapped(*a, **kw):
@@ -127,29 +136,93 @@ def measure(name: str, X: np.ndarray, cfg, settings: list[str], repeats: int = 1
     pca = PCA(2, random_state=cfg.seed).fit_transform(np.asarray(X, np.float64))
     baseline = projections.trustworthiness(X, pca, K, sample, cfg.seed)
     _warm_up(X, cfg, settings)
-    parts = UmapParts()
     wall, cpu, breakdown, maps = ({s: [] for s in settings} for _ in range(4))
     for r in range(repeats):
         for s in (settings if r % 2 == 0 else settings[::-1]):
             init, factor = SETTINGS[s]
-            n_epochs = max(10, int(round(base_epochs * factor)))
-            parts.take()
-            t0, c0 = time.perf_counter(), time.process_time()
-            maps[s] = projections.umap_maps(X, idx, dist, cfg, (3, 2), init=init, n_epochs=n_epochs)
-            wall[s].append(time.perf_counter() - t0)
-            cpu[s].append(time.process_time() - c0)
-            breakdown[s].append(parts.take())
+            with UmapParts() as parts:
+                t0, c0 = time.perf_counter(), time.process_time()
+                maps[s] = projections.umap_maps(X, idx, dist, cfg, (3, 2), init=init,
+                                                n_epochs=max(10, round(base_epochs * factor)))
+                wall[s].append(time.perf_counter() - t0)
+                cpu[s].append(time.process_time() - c0)
+            part = parts.take()
+            part["other"] = round(cpu[s][-1] - sum(part.values()), 2)  # a shared start, umap-learn's set-up
+            breakdown[s].append(part)
             print(f"[map_quality] {name} {s}: {cpu[s][-1]:.1f} s CPU, {wall[s][-1]:.1f} s wall", file=sys.stderr,
                   flush=True)
     out = {}
     for s in settings:
         tw = {f"{d}d": round(projections.trustworthiness(X, maps[s][d], K, sample, cfg.seed), 4) for d in (3, 2)}
         finite = all(bool(np.isfinite(m).all()) for m in maps[s].values())
-        out[s] = dict(init=SETTINGS[s][0], epochs=max(10, int(round(base_epochs * SETTINGS[s][1]))),
+        out[s] = dict(init=SETTINGS[s][0], epochs=max(10, round(base_epochs * SETTINGS[s][1])),
                       wall_s=stats(wall[s]), cpu_s=stats(cpu[s]), umap_parts_cpu_s=breakdown[s],
                       trustworthiness=tw, finite=finite)
     return dict(n=n, d=int(X.shape[1]), sample=min(sample, n), k=K, knn=knn, epochs_today=base_epochs,
                 trustworthiness_pca2=round(baseline, 4), settings=out)
+
+
+FEATURE_MAP_SETTINGS = ("today", "knn+spectral", "knn+pca")
+
+
+def feature_map_proposed(W_dec, seed: int = 0, init: str = "spectral") -> np.ndarray:
+    """The proposed compute.features.feature_map: the same UMAP (2-D, cosine, 15 neighbours, min_dist 0.1,
+    umap-learn's default epochs), but from an exact k-NN by matrix products (compute.projections.knn_cosine)
+    instead of umap-learn's small-data path, whose sklearn.pairwise_distances calls the numba cosine once
+    per pair from Python."""
+    from compute.config import ProjectionConfig
+    from compute.projections import knn_cosine, umap_embed
+    F = len(W_dec)
+    if F < 4:
+        return np.zeros((F, 2), dtype=np.float32)
+    cfg = ProjectionConfig(n_neighbors=min(15, F - 1), min_dist=0.1, seed=seed)
+    idx, dist = knn_cosine(W_dec, cfg.n_neighbors, seed)
+    return umap_embed(np.asarray(W_dec, np.float32), idx, dist, 2, cfg, init=init)
+
+
+def measure_feature_map(repeats: int = 2, d_sae: int = 2048, k: int = 16, steps: int | None = None) -> dict:
+    """The SAE feature map (2-D UMAP of the decoder directions) today and as proposed, on the decoder of an
+    SAE of the MiniLM runs' width trained on the GloVe 20k words: CPU time and trustworthiness."""
+    from sklearn.decomposition import PCA
+
+    from compute import features, projections, sae
+    from compute.config import SAEConfig
+    X, _ = glove_plan_vectors()
+    print(f"[map_quality] feature-map: SAE F={d_sae} ...", file=sys.stderr, flush=True)
+    W = sae.fit(X, SAEConfig(arch="topk", d_sae=d_sae, k=k, steps=steps, seed=0), device="cpu").W_dec.detach().numpy()
+    W = np.ascontiguousarray(W, dtype=np.float32)
+    fns = {"today": lambda: features.feature_map(W, 0),
+           "knn+spectral": lambda: feature_map_proposed(W, 0, "spectral"),
+           "knn+pca": lambda: feature_map_proposed(W, 0, "pca")}
+    for f in fns.values():  # numba compilation
+        f()
+    cpu, wall, maps = ({s: [] for s in fns} for _ in range(3))
+    for r in range(repeats):
+        for s in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
+            t0, c0 = time.perf_counter(), time.process_time()
+            maps[s] = fns[s]()
+            wall[s].append(time.perf_counter() - t0)
+            cpu[s].append(time.process_time() - c0)
+            print(f"[map_quality] feature-map {s}: {cpu[s][-1]:.1f} s CPU", file=sys.stderr, flush=True)
+    pca = projections.trustworthiness(W, PCA(2, random_state=0).fit_transform(W), K)
+    out = {s: dict(cpu_s=stats(cpu[s]), wall_s=stats(wall[s]), finite=bool(np.isfinite(maps[s]).all()),
+                   trustworthiness={"2d": round(projections.trustworthiness(W, maps[s], K), 4)}) for s in fns}
+    return dict(n=len(W), d=int(W.shape[1]), k=K, trustworthiness_pca2=round(pca, 4), settings=out)
+
+
+def feature_map_rows(m: dict) -> list:
+    today = m["settings"]["today"]
+    rows = []
+    for s, r in m["settings"].items():
+        base = None if s == "today" else today["cpu_s"]["median"]
+        rows.append(row("7 map quality", f"SAE feature map (F={m['n']:,} decoder directions) '{s}', CPU s; "
+                        f"trustworthiness 2D {r['trustworthiness']['2d']:.3f} (today "
+                        f"{today['trustworthiness']['2d']:.3f}; PCA 2D {m['trustworthiness_pca2']:.3f})",
+                        r["cpu_s"]["median"], base, base / r["cpu_s"]["median"] if base else None,
+                        target="" if s == "today" else f"trustworthiness >= today - {TOLERANCE}",
+                        met=None if s == "today" else r["trustworthiness"]["2d"] >= today["trustworthiness"]["2d"]
+                        - TOLERANCE, unit="s"))
+    return rows
 
 
 def _warm_up(X, cfg, settings):
@@ -208,7 +281,11 @@ def run(quick: bool = False, sets: list[str] | None = None, settings: list[str] 
             X, cfg = load()
             figures[name] = measure(name, X, cfg, settings or names, reps, epochs)
             _checkpoint(name, figures[name], quick)
-    table = [r for name, m in figures.items() for r in table_rows(name, m)]
+        if not sets or "feature-map" in sets:
+            figures["feature-map"] = measure_feature_map(repeats or (1 if quick else 2), *((128, 8, 40) if quick else ()))
+            _checkpoint("feature-map", figures["feature-map"], quick)
+    table = [r for name, m in figures.items()
+             for r in (feature_map_rows(m) if name == "feature-map" else table_rows(name, m))]
     return dict(params=dict(k=K, sample=SAMPLE, tolerance=TOLERANCE, today=TODAY, chosen=CHOSEN,
                             settings={s: SETTINGS[s] for s in SETTINGS}),
                 figures=figures, table=table,
@@ -230,7 +307,7 @@ def _checkpoint(name: str, m: dict, quick: bool):
 def main():
     ap = argparse.ArgumentParser(description="map quality against time, one process")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--sets", nargs="+", help="glove-20k, minilm-L6, glove-400k (default: all)")
+    ap.add_argument("--sets", nargs="+", help="glove-20k, minilm-L6, glove-400k, feature-map (default: all)")
     ap.add_argument("--settings", nargs="+", choices=list(SETTINGS))
     ap.add_argument("--repeats", type=int, default=None)
     args = ap.parse_args()

@@ -11,8 +11,10 @@ from compute.config import ProjectionConfig
 # Up to this many rows the exact k-NN (chunked matrix products) beats building an approximate index.
 EXACT_KNN_MAX = 60_000
 CHUNK_ROWS = 2048
-# How the UMAP maps start (see projections_output); chosen in benchmarks/map_quality.py.
-MAP_INIT = "spectral"
+# How the UMAP maps start (see umap_maps). umap-learn's default, a spectral layout solved again for each map,
+# was a third of the map time at 20k words and most of it at 400k; one PCA start shared by the 3-D and 2-D
+# maps kept trustworthiness within 0.004 of it (benchmarks/map_quality.py, README "Performance").
+MAP_INIT = "shared-pca"
 
 # numba's default (OpenMP) threading layer leaves its threads spinning after each parallel UMAP/pynndescent
 # call, and they starve torch's OpenMP threads: the SAE stage that follows the projections ran ~25x slower
@@ -124,13 +126,14 @@ def umap_embed(X, idx, dist, n_components: int, cfg: ProjectionConfig, init="spe
         return reducer.fit_transform(X).astype(np.float32)
 
 
-def umap_maps(X, idx, dist, cfg: ProjectionConfig, dims=(3, 2), init: str = MAP_INIT,
+def umap_maps(X, idx, dist, cfg: ProjectionConfig, dims=(3, 2), init: str | None = None,
               n_epochs: int | None = None, progress=None) -> dict:
     """{d: UMAP map (n, d)} for each d in `dims`, all from the one precomputed k-NN graph. `init`
     "shared-<how>" starts every map from one `initial_layout` (computed once, its first d columns for a d-D
     map); a plain umap-learn init string makes each map compute its own (umap-learn's default: "spectral")."""
     if not dims:
         return {}
+    init = init or MAP_INIT
     start = init
     if init.startswith("shared-"):
         if progress:
@@ -147,7 +150,7 @@ def umap_maps(X, idx, dist, cfg: ProjectionConfig, dims=(3, 2), init: str = MAP_
     return maps
 
 
-def projections_output(X, cfg: ProjectionConfig, progress=None, init: str = MAP_INIT,
+def projections_output(X, cfg: ProjectionConfig, progress=None, init: str | None = None,
                        n_epochs: int | None = None) -> dict:
     """Neighbours, UMAP 3D/2D and PCA 2D for the word map, from one k-NN graph (see umap_maps for `init`)."""
     def step(name, frac):

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-NAMES = ["end_to_end", "dashboard", "extraction", "geometry", "sae", "scaling"]
+NAMES = ["end_to_end", "dashboard", "extraction", "geometry", "sae", "scaling", "plan_profile", "map_quality",
+         "feature_memory"]
 
 
 @pytest.fixture(scope="module")

@@ -48,7 +48,7 @@ def test_knn_matches_sklearn_brute_force(glove, graph):
 
 def test_approximate_knn_beyond_the_exact_limit_is_close(glove, monkeypatch):
     monkeypatch.setattr(projections, "EXACT_KNN_MAX", 100)  # force pynndescent on the same rows
-    idx, dist = projections.knn_cosine(glove, 10, seed=0)
+    idx, _ = projections.knn_cosine(glove, 10, seed=0)
     ref = NearestNeighbors(n_neighbors=10, metric="cosine", algorithm="brute").fit(glove).kneighbors(
         return_distance=False)
     assert (idx[:, 0] == np.arange(N)).all()
