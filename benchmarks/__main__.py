@@ -27,6 +27,9 @@ BENCHMARKS = {  # name -> module, in run order: the long 400k run first (the das
     "sae_archs": "benchmarks.sae_archs",
     "layers": "benchmarks.layers",
     "scaling": "benchmarks.scaling",
+    "plan_profile": "benchmarks.plan_profile",  # the default plan stage by stage, before / after
+    "map_quality": "benchmarks.map_quality",  # UMAP settings: time and trustworthiness
+    "feature_memory": "benchmarks.feature_memory",  # SAE feature statistics' peak memory at 400k
 }
 
 

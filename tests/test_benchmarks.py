@@ -13,7 +13,19 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-NAMES = ["end_to_end", "dashboard", "extraction", "geometry", "sae", "sae_archs", "layers", "scaling"]
+NAMES = [
+    "end_to_end",
+    "dashboard",
+    "extraction",
+    "geometry",
+    "sae",
+    "sae_archs",
+    "layers",
+    "scaling",
+    "plan_profile",
+    "map_quality",
+    "feature_memory",
+]
 
 
 @pytest.fixture(scope="module")
