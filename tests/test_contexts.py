@@ -249,8 +249,8 @@ def test_corpus_sources_validate_and_combine(tmp_path, monkeypatch, sts_dir):
         assert "\n" not in str(e.value) and "run.corpus" in str(e.value)
     (tmp_path / "a.txt").write_text("One sentence here. The bank is open.\n", encoding="utf-8")
     got = contextual.read_corpora(["lee", str(tmp_path / "a.txt"), "stsb:en"], sts_dir=sts_dir)
-    lee = contextual.read_corpus("lee")
-    assert got[: len(lee)] == list(dict.fromkeys(lee)) and "The bank is open." in got
+    lee = list(dict.fromkeys(contextual.read_corpus("lee")))
+    assert got[: len(lee)] == lee and "The bank is open." in got
     assert len(got) == len(set(got)) > 15000  # Lee + every English STS-B split
     # No STS folder configured: the stsb source is left out, and the stored config says so.
 
