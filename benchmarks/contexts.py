@@ -107,7 +107,56 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
     # ... and 100k synthetic sentences through a small random-init BERT (see the module docstring)
     out["token_pass_synthetic"] = _synthetic(tok, vocab.words, 5_000 if quick else 100_000, cfg, sae_cfg)
     out["note"] = "2-core VM shared with other helpers; torch threads = 1; times are indicative"
+    out["table"] = _table(out)
     return out
+
+
+def _row(measure, pipeline, baseline, unit="", ratio=None, target="", met=None) -> dict:
+    return dict(
+        benchmark="contexts",
+        measure=measure,
+        pipeline=pipeline,
+        baseline=baseline,
+        unit=unit,
+        ratio=ratio,
+        target=target,
+        met=met,
+    )
+
+
+def _table(out: dict) -> list[dict]:
+    e = out["extract_s"]
+    rows = [
+        _row(
+            "extraction: default corpus (lexiscope) vs Lee alone (baseline)",
+            e["default"],
+            e["lee"],
+            "s",
+            e["lee"] / e["default"],
+        )
+    ]
+    for r in out["train_on"]:
+        rows.append(
+            _row(
+                f"L{r['layer']} word FVU: train_on tokens (lexiscope) vs words",
+                r["tokens:word_fvu"],
+                r["words:word_fvu"],
+            )
+        )
+        rows.append(
+            _row(f"L{r['layer']} held-out token FVU: tokens vs words", r["tokens:token_fvu"], r["words:token_fvu"])
+        )
+    for key in ("token_pass_default", "token_pass_synthetic"):
+        p = out[key]
+        rows.append(
+            _row(
+                f"{key}: peak RSS above start vs one batch of all layers ({p['sentences']:,} sentences)",
+                p["peak_rss_above_start_mb"],
+                p["one_batch_all_layers_mb"],
+                "MiB",
+            )
+        )
+    return rows
 
 
 def _measure_pass(tok, model, sentences, words, saes, cfg) -> dict:
