@@ -77,7 +77,7 @@ class _SAEBase(_Strict):
     log_every: int = Field(50, ge=1)
     seed: int = 0
     train_on: Literal["words", "tokens"] | None = Field(
-        None, description="contextual runs: word-type vectors or corpus token vectors; default: " + "tokens"
+        None, description="word-type vectors or corpus token vectors; unset: tokens for transformers, else words"
     )
     train_tokens: int = Field(50000, ge=100, description="train_on tokens: token vectors sampled per layer")
 

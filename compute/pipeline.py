@@ -48,13 +48,10 @@ class LayerInput:
 
 def prepare_corpus(cfg: RunConfig, sts_dir=None) -> RunConfig:
     """Before a run: drop its `stsb:` corpus sources (one log line) when no STS folder is configured, as the
-    `sts` block is dropped; settle `sae.train_on` (static runs: words; contextual: DEFAULT_TRAIN_ON)."""
+    `sts` block is dropped; refuse `sae.train_on: tokens` for static models."""
     contextual = not embeddings.is_static(cfg.model)
-    if cfg.sae is not None:
-        if not contextual and cfg.sae.train_on == "tokens":
-            raise PlanError(f"sae.train_on: static model '{cfg.model}' has no tokens; use 'words'")
-        train_on = cfg.sae.train_on or (DEFAULT_TRAIN_ON if contextual else "words")
-        cfg = cfg.model_copy(update={"sae": cfg.sae.model_copy(update={"train_on": train_on})})
+    if cfg.sae is not None and not contextual and cfg.sae.train_on == "tokens":
+        raise PlanError(f"sae.train_on: static model '{cfg.model}' has no tokens; use 'words'")
     if not contextual or cfg.corpus is None:
         return cfg
     sources = corpus_sources(cfg.corpus)
@@ -65,6 +62,14 @@ def prepare_corpus(cfg: RunConfig, sts_dir=None) -> RunConfig:
         raise PlanError("corpus: every source is 'stsb:<lang>' and no STS folder is configured (LEXISCOPE_STS_DIR)")
     log.warning("corpus: no STS folder is configured, so %s is left out", ", ".join(set(sources) - set(kept)))
     return cfg.model_copy(update={"corpus": kept if len(kept) > 1 else kept[0]})
+
+
+def train_on(cfg: RunConfig) -> str:
+    """What the run's SAE trains on: `sae.train_on`, else DEFAULT_TRAIN_ON for transformers and words for static
+    vectors (resolved here, not in the config, so that a run's config hash does not change with the default)."""
+    if cfg.sae is not None and cfg.sae.train_on:
+        return cfg.sae.train_on
+    return "words" if embeddings.is_static(cfg.model) else DEFAULT_TRAIN_ON
 
 
 def run_id_for(cfg: RunConfig, layer: int) -> str:
@@ -208,7 +213,7 @@ def _contextual_inputs(cfg, catalog, device, force, progress, sts_dir=None):
         vocab = vocabulary.build(cfg.vocabulary)
         sentences = contextual.read_corpora(cfg.corpus, sts_dir=sts.folder_of(cfg.sts, sts_dir))
         corpus_key = write_corpus(catalog.root, sentences, corpus_sources(cfg.corpus))
-    on_tokens = cfg.sae is not None and cfg.sae.train_on == "tokens"
+    on_tokens = cfg.sae is not None and train_on(cfg) == "tokens"
     n_sample = max(cfg.geometry.token_sample, cfg.sae.train_tokens if on_tokens else 0)
     with progress.stage("extract") as update:
         ext = contextual.extract(
@@ -316,6 +321,7 @@ def analyse_layer(
                 )
             )
             out.update(features.sae_similarity_output(model, sim_words, sim_X))
+            out[SAE.path] = {**out.get(SAE.path, {}), "train_on": train_on(cfg)}
             decoder = out[SAE.W_dec]
             if next_decoder is not None:
                 match, cos = features.match_features(decoder, next_decoder)

@@ -13,7 +13,7 @@ from transformers import AutoModel, AutoTokenizer
 from compute import contexts, contextual
 from compute.config import ContextsConfig, PlanError, parse_plan, parse_run
 from compute.contextual import BUNDLED
-from compute.pipeline import prepare_corpus
+from compute.pipeline import prepare_corpus, train_on
 from store import Catalog
 
 
@@ -256,12 +256,12 @@ def test_corpus_sources_validate_and_combine(tmp_path, monkeypatch, sts_dir):
 
     monkeypatch.delenv("LEXISCOPE_STS_DIR", raising=False)
     cfg = prepare_corpus(parse_run({**base, "corpus": ["lee", "stsb:en"]}), None)
-    assert cfg.corpus == "lee" and cfg.sae.train_on == "tokens"
+    assert cfg.corpus == "lee" and train_on(cfg) == "tokens"
     with pytest.raises(PlanError, match="no STS folder"):
         prepare_corpus(parse_run({**base, "corpus": "stsb:en"}), None)
     with pytest.raises(PlanError, match="train_on"):
         prepare_corpus(parse_run({"model": "glove-6b-50d", "sae": {"train_on": "tokens"}}), None)
-    assert prepare_corpus(parse_run({"model": "glove-6b-50d"}), None).sae.train_on == "words"
+    assert train_on(prepare_corpus(parse_run({"model": "glove-6b-50d"}), None)) == "words"
     parse_plan({"runs": [{**base, "corpus": ["lee", "stsb:en"]}]})
 
 
