@@ -26,6 +26,7 @@ BENCHMARKS = {  # name -> module, in run order: the long 400k run first (the das
     "sae": "benchmarks.sae",
     "sae_archs": "benchmarks.sae_archs",
     "layers": "benchmarks.layers",
+    "contexts": "benchmarks.contexts",
     "scaling": "benchmarks.scaling",
     "plan_profile": "benchmarks.plan_profile",  # the default plan stage by stage, before / after
     "map_quality": "benchmarks.map_quality",  # UMAP settings: time and trustworthiness

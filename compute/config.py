@@ -76,6 +76,10 @@ class _SAEBase(_Strict):
     epochs: float | None = Field(None, gt=0)
     log_every: int = Field(50, ge=1)
     seed: int = 0
+    train_on: Literal["words", "tokens"] | None = Field(
+        None, description="word-type vectors or corpus token vectors; unset: tokens for transformers, else words"
+    )
+    train_tokens: int = Field(50000, ge=100, description="train_on tokens: token vectors sampled per layer")
 
     def width(self, d: int) -> int:
         if self.d_sae is not None:
@@ -154,6 +158,15 @@ def sae_config(data) -> _SAEBase:
         raise PlanError(format_validation_error(e, "sae")) from None
 
 
+class ContextsConfig(_Strict):
+    """Contextual runs: the token pass of compute/contexts.py (every corpus token through the layer's SAE)."""
+
+    top_k: int = Field(32, ge=1, le=1000, description="top contexts kept per feature")
+    per_word: int = Field(20, ge=1, le=1000, description="corpus contexts kept per word type")
+    features_per_context: int = Field(5, ge=1, le=64, description="top features stored per word context")
+    sample_size: int = Field(128, ge=5, le=10000, description="firing tokens sampled per feature for the quantiles")
+
+
 class STSConfig(_Strict):
     path: str | None = Field(None, description="folder of stsb-<lang>-<split>.csv; default $LEXISCOPE_STS_DIR")
     languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
@@ -168,13 +181,30 @@ class RunConfig(_Strict):
     name: str | None = None
     model: str = Field(..., min_length=1)
     layers: Literal["all"] | list[int] = "all"
-    corpus: str | None = Field(None, description="contextual models: 'lee', 'stsb:<lang>', a .txt file or folder")
+    corpus: str | list[str] | None = Field(
+        None, description="contextual models: 'lee', 'stsb:<lang>' (every split), a .txt file or folder, or a list"
+    )
     vocabulary: VocabularyConfig = Field(default_factory=VocabularyConfig)
     geometry: GeometryConfig = Field(default_factory=GeometryConfig)
     projections: ProjectionConfig = Field(default_factory=ProjectionConfig)
     sae: SAEConfig | None = Field(default_factory=TopKConfig)
     sts: STSConfig | None = None
+    contexts: ContextsConfig | None = Field(default_factory=ContextsConfig)
     batch_size: int = Field(64, ge=1, description="contextual models: sentences per forward pass")
+
+    @field_validator("corpus")
+    @classmethod
+    def _corpus(cls, v):
+        for spec in corpus_sources(v):
+            if not spec.strip():
+                raise ValueError("an empty corpus source; use 'lee', 'stsb:<lang>', a .txt file or a folder")
+            if spec.startswith("stsb:") and not spec[5:].strip():
+                raise ValueError(f"'{spec}' names no language; use e.g. 'stsb:en'")
+        if isinstance(v, list) and not v:
+            raise ValueError("an empty list; name at least one source or leave corpus out")
+        if isinstance(v, list) and len(set(v)) != len(v):
+            raise ValueError(f"{next(s for s in v if v.count(s) > 1)!r} is listed twice")
+        return v
 
     @field_validator("layers")
     @classmethod
@@ -189,6 +219,13 @@ class RunConfig(_Strict):
         body["layers"] = None
         body["layer"] = int(layer)
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def corpus_sources(corpus) -> list[str]:
+    """A run's `corpus` as a list of sources (None = Lee)."""
+    if corpus is None:
+        return ["lee"]
+    return [corpus] if isinstance(corpus, str) else list(corpus)
 
 
 class Plan(_Strict):

@@ -173,6 +173,14 @@ def read_corpus(spec: str, sts_dir=None) -> list[str]:
     return sentences
 
 
+def read_corpora(corpus, sts_dir=None) -> list[str]:
+    """A run's `corpus` (one source or a list; None = Lee) -> its sentences, source after source, each
+    sentence once (a later exact duplicate is dropped)."""
+    from compute.config import corpus_sources
+
+    return list(dict.fromkeys(s for spec in corpus_sources(corpus) for s in read_corpus(spec, sts_dir)))
+
+
 # ---------------------------------------------------------------- extraction
 
 # A word: a run of letters/digits, with inner apostrophes kept ("don't"), as wordfreq counts words.

@@ -9,14 +9,31 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from compute import embeddings, geometry, projections, similarity, sts, vocabulary
-from compute.config import Plan, PlanError, RunConfig
+from compute.config import Plan, PlanError, RunConfig, corpus_sources
 from compute.device import resolve_device
 from compute.embeddings import ModelError
 from compute.progress import Progress
 from store import Catalog, RunWriter, default_root
-from store.schema import EMBEDDINGS, ENHANCED, GEOMETRY, GEOMETRY_TOKENS, PROJECTIONS, SAE, TOKENS, WORDS, family_of
+from store.corpora import write_corpus
+from store.schema import (
+    CONTEXTS,
+    EMBEDDINGS,
+    ENHANCED,
+    GEOMETRY,
+    GEOMETRY_TOKENS,
+    PROJECTIONS,
+    SAE,
+    TOKENS,
+    WORDS,
+    family_of,
+)
+from store.settings import settings
 
 log = logging.getLogger("lexiscope.compute")
+
+
+# What a contextual run's SAE trains on when the plan leaves `sae.train_on` unset (benchmarks/contexts.py).
+DEFAULT_TRAIN_ON = "tokens"
 
 
 @dataclass
@@ -25,6 +42,34 @@ class LayerInput:
     X: np.ndarray  # (n, d) word vectors analysed in this run
     extra: dict = field(default_factory=dict)  # more stage output, e.g. words/n_contexts, tokens/*
     tokens: np.ndarray | None = None  # (m, d) token sample for the token-level geometry
+    train: np.ndarray | None = None  # (t, d) token vectors the SAE trains on (sae.train_on: tokens)
+    sae_model: object | None = None  # the layer's SAE when it was trained before the token pass
+
+
+def prepare_corpus(cfg: RunConfig, sts_dir=None) -> RunConfig:
+    """Before a run: drop its `stsb:` corpus sources (one log line) when no STS folder is configured, as the
+    `sts` block is dropped; refuse `sae.train_on: tokens` for static models."""
+    contextual = not embeddings.is_static(cfg.model)
+    if cfg.sae is not None and not contextual and cfg.sae.train_on == "tokens":
+        raise PlanError(f"sae.train_on: static model '{cfg.model}' has no tokens; use 'words'")
+    if not contextual or cfg.corpus is None:
+        return cfg
+    sources = corpus_sources(cfg.corpus)
+    if sts_dir or settings().sts_dir or not any(s.startswith("stsb:") for s in sources):
+        return cfg
+    kept = [s for s in sources if not s.startswith("stsb:")]
+    if not kept:
+        raise PlanError("corpus: every source is 'stsb:<lang>' and no STS folder is configured (LEXISCOPE_STS_DIR)")
+    log.warning("corpus: no STS folder is configured, so %s is left out", ", ".join(set(sources) - set(kept)))
+    return cfg.model_copy(update={"corpus": kept if len(kept) > 1 else kept[0]})
+
+
+def train_on(cfg: RunConfig) -> str:
+    """What the run's SAE trains on: `sae.train_on`, else DEFAULT_TRAIN_ON for transformers and words for static
+    vectors (resolved here, not in the config, so that a run's config hash does not change with the default)."""
+    if cfg.sae is not None and cfg.sae.train_on:
+        return cfg.sae.train_on
+    return "words" if embeddings.is_static(cfg.model) else DEFAULT_TRAIN_ON
 
 
 def run_id_for(cfg: RunConfig, layer: int) -> str:
@@ -40,7 +85,8 @@ def precompute(
     ids = []
     # STS data of every run is read (and checked) before any run is computed or written.
     for cfg in sts.prepare_runs(plan.runs, plan.sts_dir):
-        ids += _precompute_prepared(cfg, store, device, force, progress)
+        cfg = prepare_corpus(cfg, sts.folder_of(cfg.sts, plan.sts_dir))
+        ids += _precompute_prepared(cfg, store, device, force, progress, sts_dir=plan.sts_dir)
     return ids
 
 
@@ -48,10 +94,11 @@ def precompute_run(
     cfg: RunConfig, store=None, device: str = "auto", force: bool = False, progress: Progress | None = None
 ) -> list[str]:
     """All layers of one run config. Layers whose config hash is already stored are skipped."""
-    return _precompute_prepared(sts.prepare_runs([cfg])[0], store, device, force, progress)
+    cfg = sts.prepare_runs([cfg])[0]
+    return _precompute_prepared(prepare_corpus(cfg, sts.folder_of(cfg.sts)), store, device, force, progress)
 
 
-def _precompute_prepared(cfg: RunConfig, store, device, force, progress) -> list[str]:
+def _precompute_prepared(cfg: RunConfig, store, device, force, progress, sts_dir=None) -> list[str]:
     """precompute_run for a config whose STS data sts.prepare_runs has already checked."""
     root = default_root(store)
     catalog = Catalog(root)
@@ -89,7 +136,7 @@ def _precompute_prepared(cfg: RunConfig, store, device, force, progress) -> list
         inputs, n_layers = [LayerInput(0, X, sts.static_output(cfg, source) if cfg.sts else {})], 1
         full_words, full_X = source.words, source.vectors
     else:
-        inputs, n_layers, vocab = _contextual_inputs(cfg, catalog, device, force, progress.child(name))
+        inputs, n_layers, vocab = _contextual_inputs(cfg, catalog, device, force, progress.child(name), sts_dir)
         if not inputs:
             return [catalog.find_hash(cfg.config_hash(layer)) for layer in _requested_layers(cfg, n_layers)]
         full_words = full_X = None
@@ -152,8 +199,8 @@ def _requested_layers(cfg: RunConfig, n_layers: int) -> list[int]:
     return sorted(set(cfg.layers))
 
 
-def _contextual_inputs(cfg, catalog, device, force, progress):
-    from compute import contextual
+def _contextual_inputs(cfg, catalog, device, force, progress, sts_dir=None):
+    from compute import contexts, contextual, sae
 
     with progress.stage("load model"):
         tokenizer, model = contextual.load_transformer(cfg.model, device)
@@ -164,7 +211,10 @@ def _contextual_inputs(cfg, catalog, device, force, progress):
         return [], n_layers, None
     with progress.stage("vocabulary"):
         vocab = vocabulary.build(cfg.vocabulary)
-        sentences = contextual.read_corpus(cfg.corpus or "lee", sts_dir=sts.folder_of(cfg.sts))
+        sentences = contextual.read_corpora(cfg.corpus, sts_dir=sts.folder_of(cfg.sts, sts_dir))
+        corpus_key = write_corpus(catalog.root, sentences, corpus_sources(cfg.corpus))
+    on_tokens = cfg.sae is not None and train_on(cfg) == "tokens"
+    n_sample = max(cfg.geometry.token_sample, cfg.sae.train_tokens if on_tokens else 0)
     with progress.stage("extract") as update:
         ext = contextual.extract(
             tokenizer,
@@ -172,7 +222,7 @@ def _contextual_inputs(cfg, catalog, device, force, progress):
             sentences,
             vocab.words,
             todo,
-            token_sample=cfg.geometry.token_sample,
+            token_sample=n_sample,
             seed=cfg.geometry.seed,
             batch_size=cfg.batch_size,
             device=device,
@@ -182,15 +232,44 @@ def _contextual_inputs(cfg, catalog, device, force, progress):
     if cfg.sts is not None:
         with progress.stage("sts") as update:
             sts_out = sts.contextual_outputs(tokenizer, model, cfg, ext.layers, device, progress=update)
+    # The geometry's token sample: a seeded subset when more tokens were drawn for SAE training.
+    geo = np.arange(len(ext.token_positions))
+    if len(geo) > cfg.geometry.token_sample:
+        geo = np.sort(np.random.default_rng(cfg.geometry.seed).choice(geo, cfg.geometry.token_sample, replace=False))
     inputs = []
     for i, layer in enumerate(ext.layers):
         extra = {
             **sts_out.get(layer, {}),
             WORDS.n_contexts: ext.n_contexts.astype(np.int32),
-            TOKENS.text: list(ext.token_text),
-            TOKENS.positions: ext.token_positions.astype(np.int32),
+            TOKENS.text: list(ext.token_text[geo]),
+            TOKENS.positions: ext.token_positions[geo].astype(np.int32),
         }
-        inputs.append(LayerInput(layer, ext.word_vectors[i], extra, ext.token_vectors[i]))
+        train = ext.token_vectors[i] if on_tokens else None
+        inputs.append(LayerInput(layer, ext.word_vectors[i], extra, ext.token_vectors[i][geo], train))
+    del ext
+    if cfg.sae is not None and cfg.contexts is not None:
+        # SAEs first, then one more pass over the corpus streams every token through every layer's SAE.
+        for item in inputs:
+            with progress.child(f"L{item.layer}").stage("sae") as update:
+                X = item.train if item.train is not None else item.X
+                item.sae_model = sae.fit(np.ascontiguousarray(X, np.float32), cfg.sae, device=device, progress=update)
+            item.train = None
+        with progress.stage("contexts") as update:
+            outs = contexts.token_pass(
+                tokenizer,
+                model,
+                sentences,
+                vocab.words,
+                {item.layer: item.sae_model for item in inputs},
+                cfg.contexts,
+                batch_size=cfg.batch_size,
+                device=device,
+                seed=cfg.sae.seed,
+                progress=update,
+            )
+        for item in inputs:
+            outs[item.layer][CONTEXTS.path]["corpus"] = corpus_key
+            item.extra.update(outs[item.layer])
     return inputs, n_layers, vocab
 
 
@@ -229,8 +308,12 @@ def analyse_layer(
     if cfg.sae is not None:
         from compute import features, sae
 
-        with progress.stage("sae") as update:
-            model = sae.fit(X, cfg.sae, device=device, progress=update)
+        if item.sae_model is not None:
+            model = item.sae_model
+        else:
+            with progress.stage("sae") as update:
+                X_train = item.train if item.train is not None else X
+                model = sae.fit(np.ascontiguousarray(X_train, np.float32), cfg.sae, device=device, progress=update)
         with progress.stage("features") as update:
             out.update(
                 features.sae_output(
@@ -238,6 +321,7 @@ def analyse_layer(
                 )
             )
             out.update(features.sae_similarity_output(model, sim_words, sim_X))
+            out[SAE.path] = {**out.get(SAE.path, {}), "train_on": train_on(cfg)}
             decoder = out[SAE.W_dec]
             if next_decoder is not None:
                 match, cos = features.match_features(decoder, next_decoder)

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from compute.config import PlanError, RunConfig, parse_run  # PlanError: the dashboard takes it from here
+from compute.config import PlanError, RunConfig, corpus_sources, parse_run  # PlanError: the dashboard takes it here
 from compute.embeddings import is_static
 from store.settings import SettingsError, settings
 
@@ -140,8 +140,11 @@ def check_run(data, policy: Policy | None = None, source: str = "run") -> RunCon
         raise PlanError(
             f"{source}.vocabulary.concept_groups: server files are not allowed here; use 'default' or paste the groups"
         )
-    if cfg.corpus is not None and cfg.corpus not in NAMED_CORPORA and not cfg.corpus.startswith("stsb:"):
-        raise PlanError(f"{source}.corpus: only the named corpora ('lee', 'stsb:<lang>') are allowed here")
+    for spec in corpus_sources(cfg.corpus) if cfg.corpus is not None else []:
+        if spec not in NAMED_CORPORA and not spec.startswith("stsb:"):
+            raise PlanError(
+                f"{source}.corpus: '{spec}': only the named corpora ('lee', 'stsb:<lang>') are allowed here"
+            )
     if cfg.sts is not None and cfg.sts.path is not None:
         raise PlanError(f"{source}.sts.path: server paths are not allowed here")
     _check_sizes(cfg, source)

@@ -35,6 +35,11 @@ def run_path(root, run_id: str) -> Path:
     return runs_dir(root) / f"{run_id}{RUN_SUFFIX}"
 
 
+def corpus_path(root, corpus_hash: str) -> Path:
+    """`<store>/corpora/<hash>.h5`: the sentences of one corpus, shared by every run that read it."""
+    return default_root(root) / "corpora" / f"{corpus_hash}{RUN_SUFFIX}"
+
+
 # -- root attributes ------------------------------------------------------------------------------
 
 
@@ -235,6 +240,34 @@ class SAEGroup(_Group):
     prev_layer_cos: str = ""
 
 
+@dataclass(frozen=True)
+class CorpusFile(_Group):
+    """The datasets of a corpus file (`corpus_path`); root attributes `sources` (JSON list), `n_sentences`."""
+
+    sentences: str = ""
+
+
+@dataclass(frozen=True)
+class Contexts(_Group):
+    """Token-level activations of a contextual run's SAE over its whole corpus (compute/contexts.py)."""
+
+    ATTRS: ClassVar[bool] = True
+    token_density: str = ""
+    top_sentence: str = ""
+    top_token: str = ""
+    top_span: str = ""
+    top_act: str = ""
+    quantile_sentence: str = ""
+    quantile_token: str = ""
+    quantile_span: str = ""
+    quantile_act: str = ""
+    word_ptr: str = ""
+    word_sentence: str = ""
+    word_span: str = ""
+    word_features: str = ""
+    word_acts: str = ""
+
+
 EMBEDDINGS = "embeddings"
 WORDS = Words("words")
 GROUPS = ConceptGroups("groups")
@@ -248,6 +281,8 @@ SIMILARITY = Similarity("similarity")
 TOKENS = Tokens("tokens")
 STS = STSGroup("sts")
 SAE = SAEGroup("sae")
+CONTEXTS = Contexts("contexts")
+CORPUS = CorpusFile("")  # paths inside a corpus file, not a run file
 
 GROUPS_IN_FILE = (
     WORDS,
@@ -262,6 +297,7 @@ GROUPS_IN_FILE = (
     TOKENS,
     STS,
     SAE,
+    CONTEXTS,
 )
 
 

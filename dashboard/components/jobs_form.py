@@ -31,6 +31,8 @@ DEFAULTS = dict(
     l1=5.0,
     steps=1000,
     umap=True,
+    corpus="",
+    train_on="default",
 )
 _SPLIT = re.compile(r"[\s,;]+")
 
@@ -182,7 +184,12 @@ def form_config(v: dict, stored_groups=None) -> dict:
             sae["k"] = _num(v["k"], "sae.k")
         else:
             sae["l1"] = _num(v["l1"], "sae.l1", float)
+        if v["train_on"] in ("words", "tokens"):
+            sae["train_on"] = v["train_on"]
         cfg["sae"] = sae
+    corpus = [s for s in _SPLIT.split(v["corpus"] or "") if s]
+    if corpus:
+        cfg["corpus"] = corpus if len(corpus) > 1 else corpus[0]
     if not v["umap"]:
         cfg["projections"] = {"umap3d": False, "umap2d": False}
     return cfg
@@ -217,6 +224,10 @@ def config_form(cfg: dict, layer: int | None = None, run_id: str | None = None) 
         for key in ("d_sae", "k", "l1", "steps"):
             if sae.get(key) is not None:
                 out[key] = sae[key]
+        out["train_on"] = sae.get("train_on") or "default"
+    corpus = cfg.get("corpus")
+    if corpus:
+        out["corpus"] = ", ".join([corpus] if isinstance(corpus, str) else corpus)
     proj = cfg.get("projections") or {}
     out["umap"] = bool(proj.get("umap3d", True) or proj.get("umap2d", True))
     return out

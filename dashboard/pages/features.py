@@ -8,6 +8,7 @@ from dash.exceptions import PreventUpdate
 
 from dashboard import figures
 from dashboard.components.alerts import notice
+from dashboard.components.contexts import top_contexts_card
 from dashboard.components.jobs_links import train_another_sae
 from dashboard.components.links import feature_link, inline_list, word_link
 from dashboard.components.page import run_page
@@ -230,6 +231,7 @@ def feature_detail(v, f: int):
         )
     )
     parts.append(card(None, graph("features-hist", figures.activation_histogram(hit_acts, v.n))))
+    parts.append(top_contexts_card(v, f))
 
     qw, qa = feature_row(v.run, SAE.quantile_words, f), feature_row(v.run, SAE.quantile_acts, f)
     if qw is not None:

@@ -38,6 +38,8 @@ FIELDS = (
     "l1",
     "steps",
     "umap",
+    "corpus",
+    "train_on",
 )
 STATUS_COLOURS = {
     "queued": "secondary",
@@ -157,6 +159,24 @@ def form(values: dict, models: list[str]):
             _field("k (TopK, BatchTopK)", dbc.Input(id="jobs-k", value=v["k"], min=1, step=1, **num)),
             _field("L1 (ReLU)", dbc.Input(id="jobs-l1", value=v["l1"], min=0, step="any", **num)),
             _field("steps", dbc.Input(id="jobs-steps", value=v["steps"], min=1, step=1, **num)),
+            _field(
+                "corpus (transformers)",
+                dbc.Input(id="jobs-corpus", value=v["corpus"], size="sm", placeholder="lee, stsb:en"),
+                "named sources, comma-separated: lee, stsb:<lang> (every split of STS-B)",
+            ),
+            _field(
+                "SAE trains on",
+                dbc.Select(
+                    id="jobs-train-on",
+                    value=v["train_on"],
+                    size="sm",
+                    options=[
+                        {"label": "default (tokens for transformers)", "value": "default"},
+                        {"label": "corpus tokens", "value": "tokens"},
+                        {"label": "word types", "value": "words"},
+                    ],
+                ),
+            ),
             _field("UMAP maps", dbc.Checkbox(id="jobs-umap", value=bool(v["umap"]), label="compute the 2D/3D maps")),
             dbc.Button("Queue run", id="jobs-submit", color="primary", n_clicks=0, className="mt-1"),
             html.Div(id="jobs-message", className="mt-2"),

@@ -8,6 +8,7 @@ from dash.exceptions import PreventUpdate
 
 from dashboard import figures
 from dashboard.components.alerts import notice
+from dashboard.components.contexts import vector_source, word_contexts_card
 from dashboard.components.links import dim_link, feature_link, inline_list, word_link
 from dashboard.components.page import run_page
 from dashboard.components.widgets import bar_list, card, chips, graph, word_search
@@ -114,6 +115,7 @@ def word_panel(v, row: int):
     parts = [
         html.H4(word, id="words-selected", className="mb-0"),
         html.Div(" · ".join(facts), className="lx-muted mb-2"),
+        vector_source(v, row),
     ]
 
     if v.has_sae:
@@ -141,6 +143,7 @@ def word_panel(v, row: int):
     else:
         parts.append(card("Top SAE features", html.P("This run has no SAE.", className="lx-muted mb-0")))
 
+    parts.append(word_contexts_card(v, row))
     for enhanced, title in ((False, "Nearest neighbours"), (True, "… after isotropy enhancement")):
         nb = v.neighbors(row, enhanced=enhanced)
         if nb is None:
