@@ -25,6 +25,7 @@ BENCHMARKS = {  # name -> module, in run order: the long 400k run first (the das
     "geometry": "benchmarks.geometry",
     "sae": "benchmarks.sae",
     "sae_archs": "benchmarks.sae_archs",
+    "first_light": "benchmarks.first_light",  # `lexiscope demo` on a clean store (issue 17, target 1)
     "scaling": "benchmarks.scaling",
 }
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-NAMES = ["end_to_end", "dashboard", "extraction", "geometry", "sae", "sae_archs", "scaling"]
+NAMES = ["end_to_end", "dashboard", "extraction", "geometry", "sae", "sae_archs", "first_light", "scaling"]
 
 
 @pytest.fixture(scope="module")

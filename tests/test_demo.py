@@ -45,6 +45,7 @@ def _names(root) -> list[str]:
 
 @pytest.mark.slow
 def test_demo_serves_after_the_first_run_and_the_rest_lands_through_the_worker(tmp_path, embedded, monkeypatch):
+    import dashboard.app  # noqa: F401  (builds the Dash app, which the pages register with)
     from dashboard.lib import store as dash_store
     from dashboard.pages import jobs as jobs_page
     from dashboard.pages import runs as runs_page
