@@ -82,8 +82,8 @@ def test_demo_serves_after_the_first_run_and_the_rest_lands_through_the_worker(t
         (landed,) = done["run_ids"]
         assert landed in set(dash_store.catalog().run_ids())
         assert landed in str(runs_page.layout())
-        row = str(jobs_page.job_list())
-        assert job["id"] in row and "'data-status': 'done'" in row
+        rows = {r.id: r.to_plotly_json()["props"] for r in jobs_page.job_list()}
+        assert rows[f"job-{job['id']}"]["data-status"] == "done"
     finally:
         dash_store.configure(None)
     assert _names(root) == ["glove-small", "glove-tiny"]
