@@ -27,6 +27,7 @@ BENCHMARKS = {  # name -> module, in run order: the long 400k run first (the das
     "sae_archs": "benchmarks.sae_archs",
     "layers": "benchmarks.layers",
     "contexts": "benchmarks.contexts",
+    "first_light": "benchmarks.first_light",  # `lexiscope demo` on a clean store (issue 17, target 1)
     "scaling": "benchmarks.scaling",
     "plan_profile": "benchmarks.plan_profile",  # the default plan stage by stage, before / after
     "map_quality": "benchmarks.map_quality",  # UMAP settings: time and trustworthiness

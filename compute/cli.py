@@ -40,18 +40,32 @@ def user_errors() -> tuple[type[Exception], ...]:
 
 def precompute(plan: PlanArg = None, store: StoreOpt = None, device: DeviceOpt = "auto", force: ForceOpt = False):
     """Compute every run of a plan into the store (runs already there are skipped)."""
+    compute_plan(load(plan), store=store, device=device, force=force)
+
+
+def load(plan: Optional[Path]):
+    """The plan at `plan` (None: the bundled default plan); a bad plan is a one-line error."""
+    try:
+        from compute.config import load_plan
+
+        return load_plan(plan)
+    except user_errors() as e:
+        fail(message_of(e))
+
+
+def compute_plan(p, store=None, device: str = "auto", force: bool = False) -> list[str]:
+    """Compute a loaded plan here, in the foreground, with progress bars; returns the run ids."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("lexiscope").setLevel(logging.INFO)
     try:
-        from compute.config import load_plan
         from compute.pipeline import precompute as run_plan
 
-        p = load_plan(plan)
         start = time.perf_counter()
         ids = run_plan(p, store=store, device=device, force=force)
     except user_errors() as e:
         fail(message_of(e))
     typer.echo(f"{len(ids)} run(s) ready in {time.perf_counter() - start:.0f} s: {', '.join(ids)}")
+    return ids
 
 
 def runs(store: StoreOpt = None):
