@@ -373,8 +373,9 @@ def per_language(
     say = progress or (lambda stage, fraction: None)
     source = source_lang if source_lang in present else None
     zero_shot = None
+    removed = cfg.removed(X.shape[1])
     if source is not None and np.sum(langs == source) >= 2:
-        zero_shot = fit_enhancement(X[langs == source], cfg.clusters, cfg.pcs_removed, cfg.seed)
+        zero_shot = fit_enhancement(X[langs == source], cfg.clusters, removed, cfg.seed)
     out: dict = {}
     table = []
     for step, lang in enumerate(present):
@@ -383,7 +384,7 @@ def per_language(
         row = dict(language=lang, n=int(len(x_lang)))
         if len(x_lang) >= 2:
             row.update(i_cos=i_cos(x_lang), i_pc=i_pc(x_lang))
-            own = zero_shot if lang == source else fit_enhancement(x_lang, cfg.clusters, cfg.pcs_removed, cfg.seed)
+            own = zero_shot if lang == source else fit_enhancement(x_lang, cfg.clusters, removed, cfg.seed)
             x_own = own.apply(x_lang)
             row.update(i_cos_enhanced=i_cos(x_own), i_pc_enhanced=i_pc(x_own))
             if zero_shot is not None:
@@ -393,6 +394,6 @@ def per_language(
         table.append(row)
     say(LANGUAGES.path, 1.0)
     out[LANGUAGES.path] = dict(
-        languages=present, source=source, table=table, clusters=int(cfg.clusters), pcs_removed=int(cfg.pcs_removed)
+        languages=present, source=source, table=table, clusters=int(cfg.clusters), pcs_removed=removed
     )
     return out

@@ -30,7 +30,7 @@ def small_view(tmp_path_factory):
         "embeddings": X,
         "projections/umap2d": rng.standard_normal((n, 2)).astype(np.float32),
     }
-    out.update(synthetic_sae(X, group, 3, d_sae=64, k=4))
+    out.update(synthetic_sae(X, group, 3, d_sae=64, k=4, words=words))
     with RunWriter(root, "small", model="m", layer=0, n_layers=1, source="static", config={}, config_hash="x") as w:
         w.write_all(out)
     store.configure(root)

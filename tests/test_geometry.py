@@ -248,3 +248,17 @@ def test_zero_shot_removes_shared_anisotropy():
     assert sw["i_pc_enhanced"] > 0.5 and sw["n"] == 1000
     assert out["languages"]["languages"] == ["en", "sw"] and len(out["languages"]["table"]) == 2
     assert g.per_language(lang_a, np.array(["en"] * len(lang_a)), GeometryConfig()) == {}
+
+
+def test_pcs_removed_auto_scales_with_the_dimension():
+    auto = GeometryConfig()
+    assert auto.pcs_removed == "auto"
+    # clip(round(d / 128), 1, 12), halves rounded up: the papers' 12 at 768-d would be 6 here
+    assert [auto.removed(d) for d in (2, 50, 64, 192, 384, 768, 1536, 4096)] == [1, 1, 1, 2, 3, 6, 12, 12]
+    assert GeometryConfig(pcs_removed=12).removed(50) == 12 and GeometryConfig(pcs_removed=0).removed(768) == 0
+    from compute.config import PlanError, parse_run
+
+    with pytest.raises(PlanError, match="pcs_removed"):
+        parse_run({"model": "glove-6b-50d", "geometry": {"pcs_removed": "many"}})
+    with pytest.raises(PlanError, match="pcs_removed"):
+        parse_run({"model": "glove-6b-50d", "geometry": {"pcs_removed": -1}})
