@@ -98,6 +98,20 @@ def test_i_pc_large_norms_do_not_overflow():
     assert g.i_pc(w) == pytest.approx(reference, rel=1e-8)
 
 
+def test_i_pc_log10_is_finite_where_i_pc_underflows():
+    rng = np.random.default_rng(6)
+    # a one-sided cloud with norms ~1000 (as in transformer layers with a rogue dimension): I_PC ~ 10^-860
+    w = np.c_[np.full(12, 1000.0), np.zeros(12)] + rng.normal(scale=0.5, size=(12, 2))
+    _, _, vt = np.linalg.svd(w)
+    decimal.getcontext().prec = 50
+    f = [sum(decimal.Decimal(float(v)).exp() for v in w @ u) for u in np.concatenate([vt, -vt])]
+    reference = float((min(f) / max(f)).log10())
+    assert reference < -800 and g.i_pc(w) == 0.0  # below float64's range
+    assert g.i_pc_log10(w) == pytest.approx(reference, rel=1e-9)
+    out = g.analyse(w, GeometryConfig(pairs=10))["geometry"]
+    assert out["i_pc_log10"] == pytest.approx(reference, rel=1e-9) and out["i_pc"] == 0.0
+
+
 # --- IsoScore ----------------------------------------------------------------------------------
 
 
