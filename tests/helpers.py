@@ -24,7 +24,14 @@ SMALL_GLOVE_RUN = {
 
 
 def synthetic_sae(
-    X: np.ndarray, group: np.ndarray, n_groups: int, d_sae: int, k: int = 8, seed: int = 0, words=None
+    X: np.ndarray,
+    group: np.ndarray,
+    n_groups: int,
+    d_sae: int,
+    k: int = 8,
+    seed: int = 0,
+    words=None,
+    group_names=None,
 ) -> dict:
     """A TopK 'SAE' without training: decoder = normalised random word vectors, activations = top-k of
     ReLU(x̂·W_decᵀ). Every per-feature summary the dashboard reads is derived from it, by the
@@ -60,19 +67,19 @@ def synthetic_sae(
             for q in range(5):
                 inside = np.flatnonzero((vals > edges[q]) & (vals <= edges[q + 1]))[:5]
                 qw[f, q, : len(inside)], qa[f, q, : len(inside)] = rows[inside], vals[inside]
-    # The concept score (docs/store.md "SAE") over the groups as labels `group.<index>` (the run's /labels).
+    # The concept score (docs/store.md "SAE") over the groups as labels `group.<name>` (the run's /labels).
     G = max(1, n_groups)
     member = np.zeros((n, G), bool)
     for g in range(n_groups):
         member[group == g, g] = True
-    A = acts.toarray()
+    A, M = acts.toarray().astype(np.float64), member.astype(np.float64)
     totals = A.sum(0)
-    precision = (A.T @ member) / np.maximum(totals, 1e-30)[:, None]
-    recall = ((A > 0).T @ member) / np.maximum(member.sum(0), 1)[None, :]
+    precision = (A.T @ M) / np.maximum(totals, 1e-30)[:, None]
+    recall = ((A > 0).astype(np.float64).T @ M) / np.maximum(M.sum(0), 1)[None, :]
     f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-30), 0)
     f1[:, member.sum(0) < 20] = 0
     best = np.where(f1.max(1) > 0, f1.argmax(1), -1).astype(np.int16)
-    names = [f"group.{g}" for g in range(G)]
+    names = [f"group.{group_names[g] if group_names is not None else g}" for g in range(G)]
     feature_label = [
         (f"{names[best[f]]} {f1[f].max():.2f} · " if best[f] >= 0 and f1[f].max() >= 0.1 else "")
         + ", ".join(str(words[r]) if words is not None else f"w{r}" for r in top_words[f, :3] if r >= 0)
@@ -159,5 +166,7 @@ def synthetic_sae_run(src_path, root, run_id: str, d_sae: int = 256, k: int = 8,
             for name in src:
                 if name not in ("sae", "labels"):  # the stand-in SAE comes with labels of its own
                     src.copy(src[name], w.f, name=name)
-            w.write_all(synthetic_sae(X, group, n_groups, d_sae, k, seed, words=src["words/text"].asstr()[()]))
+            words = src["words/text"].asstr()[()]
+            names = list(src["groups/names"].asstr()[()]) if n_groups else None
+            w.write_all(synthetic_sae(X, group, n_groups, d_sae, k, seed, words=words, group_names=names))
     return run_id
