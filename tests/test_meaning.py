@@ -107,6 +107,7 @@ def test_default_glove_stores_qvec_and_intrusion_against_every_baseline(glove_de
         print(f"{suffix or '_sae':<17} {a[f'qvec{suffix}']:.3f}  {a[f'intrusion{suffix}']:.3f}")
 
 
+@pytest.mark.slow  # the pipeline's first UMAP (the feature map) compiles numba code: ~1 min
 def test_without_wordnet_the_run_completes_with_one_line_and_top_word_labels(tmp_path, monkeypatch, caplog):
     empty = tmp_path / "no-wordnet"
     empty.mkdir()
