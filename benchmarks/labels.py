@@ -217,7 +217,12 @@ def analyse_sae(
         "random_decoder": sae_quality(frozen, X, acts_rd),
         "features": feature_figures(acts, words, lab, groups, group_names),
         "features_random_decoder": feature_figures(acts_rd, words, lab, groups, group_names),
-        "bases": interpretability.basis_report(acts, X, ss.weights, ss.names, seed=seed, random_decoder_acts=acts_rd),
+        "bases": {
+            basis: {k: v for k, v in r.items() if k != "per_feature"}  # the per-feature DistRatios stay out
+            for basis, r in interpretability.basis_report(
+                acts, X, ss.weights, ss.names, seed=seed, random_decoder_acts=acts_rd
+            ).items()
+        },
     }
     log(
         f"{tag}: new top-20 median share {entry['features']['new_score']['median_top10_share']:.2f}, "

@@ -8,7 +8,7 @@ per supersense (compute/labels.py). A dense dimension's sign is arbitrary, so it
 feature is non-negative and aligns by r (clipped at 0, as an alignment that lowers the sum is not made).
 The mean is over dimensions that vary on those words, so bases of different widths compare.
 
-DistRatio word intrusion (Sun et al. 2016) is compute/features.py's `dist_ratio`, reused as is.
+DistRatio word intrusion (Sun et al. 2016): `dist_ratio`.
 
 Bases compared (`basis_report`): the SAE features, the raw dimensions, a seeded random rotation of the centred
 raw vectors, and an SAE whose decoder stays frozen at random (compute/sae/train.py's freeze_decoder).
@@ -21,9 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from compute.features import dist_ratio, random_rotation
-
 QVEC_PREFIXES = ("noun.", "verb.")
+INTRUSION_TOP = 5
 
 
 def qvec_columns(label_names: Sequence[str], prefixes=QVEC_PREFIXES) -> np.ndarray:
@@ -92,6 +91,76 @@ def qvec(S_nF, weights_nL, label_names: Sequence[str], signed: bool) -> dict:
     }
 
 
+def dist_ratio(S_nF, X: np.ndarray, seed: int = 0, top: int = INTRUSION_TOP, positive_only: bool = False):
+    """Automatic word-intrusion score (DistRatio, Sun et al. 2016) of the basis whose scores are the columns
+    of S (n, F), dense or sparse; distances are Euclidean between the rows of X (the original embeddings).
+
+    For feature f: T = its `top` highest-scoring words; the intruder is a seeded random word that lies in
+    the bottom half of f (score <= f's median) and in the top 10% of another random feature j. DistRatio_f =
+    mean ||x_intruder - x_t|| over t in T / mean ||x_t - x_t'|| over pairs in T. With `positive_only` (SAE
+    codes), top words and the top 10% of j must have activation > 0. Returns (per-feature (F,) float32, NaN
+    where undefined, i.e. fewer than `top` positive words or no intruder after 50 draws; their mean)."""
+    rng = np.random.default_rng(seed)
+    X = np.asarray(X, dtype=np.float64)
+    dense = not sp.issparse(S_nF)
+    S = np.asarray(S_nF) if dense else S_nF.tocsc()
+    n, F = S.shape
+    tenth = max(1, n // 10)
+
+    top_words, top_sets, in_bottom = [], [], []
+    for f in range(F):
+        if dense:
+            c = S[:, f]
+            order = np.argsort(-c, kind="stable")
+            head = order[: max(tenth, top)]
+            if positive_only:
+                head = head[c[head] > 0]
+            mask = c <= np.median(c)
+            in_bottom.append(lambda rows, mask=mask: mask[rows])
+        else:  # sparse, non-negative: only the stored entries can be in the top
+            lo, hi = S.indptr[f], S.indptr[f + 1]
+            rows, data = S.indices[lo:hi], S.data[lo:hi]
+            rows, data = rows[data > 0], data[data > 0]
+            head = rows[np.lexsort((rows, -data))][: max(tenth, top)]
+            if 2 * len(rows) < n:  # the median is 0: the bottom half is every word with activation 0
+                active = np.sort(rows)
+                in_bottom.append(lambda r, active=active: ~np.isin(r, active, assume_unique=False))
+            else:
+                col = np.zeros(n)
+                col[rows] = data
+                in_bottom.append(lambda r, mask=col <= np.median(col): mask[r])
+        top_words.append(head[:top])
+        top_sets.append(head[:tenth])
+
+    ratios = np.full(F, np.nan, dtype=np.float32)
+    for f in range(F):
+        T = top_words[f]
+        if len(T) < top:
+            continue
+        for _ in range(50):
+            j = int(rng.integers(F - 1))
+            j += j >= f
+            cand = top_sets[j][in_bottom[f](top_sets[j])]
+            if len(cand):
+                break
+        else:
+            continue
+        intruder = int(rng.choice(cand))
+        XT = X[T]
+        intra = np.linalg.norm(XT[:, None] - XT[None], axis=-1)[np.triu_indices(top, 1)].mean()
+        inter = np.linalg.norm(XT - X[intruder], axis=-1).mean()
+        if intra > 0:
+            ratios[f] = inter / intra
+    mean = float(np.nanmean(ratios)) if np.isfinite(ratios).any() else float("nan")
+    return ratios, mean
+
+
+def random_rotation(d: int, seed: int = 0) -> np.ndarray:
+    """A seeded uniformly random orthogonal (d, d) matrix (QR of a Gaussian, signs fixed)."""
+    Q, R = np.linalg.qr(np.random.default_rng(seed).standard_normal((d, d)))
+    return Q * np.sign(np.diag(R))
+
+
 def bases(
     acts_nF: sp.csr_matrix, X: np.ndarray, seed: int = 0, random_decoder_acts: sp.csr_matrix | None = None
 ) -> dict[str, tuple[object, bool]]:
@@ -114,10 +183,12 @@ def basis_report(
     random_decoder_acts: sp.csr_matrix | None = None,
 ) -> dict[str, dict]:
     """QVEC and DistRatio intrusion of every basis (`bases`): {name: {"qvec_mean", "qvec_sum", "dims", "words",
-    "intrusion"}}. Intrusion distances are always in the original space X, so the bases compare."""
+    "intrusion", "per_feature" (the DistRatio of each dimension)}}. Intrusion distances are always in the
+    original space X, so the bases compare."""
     out = {}
     for name, (S, signed) in bases(acts_nF, X, seed, random_decoder_acts).items():
         q = qvec(S, weights_nL, label_names, signed)
-        _, intrusion = dist_ratio(S, X, seed, positive_only=not signed)
-        out[name] = {k: q[k] for k in ("qvec_mean", "qvec_sum", "dims", "words")} | {"intrusion": intrusion}
+        per_feature, intrusion = dist_ratio(S, X, seed, positive_only=not signed)
+        out[name] = {k: q[k] for k in ("qvec_mean", "qvec_sum", "dims", "words")}
+        out[name].update(intrusion=intrusion, per_feature=per_feature)
     return out

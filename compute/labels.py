@@ -226,7 +226,10 @@ def supersenses(
     return Labels(list(LEXNAMES), W, sp.csr_matrix(member, dtype=bool))
 
 
-def group_labels(groups: np.ndarray, group_names: Sequence[str], prefix: str = "group.") -> Labels:
+GROUP_PREFIX = "group."
+
+
+def group_labels(groups: np.ndarray, group_names: Sequence[str], prefix: str = GROUP_PREFIX) -> Labels:
     """The user's concept groups as labels (`group.animals`, ...): groups (n,) int, -1 for none."""
     groups = np.asarray(groups, dtype=np.int64)
     n, G = len(groups), len(group_names)
@@ -249,10 +252,55 @@ def combine(*parts: Labels | None) -> Labels:
     )
 
 
-def run_labels(words: Sequence[str], groups: np.ndarray, group_names: Sequence[str], path=None) -> Labels:
+_MISSING = object()
+
+
+def run_labels(
+    words: Sequence[str], groups: np.ndarray, group_names: Sequence[str], path=None, reader=_MISSING
+) -> Labels:
     """A run's labels: the supersenses of its words, then its concept groups. Without WordNet, logs the one line
-    of `log_wordnet_missing` and returns the groups alone (possibly no label at all)."""
-    ss = supersenses(words, path)
-    if ss is None:
-        log_wordnet_missing(path)
+    of `log_wordnet_missing` and returns the groups alone (possibly no label at all). `reader`: an opened
+    WordNet (or None when it is known to be absent: then nothing is logged), so that a plan opens it once."""
+    if reader is _MISSING:
+        reader = open_wordnet(path)
+        if reader is None:
+            log_wordnet_missing(path)
+    ss = supersenses(words, reader=reader) if reader is not None else None
     return combine(ss, group_labels(groups, group_names))
+
+
+def has_supersenses(labs: Labels) -> bool:
+    return any(not name.startswith(GROUP_PREFIX) for name in labs.names)
+
+
+def labels_output(labs: Labels, min_share: float = MIN_SHARE) -> dict:
+    """Stage OUTPUT `/labels` (docs/store.md "Labels"): names, member and weights matrices, and attributes."""
+    from store.schema import LABELS
+
+    wordnet = has_supersenses(labs)
+    ss = [j for j, name in enumerate(labs.names) if not name.startswith(GROUP_PREFIX)]
+    covered = labs.member[:, ss].getnnz(1) > 0 if ss else np.zeros(labs.member.shape[0], bool)
+    attrs = dict(
+        source="WordNet 3.0 supersenses + concept groups" if wordnet else "concept groups (WordNet not found)",
+        wordnet=wordnet,
+        min_share=float(min_share),
+        coverage=float(covered.mean()) if len(covered) else 0.0,
+    )
+    return {
+        LABELS.path: attrs,
+        LABELS.names: list(labs.names),
+        LABELS.member.path: labs.member.astype(np.float32),
+        LABELS.weights.path: labs.weights,
+    }
+
+
+def from_run(run) -> Labels | None:
+    """The labels a run stores (a store.reader.Run), or None for runs written before /labels existed."""
+    from store.schema import LABELS
+
+    if not run.has(LABELS.names):
+        return None
+    member = run.csr(LABELS.member)
+    return Labels(
+        [str(x) for x in run.array(LABELS.names)], run.csr(LABELS.weights), sp.csr_matrix(member > 0, dtype=bool)
+    )

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compute import embeddings, geometry, projections, similarity, sts, vocabulary
+from compute import embeddings, geometry, labels, projections, similarity, sts, vocabulary
 from compute.config import Plan, PlanError, RunConfig, corpus_sources
 from compute.device import resolve_device
 from compute.embeddings import ModelError
@@ -83,10 +83,11 @@ def precompute(
     """Run every run of the plan; returns the run ids written or already present."""
     progress = progress or Progress()
     ids = []
+    wordnet = WordNet()
     # STS data of every run is read (and checked) before any run is computed or written.
     for cfg in sts.prepare_runs(plan.runs, plan.sts_dir):
         cfg = prepare_corpus(cfg, sts.folder_of(cfg.sts, plan.sts_dir))
-        ids += _precompute_prepared(cfg, store, device, force, progress, sts_dir=plan.sts_dir)
+        ids += _precompute_prepared(cfg, store, device, force, progress, wordnet, sts_dir=plan.sts_dir)
     return ids
 
 
@@ -95,10 +96,25 @@ def precompute_run(
 ) -> list[str]:
     """All layers of one run config. Layers whose config hash is already stored are skipped."""
     cfg = sts.prepare_runs([cfg])[0]
-    return _precompute_prepared(prepare_corpus(cfg, sts.folder_of(cfg.sts)), store, device, force, progress)
+    return _precompute_prepared(prepare_corpus(cfg, sts.folder_of(cfg.sts)), store, device, force, progress, WordNet())
 
 
-def _precompute_prepared(cfg: RunConfig, store, device, force, progress, sts_dir=None) -> list[str]:
+class WordNet:
+    """WordNet for the labels of a plan's runs: opened on first use, once; when it is absent the one line of
+    compute/labels.py is logged once, and runs are labelled by their concept groups and top words."""
+
+    def __init__(self):
+        self._opened, self._reader = False, None
+
+    def labels(self, vocab) -> labels.Labels:
+        if not self._opened:
+            self._reader, self._opened = labels.open_wordnet(), True
+            if self._reader is None:
+                labels.log_wordnet_missing()
+        return labels.run_labels(vocab.words, vocab.groups, vocab.group_names, reader=self._reader)
+
+
+def _precompute_prepared(cfg: RunConfig, store, device, force, progress, wordnet: WordNet, sts_dir=None) -> list[str]:
     """precompute_run for a config whose STS data sts.prepare_runs has already checked."""
     root = default_root(store)
     catalog = Catalog(root)
@@ -141,6 +157,8 @@ def _precompute_prepared(cfg: RunConfig, store, device, force, progress, sts_dir
             return [catalog.find_hash(cfg.config_hash(layer)) for layer in _requested_layers(cfg, n_layers)]
         full_words = full_X = None
 
+    with progress.child(name).stage("labels"):
+        labs = wordnet.labels(vocab)
     config = cfg.model_dump(mode="json")
     family = family_of(cfg.model, config)
 
@@ -166,7 +184,7 @@ def _precompute_prepared(cfg: RunConfig, store, device, force, progress, sts_dir
     # is written once the layer below it is analysed, so that its match into layer L-1 can go in too.
     for item in sorted(inputs, key=lambda i: -i.layer):
         p = progress.child(f"{name} L{item.layer}")
-        out, decoder = analyse_layer(cfg, item, vocab, full_words, full_X, device, p, next_decoder)
+        out, decoder = analyse_layer(cfg, item, vocab, labs, full_words, full_X, device, p, next_decoder)
         next_decoder = decoder
         if pending is not None:
             above, above_out = pending
@@ -274,12 +292,13 @@ def _contextual_inputs(cfg, catalog, device, force, progress, sts_dir=None):
 
 
 def analyse_layer(
-    cfg: RunConfig, item: LayerInput, vocab, full_words, full_X, device, progress, next_decoder=None
+    cfg: RunConfig, item: LayerInput, vocab, labs, full_words, full_X, device, progress, next_decoder=None
 ) -> tuple[dict, np.ndarray | None]:
-    """Every stage for one layer; returns the run's output dict and its SAE decoder (or None)."""
+    """Every stage for one layer (`labs`: the words' labels, compute/labels.py); returns the run's output dict
+    and its SAE decoder (or None)."""
     X = np.ascontiguousarray(item.X, dtype=np.float32)
     g = cfg.geometry
-    out = {**vocab.output(), EMBEDDINGS: X, **item.extra}
+    out = {**vocab.output(), **labels.labels_output(labs), EMBEDDINGS: X, **item.extra}
     with progress.stage("geometry"):
         out.update(geometry.analyse(X, g, vocab.zipf))
         if item.tokens is not None and len(item.tokens) > 1:
@@ -287,7 +306,7 @@ def analyse_layer(
         if len(set(vocab.langs)) > 1:
             out.update(geometry.per_language(X, np.asarray(vocab.langs), g))
     with progress.stage("enhancement") as update:
-        enh = geometry.fit_enhancement(X, g.clusters, g.pcs_removed, g.seed)
+        enh = geometry.fit_enhancement(X, g.clusters, g.removed(X.shape[1]), g.seed)
         X_enh = enh.apply(X)
         out.update(geometry.enhancement_output(X, enh, g))
         idx, dist = projections.knn_cosine(X_enh, cfg.projections.neighbors, g.seed, progress=update)
@@ -314,10 +333,14 @@ def analyse_layer(
             with progress.stage("sae") as update:
                 X_train = item.train if item.train is not None else X
                 model = sae.fit(np.ascontiguousarray(X_train, np.float32), cfg.sae, device=device, progress=update)
+        baseline = None
+        if cfg.sae.random_baseline:  # on the word vectors, where the scores it is the baseline of are measured
+            with progress.stage("sae random-decoder baseline") as update:
+                baseline = sae.fit(X, cfg.sae, device=device, progress=update, freeze_decoder=True)
         with progress.stage("features") as update:
             out.update(
                 features.sae_output(
-                    model, X, vocab.words, vocab.groups, vocab.group_names, cfg.sae, model.history, seed=cfg.sae.seed
+                    model, X, vocab.words, labs, cfg.sae, model.history, seed=cfg.sae.seed, baseline=baseline
                 )
             )
             out.update(features.sae_similarity_output(model, sim_words, sim_X))

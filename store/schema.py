@@ -220,9 +220,12 @@ class SAEGroup(_Group):
     acts: CSR = CSR
     density: str = ""
     max_act: str = ""
-    group_scores: str = ""
-    mono_score: str = ""
-    best_group: str = ""
+    concept_precision: str = ""
+    concept_recall: str = ""
+    concept_f1: str = ""
+    mono_score: str = ""  # the concept score: each feature's best F1 over the labels
+    best_label: str = ""
+    feature_label: str = ""
     top_words: str = ""
     top_acts: str = ""
     quantile_words: str = ""
@@ -268,9 +271,20 @@ class Contexts(_Group):
     word_acts: str = ""
 
 
+@dataclass(frozen=True)
+class LabelsGroup(_Group):
+    """Concept labels of the words (compute/labels.py): WordNet supersenses, then the concept groups."""
+
+    ATTRS: ClassVar[bool] = True
+    names: str = ""
+    member: CSR = CSR
+    weights: CSR = CSR
+
+
 EMBEDDINGS = "embeddings"
 WORDS = Words("words")
 GROUPS = ConceptGroups("groups")
+LABELS = LabelsGroup("labels")
 NEIGHBORS = Neighbors("neighbors")
 PROJECTIONS = Projections("projections")
 GEOMETRY = Geometry("geometry")
@@ -287,6 +301,7 @@ CORPUS = CorpusFile("")  # paths inside a corpus file, not a run file
 GROUPS_IN_FILE = (
     WORDS,
     GROUPS,
+    LABELS,
     NEIGHBORS,
     PROJECTIONS,
     GEOMETRY,

@@ -8,8 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 from compute.config import ReluL1Config, TopKConfig
-from compute.features import intrusion_scores
-from compute.interpretability import basis_report, correlations, qvec, qvec_columns
+from compute.interpretability import basis_report, correlations, dist_ratio, qvec, qvec_columns, random_rotation
 
 NAMES = ["adj.all", "noun.animal", "noun.food", "verb.motion"]  # QVEC uses the last three
 
@@ -73,11 +72,14 @@ def test_basis_report_has_every_basis_and_reuses_dist_ratio():
     W = sp.csr_matrix(rng.dirichlet(np.ones(4), n))
     rep = basis_report(acts, X, W, NAMES, seed=0, random_decoder_acts=acts)
     assert set(rep) == {"sae", "raw", "rotated", "random_decoder"}
-    ref = intrusion_scores(acts, X, seed=0)
-    assert rep["sae"]["intrusion"] == pytest.approx(ref["intrusion"])
-    assert rep["raw"]["intrusion"] == pytest.approx(ref["intrusion_raw"])
-    assert rep["rotated"]["intrusion"] == pytest.approx(ref["intrusion_rotated"])
-    assert rep["random_decoder"] == rep["sae"]
+    per_feature, sae_mean = dist_ratio(acts, X, 0, positive_only=True)
+    assert rep["sae"]["intrusion"] == pytest.approx(sae_mean)
+    np.testing.assert_array_equal(rep["sae"]["per_feature"], per_feature)
+    assert rep["raw"]["intrusion"] == pytest.approx(dist_ratio(X, X, 0)[1])
+    rotated = (X - X.mean(0)) @ random_rotation(d, 0)
+    assert rep["rotated"]["intrusion"] == pytest.approx(dist_ratio(rotated, X, 0)[1])
+    assert rep["random_decoder"]["intrusion"] == rep["sae"]["intrusion"]
+    assert rep["random_decoder"]["qvec_mean"] == rep["sae"]["qvec_mean"]
     assert rep["raw"]["qvec_mean"] == pytest.approx(qvec(X, W, NAMES, signed=True)["qvec_mean"])
 
 

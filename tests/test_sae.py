@@ -25,6 +25,7 @@ from compute.config import (
 )
 from compute.sae import encode_numpy, fit
 from store.reader import Run
+from store.schema import EMBEDDINGS, SAE, WORDS
 from store.writer import RunWriter, runs_dir
 
 # --- shared: the GloVe default run (20k most frequent English words in GloVe + concept-group words) ---
@@ -54,12 +55,17 @@ def _glove_default_matrix():
 
 
 @pytest.fixture(scope="module")
-def glove_run():
-    words, X, groups, names = _glove_default_matrix()
-    cfg = TopKConfig(d_sae=1024, k=8, seed=0)  # the default plan's GloVe setting
-    sae = fit(X, cfg)
-    out = features.sae_output(sae, X, words, groups, names, cfg, sae.history, seed=0)
-    return dict(words=words, X=X, sae=sae, cfg=cfg, out=out)
+def glove_run(glove_default_store):
+    """The default GloVe run as the pipeline stored it: words, vectors, the SAE loaded back from the store
+    (with its stored training log), and every stored `/sae` array and attribute as `out`."""
+    root, run_id = glove_default_store
+    run = Run(runs_dir(root) / f"{run_id}.h5")
+    sae = sae_lib.from_run(run)
+    sae.history = pd.DataFrame({c: run.array(p) for c, p in SAE.history.datasets().items()})
+    out = {p: run.array(p) for p in SAE.paths() if run.has(p) and p != SAE.path and not p.startswith(SAE.acts.path)}
+    out[SAE.path], out[SAE.acts.path] = run.attrs_of(SAE.path), run.csr(SAE.acts)
+    cfg = sae_lib.stored_config(out[SAE.path]["config"])
+    return dict(words=list(run.array(WORDS.text)), X=run.array(EMBEDDINGS), sae=sae, cfg=cfg, out=out, run=run)
 
 
 def _numpy_topk_encode(X, W_enc, b_enc, b_dec, mu, scale, k):
@@ -72,9 +78,10 @@ def _numpy_topk_encode(X, W_enc, b_enc, b_dec, mu, scale, k):
     return acts
 
 
+@pytest.mark.slow
 def test_glove_default_quality(glove_run):
     attrs = glove_run["out"]["sae"]
-    assert glove_run["X"].shape[0] >= 20000
+    assert glove_run["X"].shape[0] >= 19000 and glove_run["cfg"] == TopKConfig(d_sae=1024, k=8, seed=0)
     assert attrs["fvu"] <= 0.15
     assert attrs["dead_frac"] <= 0.02
     assert attrs["l0"] == pytest.approx(8.0, abs=0.05)
@@ -83,13 +90,9 @@ def test_glove_default_quality(glove_run):
     assert hist["fvu"].iloc[-1] < hist["fvu"].iloc[0]
 
 
-def test_stored_weights_reproduce_activations_and_fvu_in_numpy(glove_run, tmp_path):
-    out, X = glove_run["out"], glove_run["X"]
-    with RunWriter(
-        tmp_path, "r1", model="glove", layer=0, n_layers=1, source="static", config={}, config_hash="x"
-    ) as w:
-        w.write_all(out)
-    run = Run(runs_dir(tmp_path) / "r1.h5")
+@pytest.mark.slow
+def test_stored_weights_reproduce_activations_and_fvu_in_numpy(glove_run):
+    run, X = glove_run["run"], glove_run["X"]
     W_enc, b_enc = run.array("sae/W_enc").astype(np.float64), run.array("sae/b_enc").astype(np.float64)
     W_dec, b_dec = run.array("sae/W_dec").astype(np.float64), run.array("sae/b_dec").astype(np.float64)
     mu, scale = run.array("sae/norm_mean").astype(np.float64), float(run.array("sae/norm_scale")[0])
@@ -113,21 +116,25 @@ def test_stored_weights_reproduce_activations_and_fvu_in_numpy(glove_run, tmp_pa
     assert (((X - mu) * scale) ** 2).sum(1).mean() == pytest.approx(50, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_feature_statistics_shapes_and_ranges(glove_run):
     out = glove_run["out"]
-    F = 1024
+    F, L = 1024, len(glove_run["run"].array("labels/names"))
     for path, shape, dtype in [
         ("sae/density", (F,), np.float32),
         ("sae/mono_score", (F,), np.float32),
         ("sae/max_act", (F,), np.float32),
-        ("sae/best_group", (F,), np.int16),
+        ("sae/best_label", (F,), np.int16),
+        ("sae/concept_precision", (F, L), np.float32),
+        ("sae/concept_recall", (F, L), np.float32),
+        ("sae/concept_f1", (F, L), np.float32),
+        ("sae/feature_label", (F,), object),
         ("sae/top_words", (F, 50), np.int32),
         ("sae/quantile_words", (F, 5, 5), np.int32),
         ("sae/decoder_neighbors", (F, 20), np.int32),
         ("sae/correlated", (F, 10), np.int32),
         ("sae/feature_map", (F, 2), np.float32),
         ("sae/feature_intrusion", (F,), np.float32),
-        ("sae/group_scores", (F, 12), np.float32),
     ]:
         assert out[path].shape == shape and out[path].dtype == dtype, path
     acts = out["sae/acts"]
@@ -142,6 +149,7 @@ def test_feature_statistics_shapes_and_ranges(glove_run):
     assert out["sae/decoder_neighbors"][0, 0] == int(np.argmax(U @ d0))
 
 
+@pytest.mark.slow
 def test_sae_basis_beats_both_intrusion_baselines(glove_run):
     attrs = glove_run["out"]["sae"]
     print(
@@ -153,6 +161,7 @@ def test_sae_basis_beats_both_intrusion_baselines(glove_run):
     assert attrs["intrusion"] > attrs["intrusion_rotated"]
 
 
+@pytest.mark.slow
 def test_word_similarity_on_sae_codes(glove_run):
     from gensim.test.utils import datapath
 
@@ -298,12 +307,11 @@ def test_store_round_trip_of_every_architecture(arch, tmp_path):
     assert (encode_numpy(back, X) != encode_numpy(sae, X)).nnz == 0
 
 
-def test_stored_glove_run_loads_back_through_the_round_trip(glove_run, tmp_path):
-    with RunWriter(tmp_path, "g", model="glove", layer=0, n_layers=1, source="static", config={}, config_hash="x") as w:
-        w.write_all(glove_run["out"])
-    back = sae_lib.from_run(Run(runs_dir(tmp_path) / "g.h5"))
+@pytest.mark.slow
+def test_stored_glove_run_loads_back_through_the_round_trip(glove_run):
+    # the SAE loaded from the store reproduces the activations the pipeline stored, bit for bit
     X = glove_run["X"][:2000]
-    assert (encode_numpy(back, X) != encode_numpy(glove_run["sae"], X)).nnz == 0
+    assert (encode_numpy(glove_run["sae"], X) != glove_run["out"]["sae/acts"][:2000]).nnz == 0
 
 
 def test_each_architecture_records_only_its_own_settings():

@@ -15,6 +15,8 @@ from dashboard.components.widgets import bar_list, card, chips, graph, word_sear
 from dashboard.components.wordmap import clicked_row, map_controls, map_figure
 from dashboard.lib import store
 from dashboard.lib.features import gist
+from dashboard.lib.labels import word_supersenses
+from dashboard.lib.layer_profile import enhancement_note
 from dashboard.lib.urls import as_int, href, parse, with_params
 
 dash.register_page(__name__, path="/words", name="Words", title="Lexiscope · words", order=1)
@@ -112,6 +114,9 @@ def word_panel(v, row: int):
     facts = [f"row {row}", f"Zipf {v.zipf[row]:.2f}" if np.isfinite(v.zipf[row]) else "Zipf unknown"]
     if group >= 0 and group < len(v.group_names):
         facts.append(f"group: {v.group_names[group]}")
+    senses = word_supersenses(v, row)
+    if senses:
+        facts.append("WordNet: " + ", ".join(f"{name} {share:.2f}" for name, share in senses))
     parts = [
         html.H4(word, id="words-selected", className="mb-0"),
         html.Div(" · ".join(facts), className="lx-muted mb-2"),
@@ -149,9 +154,11 @@ def word_panel(v, row: int):
         if nb is None:
             continue
         idx, cos = nb
+        note = enhancement_note(v) if enhanced else None
         parts.append(
             card(
                 title,
+                html.Div(note, className="lx-muted small", id="words-enhancement-note") if note else None,
                 chips(
                     [word_link(rid, v.words[j], f"{v.words[j]} {c:.2f}") for j, c in zip(idx[:15], cos[:15])],
                     id="words-neighbors-enhanced" if enhanced else "words-neighbors",
