@@ -2,7 +2,8 @@
 
 Runs the benchmarks, prints a markdown table and writes benchmarks/results/<date>-<host>.json (the quick
 run writes <date>-<host>-quick.json). With --only, the other benchmarks' entries already in that file are
-kept, so a results file can be completed one benchmark at a time."""
+kept, so a results file can be completed one benchmark at a time. `browser` (the word map in headless Chromium,
+beside a baseline worktree) runs only when named: `python -m benchmarks --only browser`."""
 
 from __future__ import annotations
 
@@ -32,7 +33,9 @@ BENCHMARKS = {  # name -> module, in run order: the long 400k run first (the das
     "plan_profile": "benchmarks.plan_profile",  # the default plan stage by stage, before / after
     "map_quality": "benchmarks.map_quality",  # UMAP settings: time and trustworthiness
     "feature_memory": "benchmarks.feature_memory",  # SAE feature statistics' peak memory at 400k
+    "browser": "benchmarks.browser",
 }
+ON_REQUEST = {"browser"}  # run only when named with --only (it needs a baseline worktree and ~1 h)
 
 
 def main(argv=None) -> int:
@@ -92,7 +95,7 @@ def main(argv=None) -> int:
         benches.update(merged)
     results["benchmarks"] = {k: benches[k] for k in BENCHMARKS if k in benches}
     benches = results["benchmarks"]
-    names = args.only or ([] if args.merge else list(BENCHMARKS))
+    names = args.only or ([] if args.merge else [n for n in BENCHMARKS if n not in ON_REQUEST])
     failed = False
     for name in names:
         print(f"[benchmarks] {name} ...", file=sys.stderr, flush=True)

@@ -14,6 +14,7 @@ from dash import Dash, dcc, html
 from dashboard import guards
 from dashboard.components.jobs_auth import enable_auth
 from dashboard.components.navbar import navbar
+from dashboard.components.routing import ROUTING_STATE
 from dashboard.lib import store
 from jobs.client import ensure_embedded_worker
 
@@ -41,6 +42,7 @@ def create_app() -> Dash:
         title="Lexiscope",
         update_title=None,
         on_error=guards.callback_failed,  # a callback that fails on forged input: no update, logged
+        routing_callback_inputs=ROUTING_STATE,  # pages built once per path and run (components/routing.py)
     )
     app.layout = shell
     guards.install(app)  # request size cap; malformed callback requests get 400, not 500

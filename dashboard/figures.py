@@ -110,117 +110,258 @@ def label_axes_2d(fig: dict, x: str, y: str) -> dict:
 
 
 # -- word maps --------------------------------------------------------------------------------
+#
+# A word map is a fixed stack of named layers (one trace each), so that a click, a search or a new
+# colouring replaces a few small layers (a dash Patch) and never resends the base points:
+#   density    2-D only: density contours of the drawn words (hidden unless asked for)
+#   base       every drawn word, grey or coloured by codes (Zipf, a dimension, a cluster)
+#   groups     the concept-group words, coloured by group (colouring by group)
+#   active     the words a feature fires on, coloured by activation (colouring by a feature)
+#   selection  the words of a lasso/box selection (colouring by a selection)
+#   matches    every word matching the search
+#   links      2-D only: lines from the selected word to its neighbours
+#   neighbours the selected word's stored nearest neighbours, labelled
+#   selected   the selected word, labelled
+#   labels     group or cluster names at their centroids
+# Every point carries its word row in customdata and its word in text; hovers show only the word.
+
+MAP_LAYERS = ("base", "groups", "active", "selection", "matches", "links", "neighbours", "selected", "labels")
+MATCH = "#fcc419"
+SELECTION = "#7048e8"
+NEIGHBOUR = "#e8590c"
+HOVER = "%{text}<extra></extra>"
+CODE_NONE = 0  # colour code of a word without a value (grey)
 
 
-def word_map(
-    coords: np.ndarray,
-    rows: np.ndarray,
-    words,
-    *,
-    color: str = "group",
-    groups=None,
-    group_names=(),
-    values=None,
-    value_label: str = "",
-    highlight=(),
-    selected=None,
-    title=None,
-    height=620,
-    uirevision="map",
-    axis_names=None,
+def map_layers(three_d: bool) -> dict[str, int]:
+    """{layer name: trace index} of a word map."""
+    names = MAP_LAYERS if three_d else ("density", *MAP_LAYERS)
+    return {name: i for i, name in enumerate(names)}
+
+
+def _point_size(three_d: bool) -> float:
+    return 2.5 if three_d else 4.0
+
+
+def points_layer(
+    name: str, coords, rows, words, *, three_d: bool, marker: dict, labels=False, ids=True, visible=True
 ) -> dict:
-    """A 2-D or 3-D scatter of the words `rows` (coords: (len(rows), 2|3) float32).
-
-    color: 'group' (categorical `groups`, -1 = none, drawn grey and small) or 'value' (continuous
-    `values`, NaN grey). `highlight` rows are drawn larger in orange, `selected` (a row) in red with
-    its label. `words` are the labels of `rows`, in the same order."""
-    coords = np.asarray(coords, dtype=np.float32)
-    rows = np.asarray(rows, dtype=np.int64)
-    words = np.asarray(words, dtype=object)
-    three_d = coords.shape[1] == 3
-    kind = "scatter3d" if three_d else "scattergl"
-    size = 2.5 if three_d else 4
-    data = []
-
-    def add(idx, name, marker, labels=False, showlegend=True, hover=None):
-        if len(idx) == 0:
-            return
-        t = dict(
-            type=kind,
-            x=_f32(coords[idx, 0]),
-            y=_f32(coords[idx, 1]),
-            mode="markers+text" if labels else "markers",
-            name=name,
-            marker=marker,
-            text=_strs(words[idx]),
-            customdata=_ids(rows[idx]),
-            showlegend=showlegend,
-            hovertemplate=hover or ("%{text}<extra>" + name + "</extra>"),
-        )
-        if three_d:
-            t["z"] = _f32(coords[idx, 2])
-        if labels:
-            t["textposition"] = "top center"
-        data.append(t)
-
-    if color == "group" and groups is not None:
-        groups = np.asarray(groups)
-        add(np.flatnonzero(groups < 0), "no group", dict(size=size * 0.8, color=GREY, opacity=0.5))
-        for g in np.unique(groups[groups >= 0]):
-            name = group_names[g] if g < len(group_names) else f"group {g}"
-            add(
-                np.flatnonzero(groups == g),
-                name,
-                dict(size=size * 1.8, color=PALETTE[int(g) % len(PALETTE)], opacity=0.9),
-            )
-    elif values is not None:
-        values = np.asarray(values, dtype=np.float32)
-        ok = np.isfinite(values)
-        add(np.flatnonzero(~ok), "no value", dict(size=size, color=GREY, opacity=0.4))
-        order = np.flatnonzero(ok)[np.argsort(values[ok], kind="stable")]  # strongest drawn last, on top
-        add(
-            order,
-            value_label or "value",
-            dict(
-                size=size * 1.2,
-                color=_f32(values[order]),
-                colorscale="Viridis",
-                opacity=0.85,
-                colorbar=dict(title=dict(text=value_label, side="right"), thickness=12, len=0.6),
-            ),
-            showlegend=False,
-            hover="%{text}: %{marker.color:.3f}<extra></extra>",
-        )
-    else:  # 'plain': one colour, so highlighted words stand out
-        add(np.arange(len(rows)), "words", dict(size=size, color=GREY, opacity=0.6))
-
-    hl = np.isin(rows, np.asarray(list(highlight), dtype=np.int64))
-    if selected is not None:
-        hl &= rows != selected
-    hl_idx = np.flatnonzero(hl)
-    add(
-        hl_idx,
-        "highlighted",
-        dict(size=size * 2.6, color=HIGHLIGHT, line=dict(width=0.5, color="#fff")),
-        labels=len(hl_idx) <= 12,
+    """One layer of points: coords (m, 2|3), their rows (customdata) and words (text, the hover)."""
+    coords = np.asarray(coords, dtype=np.float32).reshape(len(rows), 3 if three_d else 2)
+    t = dict(
+        type="scatter3d" if three_d else "scattergl",
+        name=name,
+        x=_f32(coords[:, 0]),
+        y=_f32(coords[:, 1]),
+        mode="markers+text" if labels else "markers",
+        marker=marker,
+        text=_strs(words),
+        hovertemplate=HOVER,
+        showlegend=False,
+        visible=visible,
     )
-    if selected is not None:
-        add(
-            np.flatnonzero(rows == selected),
-            "selected",
-            dict(size=size * 4, color=SELECTED, symbol="diamond"),
-            labels=True,
-        )
+    if ids:
+        t["customdata"] = _ids(rows)
+    if three_d:
+        t["z"] = _f32(coords[:, 2])
+    elif name not in ("base", "groups"):
+        t["unselected"] = dict(marker=dict(opacity=1))  # a lasso dims the words, not the highlights
+    if labels:
+        t["textposition"] = "top center"
+        t["textfont"] = dict(size=11, color="#212529")
+    return t
 
+
+def empty_layer(name: str, three_d: bool) -> dict:
+    return points_layer(name, np.zeros((0, 3)), np.zeros(0, np.int64), [], three_d=three_d, marker={})
+
+
+def _discrete_scale(colors) -> list:
+    """A colorscale giving code k (cmin=-0.5, cmax=len-0.5) the colour colors[k]."""
+    n = len(colors)
+    out = []
+    for k, c in enumerate(colors):
+        out += [[k / n, c], [(k + 1) / n, c]]
+    return out
+
+
+def _value_scale(name: str) -> list:
+    """A colorscale over codes 0..255: code 0 (no value) grey, codes 1..255 the named scale."""
+    import plotly.colors as pc
+
+    lo = 1 / 255
+    scale = [[lo + p * (1 - lo), c] for p, c in pc.get_colorscale(name)]
+    return [[0.0, GREY], [lo * 0.999, GREY], *scale]
+
+
+def value_codes(values, *, symmetric: bool = False, zero_is_none: bool = False):
+    """Continuous values as colour codes 1..255 (0 = NaN, or exactly 0 with zero_is_none), and the (low,
+    high) value range they span: one byte per point instead of four when a colouring changes."""
+    values = np.asarray(values, dtype=np.float32)
+    ok = np.isfinite(values) & ((values != 0) if zero_is_none else True)
+    if not ok.any():
+        return np.zeros(len(values), np.uint8), (0.0, 1.0)
+    lo, hi = float(values[ok].min()), float(values[ok].max())
+    if symmetric:
+        m = max(abs(lo), abs(hi)) or 1.0
+        lo, hi = -m, m
+    span = (hi - lo) or 1.0
+    codes = np.zeros(len(values), np.uint8)
+    codes[ok] = 1 + np.rint((np.clip(values[ok], lo, hi) - lo) / span * 254).astype(np.uint8)
+    return codes, (lo, hi)
+
+
+def base_marker(three_d: bool, codes=None, *, scale="Viridis", value_range=None, label="", palette=None) -> dict:
+    """The base layer's marker: plain grey, value codes (with a colour bar labelled in values), or
+    category codes (palette)."""
+    size = _point_size(three_d)
+    if codes is None:
+        return dict(size=size, color=GREY, opacity=0.5 if three_d else 0.45)
+    if palette is not None:
+        return dict(
+            size=size * 1.2,
+            color=typed(codes, np.uint8),
+            colorscale=_discrete_scale(palette),
+            cmin=-0.5,
+            cmax=len(palette) - 0.5,
+            showscale=False,
+            opacity=0.8,
+        )
+    lo, hi = value_range
+    ticks = np.linspace(1, 255, 5)
+    return dict(
+        size=size * 1.1,
+        color=typed(codes, np.uint8),
+        colorscale=_value_scale(scale),
+        cmin=0,
+        cmax=255,
+        opacity=0.8,
+        colorbar=dict(
+            title=dict(text=label, side="right"),
+            thickness=12,
+            len=0.6,
+            tickvals=ticks.tolist(),
+            ticktext=[f"{lo + (t - 1) / 254 * (hi - lo):.3g}" for t in ticks],
+        ),
+    )
+
+
+def palette_codes(categories) -> np.ndarray:
+    """Category ids (>= 0) as codes into PALETTE."""
+    return (np.asarray(categories, np.int64) % len(PALETTE)).astype(np.uint8)
+
+
+def groups_marker(three_d: bool, groups) -> dict:
+    return dict(
+        size=_point_size(three_d) * 1.8,
+        color=typed(palette_codes(groups), np.uint8),
+        colorscale=_discrete_scale(PALETTE),
+        cmin=-0.5,
+        cmax=len(PALETTE) - 0.5,
+        showscale=False,
+        opacity=0.9,
+    )
+
+
+def active_marker(three_d: bool, values, label: str) -> dict:
+    """Colours of the words a feature fires on (pass them sorted ascending: the strongest are drawn last)."""
+    return dict(
+        size=_point_size(three_d) * 1.4,
+        color=_f32(values),
+        colorscale="Viridis",
+        opacity=0.9,
+        colorbar=dict(title=dict(text=label, side="right"), thickness=12, len=0.6),
+    )
+
+
+def accent_marker(three_d: bool, color: str, scale: float = 2.0, symbol=None) -> dict:
+    m = dict(size=_point_size(three_d) * scale, color=color, line=dict(width=1, color="#212529"))
+    if symbol:
+        m["symbol"] = symbol
+    return m
+
+
+def selected_marker(three_d: bool) -> dict:
+    return dict(size=_point_size(three_d) * 4, color=SELECTED, symbol="diamond", line=dict(width=1, color="#fff"))
+
+
+def links_layer(center, others) -> dict:
+    """2-D lines from `center` (x, y) to each row of `others` (m, 2): one trace, gaps between segments."""
+    others = np.asarray(others, dtype=np.float64).reshape(-1, 2)
+    xs, ys = [], []
+    for x, y in others:
+        xs += [float(center[0]), float(x), None]
+        ys += [float(center[1]), float(y), None]
+    return dict(
+        type="scattergl",
+        name="links",
+        x=xs,
+        y=ys,
+        mode="lines",
+        line=dict(color=NEIGHBOUR, width=1),
+        opacity=0.6,
+        hoverinfo="skip",
+        showlegend=False,
+    )
+
+
+def labels_layer(centroids, names, three_d: bool, visible=True) -> dict:
+    """Names (of groups or clusters) written at their centroids; not clickable."""
+    centroids = np.asarray(centroids, dtype=np.float32).reshape(len(names), 3 if three_d else 2)
+    t = dict(
+        type="scatter3d" if three_d else "scattergl",
+        name="labels",
+        x=_f32(centroids[:, 0]),
+        y=_f32(centroids[:, 1]),
+        mode="text",
+        text=_strs(names),
+        textfont=dict(size=13, color="#343a40"),
+        hoverinfo="skip",
+        showlegend=False,
+        visible=visible,
+    )
+    if three_d:
+        t["z"] = _f32(centroids[:, 2])
+    return t
+
+
+def density_layer(coords, visible=False, bins: int = 64) -> dict:
+    """Density contours of 2-D points: a smoothed 2-D histogram computed here, so only a bins x bins grid
+    is sent, whatever the number of points."""
+    from scipy.ndimage import gaussian_filter
+
+    coords = np.asarray(coords, dtype=np.float64)
+    if len(coords) < 2:
+        z, xe, ye = np.zeros((bins, bins)), np.linspace(0, 1, bins + 1), np.linspace(0, 1, bins + 1)
+    else:
+        z, xe, ye = np.histogram2d(coords[:, 0], coords[:, 1], bins=bins)
+        z = gaussian_filter(z, 1.2)
+    return dict(
+        type="contour",
+        name="density",
+        x=_f32((xe[:-1] + xe[1:]) / 2),
+        y=_f32((ye[:-1] + ye[1:]) / 2),
+        z=typed(z.T.astype(np.float32), np.float32) | {"shape": f"{bins}, {bins}"},
+        contours=dict(coloring="lines", showlabels=False),
+        line=dict(width=1),
+        colorscale=[[0, "#dee2e6"], [1, "#495057"]],
+        ncontours=8,
+        showscale=False,
+        hoverinfo="skip",
+        visible=visible,
+    )
+
+
+def word_map_figure(
+    layers: dict, three_d: bool, *, title=None, height=620, uirevision="map", axis_names=None, colorbar_right=True
+) -> dict:
+    """The figure of a word map from its layers (missing ones empty), in map_layers order."""
+    order = map_layers(three_d)
+    data = [layers.get(name) or empty_layer(name, three_d) for name in order]
+    if not three_d and "density" not in layers:
+        data[order["density"]] = density_layer(np.zeros((0, 2)))
     names = axis_names or (("UMAP 1", "UMAP 2", "UMAP 3") if three_d else ("UMAP 1", "UMAP 2"))
-    fig = figure(
-        data,
-        title,
-        height,
-        uirevision=uirevision,
-        clickmode="event",
-        legend=dict(itemsizing="constant", x=1.0, y=0.92, yanchor="top", font=dict(size=11)),
-    )
+    fig = figure(data, title, height, uirevision=uirevision, clickmode="event", showlegend=False, hovermode="closest")
     if three_d:
         fig["layout"]["scene"] = dict(
             aspectmode="cube", **{f"{a}axis": dict(title=dict(text=n), showspikes=False) for a, n in zip("xyz", names)}
@@ -228,6 +369,7 @@ def word_map(
         fig["layout"]["margin"] = dict(l=0, r=0, t=30 if title else 0, b=0)
     else:
         label_axes_2d(fig, names[0], names[1])
+        fig["layout"]["dragmode"] = "zoom"
     return fig
 
 
@@ -412,6 +554,49 @@ def dimension_bars(
                 font=dict(size=11),
             )
         ]
+    return fig
+
+
+def vector_strip(values: np.ndarray, *, outliers=(), height=130) -> dict:
+    """A word vector of any width as one heatmap row (diverging colours, centred at 0); a click on a cell
+    gives its dimension (clickData's x). Outlier dimensions are marked above the strip (customdata = dim)."""
+    values = np.asarray(values, np.float32)
+    d = len(values)
+    m = float(np.abs(values).max()) or 1.0
+    strip = dict(
+        type="heatmap",
+        z=typed(values.reshape(1, d), np.float32) | {"shape": f"1, {d}"},
+        x=typed(np.arange(d), np.int32),
+        y=[0],
+        colorscale="RdBu",
+        reversescale=True,
+        zmin=-m,
+        zmax=m,
+        xgap=0,
+        colorbar=dict(thickness=8, len=1.0, x=1.0, xpad=4),
+        hovertemplate="dim %{x}: %{z:.4f}<extra></extra>",
+        name="vector",
+    )
+    data = [strip]
+    out = np.asarray(list(outliers), dtype=np.int64)
+    out = out[(out >= 0) & (out < d)]
+    if len(out):
+        data.append(
+            dict(
+                type="scatter",
+                x=typed(out, np.int32),
+                y=_f32(np.full(len(out), 0.75)),
+                customdata=_ids(out),
+                mode="markers",
+                marker=dict(symbol="triangle-down", size=8, color=OUTLIER),
+                name="outlier dims",
+                hovertemplate="outlier dim %{x}<extra></extra>",
+            )
+        )
+    fig = figure(data, None, height, x_title="dimension (click one)", showlegend=False)
+    fig["layout"]["yaxis"] = dict(visible=False, range=[-0.5, 0.95], fixedrange=True)
+    fig["layout"]["xaxis"].update(range=[-0.5, d - 0.5], showgrid=False, zeroline=False)
+    fig["layout"]["margin"] = dict(l=10, r=10, t=5, b=40)
     return fig
 
 

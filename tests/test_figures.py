@@ -27,76 +27,17 @@ def test_typed_round_trip_and_json_has_no_float_lists():
     spec = F.typed(a)
     assert spec["dtype"] == "f4"
     np.testing.assert_array_equal(F.decode(spec), a)
-    fig = F.word_map(
-        RNG.standard_normal((1000, 3)), np.arange(1000), [f"w{i}" for i in range(1000)], color="value", values=a
+    coords = RNG.standard_normal((1000, 3))
+    layer = F.points_layer(
+        "base", coords, np.arange(1000), [f"w{i}" for i in range(1000)], three_d=True, marker=F.base_marker(True)
     )
+    fig = F.word_map_figure({"base": layer}, True)
     text = to_json_plotly(fig)
-    # 1000 points x 3 coordinates + colours as decimal text would need thousands of commas in a list
-    assert text.count('"bdata"') >= 4
+    # 1000 points x 3 coordinates as decimal text would need thousands of commas in a list
+    assert text.count('"bdata"') >= 3
     assert max(len(s) for s in text.split('"bdata"')) < 60_000
     for t in fig["data"]:
         assert isinstance(t["x"], dict) and isinstance(t["z"], dict)
-
-
-def test_word_map_by_group_puts_every_row_once_with_its_coordinates():
-    n = 300
-    coords = RNG.standard_normal((n, 3)).astype(np.float32)
-    rows = np.sort(RNG.choice(5000, n, replace=False))
-    words = np.array([f"w{r}" for r in rows], dtype=object)
-    groups = RNG.integers(-1, 3, n)
-    highlight = rows[[3, 4, 5]]
-    selected = int(rows[10])
-    fig = F.word_map(
-        coords,
-        rows,
-        words,
-        color="group",
-        groups=groups,
-        group_names=["a", "b", "c"],
-        highlight=highlight,
-        selected=selected,
-    )
-    _valid(fig)
-    base = [t for t in fig["data"] if t["name"] in ("no group", "a", "b", "c")]
-    seen = np.concatenate([np.asarray(t["customdata"]) for t in base])
-    assert sorted(seen) == sorted(rows)
-    pos = {r: i for i, r in enumerate(rows)}
-    for t in base:
-        idx = [pos[r] for r in t["customdata"]]
-        np.testing.assert_array_equal(F.decode(t["x"]), coords[idx, 0])
-        np.testing.assert_array_equal(F.decode(t["z"]), coords[idx, 2])
-        assert list(t["text"]) == [words[i] for i in idx]
-        want = -1 if t["name"] == "no group" else ["a", "b", "c"].index(t["name"])
-        assert set(groups[idx]) == {want}
-    (hl,) = _traces(fig, "highlighted")
-    assert sorted(hl["customdata"]) == sorted(highlight)
-    (sel,) = _traces(fig, "selected")
-    assert list(sel["customdata"]) == [selected] and list(sel["text"]) == [f"w{selected}"]
-    assert sel["mode"] == "markers+text" and sel["type"] == "scatter3d"
-    assert fig["layout"]["scene"]["xaxis"]["title"]["text"] == "UMAP 1"
-
-
-def test_word_map_by_value_orders_strongest_last_and_greys_nan():
-    n = 50
-    values = RNG.random(n).astype(np.float32)
-    values[[1, 7]] = np.nan
-    fig = F.word_map(
-        RNG.standard_normal((n, 2)),
-        np.arange(n),
-        [str(i) for i in range(n)],
-        color="value",
-        values=values,
-        value_label="feature #3",
-        axis_names=("PC 1", "PC 2"),
-    )
-    _valid(fig)
-    (nan_trace,) = _traces(fig, "no value")
-    assert sorted(nan_trace["customdata"]) == [1, 7]
-    (val,) = _traces(fig, "feature #3")
-    colour = F.decode(val["marker"]["color"])
-    assert np.all(np.diff(colour) >= 0)
-    np.testing.assert_array_equal(colour, values[np.asarray(val["customdata"])])
-    assert val["type"] == "scattergl" and fig["layout"]["xaxis"]["title"]["text"] == "PC 1"
 
 
 def test_dimension_bars_colours_band_and_ids():

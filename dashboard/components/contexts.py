@@ -8,7 +8,7 @@ from dash import html
 from dashboard.components.links import feature_link, word_link
 from dashboard.components.widgets import card
 from dashboard.lib import contexts as lib
-from dashboard.lib.features import gist
+from dashboard.lib.labels import feature_label
 
 
 def _sentence(v, ctx: lib.Context, strength: float | None, hit_class: str):
@@ -125,7 +125,7 @@ def word_contexts_card(v, row: int):
                     html.B(f"sense {k + 1}: "),
                     feature_link(v.run_id, f, f"#{f}"),
                     html.Span(
-                        f" {gist(v, f)} · {len(g['rows'])} context{'s' if len(g['rows']) != 1 else ''}",
+                        f" {feature_label(v, f)} · {len(g['rows'])} context{'s' if len(g['rows']) != 1 else ''}",
                         className="lx-muted",
                     ),
                 ],

@@ -22,22 +22,29 @@ from store.schema import EMBEDDINGS, ENHANCED, GEOMETRY, NEIGHBORS, PROJECTIONS,
 from store.settings import settings
 
 DEFAULT_MAX_POINTS = 20_000
+POINTS_2D_FACTOR = 10  # a 2-D map (WebGL scattergl) draws ten times the points of a 3-D one
 MAX_CACHED_RUNS = 4
 _lock = threading.RLock()
-_config = {"root": None, "max_points": None}
+_config = {"root": None, "max_points": None, "max_points_2d": None}
 
 
-def configure(root=None, max_points: int | None = None):
+def configure(root=None, max_points: int | None = None, max_points_2d: int | None = None):
     """Point the dashboard at a store root (default: $LEXISCOPE_STORE or ./lexiscope-store)."""
     with _lock:
-        _config.update(root=root, max_points=max_points)
+        _config.update(root=root, max_points=max_points, max_points_2d=max_points_2d)
         _catalog.cache_clear()
         _view.cache_clear()
 
 
 def max_points() -> int:
+    """Most points drawn on a 3-D word map."""
     value = _config["max_points"] or settings().max_points or DEFAULT_MAX_POINTS
     return max(1, int(value))
+
+
+def max_points_2d() -> int:
+    """Most points drawn on a 2-D word map (200,000 by default)."""
+    return max(1, int(_config["max_points_2d"] or POINTS_2D_FACTOR * max_points()))
 
 
 @functools.lru_cache(maxsize=1)
@@ -217,6 +224,12 @@ class RunView:
         return self.run.array(PROJECTIONS.datasets()[proj]).astype(np.float32, copy=False)
 
     @cached_property
+    def clusters(self) -> np.ndarray | None:
+        """The k-means cluster of each word (isotropy enhancement), or None."""
+        c = self.run.get(ENHANCED.cluster)
+        return None if c is None else np.asarray(c, np.int64)
+
+    @cached_property
     def _sample_order(self) -> np.ndarray:
         """Rows in the order the map takes them: every concept-group word, then the others by row (rows
         are in frequency order)."""
@@ -319,5 +332,6 @@ __all__ = [
     "default_run_id",
     "resolve_run_id",
     "max_points",
+    "max_points_2d",
     "runs_table",
 ]

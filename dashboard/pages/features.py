@@ -375,26 +375,27 @@ def feature_detail(v, f: int):
     parts.append(card(None, graph("features-hist", figures.activation_histogram(hit_acts, v.n))))
     parts.append(top_contexts_card(v, f))
 
-    qw, qa = feature_row(v.run, SAE.quantile_words, f), feature_row(v.run, SAE.quantile_acts, f)
-    if qw is not None:
+    qw = feature_row(v.run, SAE.quantile_words, f)
+    if qw is not None and len(hit_acts):
+        bins, top = qw.shape[0], float(hit_acts.max())
         rows = []
-        for q in range(qw.shape[0]):
-            ws = [(r, x) for r, x in zip(qw[q], qa[q] if qa is not None else np.zeros(qw.shape[1])) if r >= 0]
-            if not ws:
-                continue
-            lo, hi = min(x for _, x in ws), max(x for _, x in ws)
+        for q in range(bins):  # stored highest first: interval q is (top (B-q-1)/B, top (B-q)/B]
+            lo, hi = top * (bins - q - 1) / bins, top * (bins - q) / bins
+            inside = int(np.count_nonzero((hit_acts > lo) & (hit_acts <= hi)))
+            ws = [r for r in qw[q] if r >= 0]
             rows.append(
                 html.Div(
                     [
-                        html.B(f"interval {q + 1} ({lo:.2f}–{hi:.2f})"),
-                        *inline_list([word_link(rid, v.words[r]) for r, _ in ws]),
+                        html.B(f"{lo:.2f}–{hi:.2f} ({inside:,} words)"),
+                        *inline_list([word_link(rid, v.words[r]) for r in ws]),
                     ],
                     className="lx-quantile",
                 )
             )
         parts.append(
             card(
-                "Quantile groups (5 equal-width activation intervals, a sample of words from each)",
+                f"Activation intervals: 0 to its maximum cut into {bins} equal-width intervals, highest first, "
+                f"with up to {qw.shape[1]} random words from each",
                 html.Div(rows, id="features-quantiles"),
             )
         )

@@ -31,6 +31,21 @@ COLUMNS = [
     ("sae_qvec", "QVEC"),
     ("created", "created"),
 ]
+# One line per measure, shown as the column's tooltip and beside its chart (docs/dashboard.md repeats them).
+DEFINITIONS = {
+    "i_cos": "i_cos: the mean cosine between two different words' vectors. 0 for directions spread evenly "
+    "(isotropic); near 1 when all vectors point one way.",
+    "i_pc": "i_pc: min / max over the principal directions u of F(u) = Σ exp(u·w). 1 = isotropic; near 0 when "
+    "one direction dominates.",
+    "isoscore": "IsoScore (Rudman et al. 2022): how evenly the variance spreads over the dimensions. 1 = all "
+    "dimensions used equally; 0 = a single one.",
+    "sae_fvu": "FVU: the share of the vectors' variance the SAE does not reconstruct. 0 = perfect; 1 = no "
+    "better than the mean vector.",
+    "sae_l0": "L0: how many SAE features are active on a word, on average (lower = sparser).",
+    "sae_intrusion": "intrusion (DistRatio): how far an intruder word lies from a feature's top words, relative "
+    "to their spread. Higher = more interpretable; compare with the raw dimensions' score on the Features page.",
+}
+
 MEASURES = [
     ("i_cos", "i_cos (mean cosine)"),
     ("i_pc_log10", "log10 i_pc (i_pc underflows to 0 in transformer layers)"),
@@ -80,16 +95,22 @@ def layout(run=None, **_):
         style_cell={"fontSize": "0.85rem", "padding": "4px 8px", "fontFamily": "inherit", "cursor": "pointer"},
         style_header={"fontWeight": "600", "backgroundColor": "#f1f3f5"},
         style_data_conditional=selected,
+        tooltip_header=DEFINITIONS,
+        tooltip_delay=200,
+        tooltip_duration=None,
         persistence=True,
         persisted_props=["sort_by", "filter_query"],
     )
     names = family_names(table)
     charts = [
         dbc.Col(
-            graph(
-                {"type": "runs-layer-chart", "measure": key},
-                figures.measure_across_layers(table, key, label, by="family", names=names),
-            ),
+            [
+                graph(
+                    {"type": "runs-layer-chart", "measure": key},
+                    figures.measure_across_layers(table, key, label, by="family", names=names),
+                ),
+                html.Div(DEFINITIONS.get(key, ""), className="lx-muted mb-2"),
+            ],
             md=6,
             lg=4,
         )
@@ -100,6 +121,7 @@ def layout(run=None, **_):
         [
             dcc.Location(id="runs-nav", refresh="callback-nav"),
             *broken,
+            orientation(),
             card(f"{len(table)} run(s) in {cat.root} — click a row to open its run", grid),
             card(
                 "Measures across layers (one line per run family: the layers of one plan entry; click a point to "
@@ -107,6 +129,35 @@ def layout(run=None, **_):
                 dbc.Row(charts),
             ),
         ]
+    )
+
+
+def orientation():
+    """What Lexiscope is and where to start, for someone opening it for the first time."""
+    return card(
+        "Lexiscope: see inside word embeddings",
+        html.P(
+            [
+                "Each run holds one model's word vectors (one layer), how isotropic they are, a sparse "
+                "autoencoder (SAE) that splits them into features, and maps of the words. Start by opening a run "
+                "(a row below): the ",
+                html.B("Words"),
+                " page shows its map; click a word to see its features and neighbours, draw a lasso on a 2-D map "
+                "to see what a region shares. ",
+                html.B("Features"),
+                " explains one SAE feature, ",
+                html.B("Concepts"),
+                " ranks features for a group of words, ",
+                html.B("Dimensions"),
+                " and ",
+                html.B("Geometry"),
+                " show the raw dimensions and isotropy across layers, and ",
+                html.B("Jobs"),
+                " queues a new run. Hover a column title for what it measures.",
+            ],
+            className="mb-0",
+            id="runs-orientation",
+        ),
     )
 
 
