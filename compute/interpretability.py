@@ -64,7 +64,7 @@ def qvec(S_nF, weights_nL, label_names: Sequence[str], signed: bool) -> dict:
     -1 when none}. Without supersense columns or labelled words (WordNet absent) the scores are NaN."""
     cols = qvec_columns(label_names)
     W = sp.csr_matrix(weights_nL, dtype=np.float64)[:, cols]
-    rows = np.flatnonzero(W.getnnz(1) > 0)
+    rows = np.flatnonzero(np.asarray(W.sum(1)).ravel() > 0)  # words with some noun/verb sense weight
     F = S_nF.shape[1]
     if len(rows) < 2:
         return {

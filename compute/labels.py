@@ -216,6 +216,8 @@ def supersenses(
         weights = cache[key]
         total = sum(weights.values())
         for lexname, w in weights.items():
+            if w <= 0:  # a supersense whose senses all have tag count 0, beside counted ones: no weight
+                continue
             rows.append(i)
             cols.append(column[lexname])
             vals.append(w / total)

@@ -385,3 +385,20 @@ def test_log10_i_pc_falls_back_for_old_runs():
     t = with_log_ipc(pd.DataFrame({"i_pc": [0.1, 0.0, 0.0], "i_pc_log10": [None, -500.0, None]}))
     assert t["i_pc_log10"].iloc[0] == pytest.approx(-1) and t["i_pc_log10"].iloc[1] == -500
     assert np.isnan(t["i_pc_log10"].iloc[2])
+
+
+def test_quality_card_warns_plainly_when_the_sae_does_not_beat_its_random_decoder():
+    import dashboard.app  # noqa: F401
+    from dashboard.pages.features import baseline_table
+
+    base = {"qvec_raw": 0.15, "qvec_rotated": 0.16, "intrusion_raw": 1.2, "intrusion_rotated": 1.25}
+    better = {**base, "qvec": 0.08, "qvec_random_decoder": 0.07, "intrusion": 1.4, "intrusion_random_decoder": 1.3}
+    worse = {**better, "qvec": 0.06}
+    text = str(baseline_table(better))
+    assert "features-baseline-warning" not in text and "beats its frozen-random-decoder baseline" in text
+    text = str(baseline_table(worse))
+    assert "features-baseline-warning" in text and "does not beat" in text and "QVEC (0.060 vs 0.070)" in text
+    assert "DistRatio (" not in text  # it does beat it on DistRatio
+    for name in ("QVEC (Tsvetkov", "DistRatio word intrusion", "Frozen random decoder"):
+        assert name in text  # a one-line definition of each
+    assert "sae.random_baseline" in str(baseline_table(base))  # no baseline stored: said so

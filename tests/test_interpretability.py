@@ -58,6 +58,20 @@ def test_qvec_equals_the_best_alignment_by_enumeration(signed):
     assert got["qvec_mean"] == pytest.approx(want / dims, abs=1e-9)
 
 
+def test_qvec_leaves_out_words_whose_supersense_weights_are_all_zero():
+    rng = np.random.default_rng(7)
+    n = 60
+    W = rng.dirichlet(np.ones(4), n)
+    W[:10] = 0
+    S = rng.normal(size=(n, 3))
+    want = qvec(S[10:], sp.csr_matrix(W[10:]), NAMES, signed=True)
+    stored = sp.csr_matrix(W)
+    stored[:10, 1] = 0  # explicit zeros stored in the matrix: still no sense weight
+    assert stored.nnz > sp.csr_matrix(W).nnz
+    got = qvec(np.vstack([rng.normal(size=(10, 3)), S[10:]]), stored, NAMES, signed=True)
+    assert got["words"] == n - 10 and got["qvec_mean"] == pytest.approx(want["qvec_mean"])
+
+
 def test_qvec_columns_are_noun_and_verb_supersenses():
     from compute.labels import LEXNAMES
 

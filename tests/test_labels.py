@@ -94,6 +94,9 @@ def test_supersenses_of_a_small_vocabulary(reader):
     np.testing.assert_allclose(sums, [1, 1, 1, 0, 0, 1, 1], atol=1e-6)
     assert np.all(lab.weights.toarray()[lab.member.toarray()] >= labels.MIN_SHARE - 1e-6)
     assert lab.coverage == pytest.approx(5 / 7)
+    # dog's noun.person senses have tag count 0 beside counted ones: no weight, and no stored zero either
+    assert labels.sense_weights(reader, "dog")["noun.person"] == 0
+    assert (lab.weights.data > 0).all() and lab.weights[0, lab.names.index("noun.person")] == 0
 
 
 def test_absent_wordnet_returns_none_and_logs_one_line(tmp_path, caplog, monkeypatch):
