@@ -81,7 +81,6 @@ def word_panel(v, row: int, keep=None):
                 ),
             )
         )
-    parts.append(_vector(v, row))
     return html.Div(parts)
 
 
@@ -101,7 +100,28 @@ def _features(v, row):
     return card("Top SAE features", bar_list(rows, id="words-features"))
 
 
-def _vector(v, row):
+VECTOR_ID = {"type": "words-vector", "id": "vector"}
+
+
+def vector_card(v, row):
+    """The word's vector. The card stays on the page and only its figure and text change with the word (a
+    new graph per click would cost a plot set-up each time)."""
+    title, fig, links = vector_parts(v, row)
+    return html.Div(
+        card(
+            html.Span(title, id="words-vector-title"),
+            graph(VECTOR_ID, fig, config={"displayModeBar": False}),
+            html.Div(links, id="words-vector-links", className="lx-muted"),
+        ),
+        id="words-vector-card",
+        hidden=row is None,
+    )
+
+
+def vector_parts(v, row):
+    """(title, figure, links to its largest and outlier dimensions) of the word's vector; empty for no word."""
+    if row is None:
+        return "", {}, []
     rid = v.run_id
     vec = v.embeddings[row]
     outliers = v.outlier_dims
@@ -112,22 +132,10 @@ def _vector(v, row):
         fig = figures.vector_strip(vec, outliers=outliers)
         title = f"Vector, {len(vec)} dimensions (click a cell to open that dimension; ▼ outlier dimensions)"
     top = np.argsort(-np.abs(vec))[:5]
-    return card(
-        title,
-        graph({"type": "words-vector", "id": "vector"}, fig, config={"displayModeBar": False}),
-        html.Div(
-            [
-                "largest: ",
-                *inline_list([dim_link(rid, d, f"dim {d}") for d in top]),
-                *(
-                    [" · outlier dims: ", *inline_list([dim_link(rid, d, f"{d}") for d in outliers[:10]])]
-                    if len(outliers)
-                    else []
-                ),
-            ],
-            className="lx-muted",
-        ),
-    )
+    links = ["largest: ", *inline_list([dim_link(rid, d, f"dim {d}") for d in top])]
+    if len(outliers):
+        links += [" · outlier dims: ", *inline_list([dim_link(rid, d, f"{d}") for d in outliers[:10]])]
+    return title, fig, links
 
 
 def selection_panel(v, rows: np.ndarray, drawn: int, coloured: bool, keep=None):

@@ -20,7 +20,16 @@ from dashboard.components.links import dim_link, feature_link
 from dashboard.components.page import run_page
 from dashboard.components.routing import built_once
 from dashboard.components.widgets import card, graph, word_search
-from dashboard.components.word_panel import feature_label, pick_a_word, selection_panel, unknown_word, word_panel
+from dashboard.components.word_panel import (
+    VECTOR_ID,
+    feature_label,
+    pick_a_word,
+    selection_panel,
+    unknown_word,
+    vector_card,
+    vector_parts,
+    word_panel,
+)
 from dashboard.components.wordmap import Overlay, limit_for, map_controls, state_figure, state_patch
 from dashboard.lib import store, wordsearch
 from dashboard.lib.mapstate import OFF, ON, MapState
@@ -103,6 +112,7 @@ def layout(v, **query):
                         [
                             html.Div(id="words-selection-panel"),
                             html.Div(_panel(v, state, query), id="words-panel"),
+                            vector_card(v, state.row),
                         ],
                         lg=4,
                     ),
@@ -204,6 +214,10 @@ def _page_view(pathname, drawn):
     Output("words-colouring", "children"),
     Output("words-matches", "children"),
     Output("words-points", "children"),
+    Output("words-vector-card", "hidden"),
+    Output("words-vector-title", "children"),
+    Output(VECTOR_ID, "figure"),
+    Output("words-vector-links", "children"),
     Input("_pages_location", "search"),
     State("_pages_location", "pathname"),
     State("words-drawn", "data"),
@@ -228,6 +242,8 @@ def show_panel(search, pathname, drawn, *controls):
         _colouring_note(v, state),
         _matches_note(v, state),
         _points_note(v, state),
+        state.row is None,
+        *vector_parts(v, state.row),
     )
 
 
