@@ -349,7 +349,7 @@ def test_an_unknown_group_in_the_url_gets_a_message(app_client):
                 {"id": "_pages_location", "property": "search", "value": search},
             ],
             "changedPropIds": ["_pages_location.search"],
-            "state": [],
+            "state": [[]],  # ROUTING_STATE: the page markers on screen (none: a fresh page)
         }
         r = http.post(ROUTE, json=body)
         assert r.status_code == 200
