@@ -26,7 +26,7 @@ def precompute(
     queue: Annotated[bool, typer.Option("--queue", help="send each run to the job queue instead")] = False,
 ):
     if queue:
-        jobs_cli.queue_plan(plan, store)
+        jobs_cli.queue_plan(plan, store, force=force)
     else:
         compute_cli.precompute(plan, store=store, device=device, force=force)
 
@@ -38,14 +38,30 @@ app.command()(compute_cli.runs)
 
 @app.command()
 def demo(
+    plan: compute_cli.PlanArg = None,
     store: compute_cli.StoreOpt = None,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8050,
     device: Annotated[str, typer.Option()] = "auto",
 ):
-    """Precompute the default plan when needed, then serve the dashboard."""
-    compute_cli.precompute(None, store=store, device=device, force=False)
+    """Compute the plan's first run here (default plan: GloVe), queue the others as jobs, then serve the
+    dashboard: the queued runs are computed in the background and join the Runs page as they land, their
+    progress on the Jobs page. Runs already in the store, or already queued, are not queued again."""
+    first_light(plan, store=store, device=device)
     dashboard_cli.serve(store=store, host=host, port=port)
+
+
+def first_light(plan=None, store=None, device: str = "auto") -> tuple[list[str], list[dict]]:
+    """What `demo` does before serving: the first run computed in the foreground, the rest queued for the
+    store's worker (started here, so the queue moves while the dashboard loads). Returns (run ids, new jobs)."""
+    from compute.config import Plan
+    from jobs import client
+
+    p = compute_cli.load(plan)
+    ids = compute_cli.compute_plan(Plan(runs=p.runs[:1], sts_dir=p.sts_dir), store=store, device=device)
+    client.ensure_embedded_worker(store, device=device)  # started after the first run: it had both cores
+    jobs = jobs_cli.queue_runs(Plan(runs=p.runs[1:], sts_dir=p.sts_dir), store, skip_done=True) if p.runs[1:] else []
+    return ids, jobs
 
 
 app.command()(dashboard_cli.serve)

@@ -25,7 +25,14 @@ BENCHMARKS = {  # name -> module, in run order: the long 400k run first (the das
     "extraction": "benchmarks.extraction",
     "geometry": "benchmarks.geometry",
     "sae": "benchmarks.sae",
+    "sae_archs": "benchmarks.sae_archs",
+    "layers": "benchmarks.layers",
+    "contexts": "benchmarks.contexts",
+    "first_light": "benchmarks.first_light",  # `lexiscope demo` on a clean store (issue 17, target 1)
     "scaling": "benchmarks.scaling",
+    "plan_profile": "benchmarks.plan_profile",  # the default plan stage by stage, before / after
+    "map_quality": "benchmarks.map_quality",  # UMAP settings: time and trustworthiness
+    "feature_memory": "benchmarks.feature_memory",  # SAE feature statistics' peak memory at 400k
     "browser": "benchmarks.browser",
 }
 ON_REQUEST = {"browser"}  # run only when named with --only (it needs a baseline worktree and ~1 h)

@@ -337,7 +337,7 @@ def readme_section(results: dict, results_path: Path) -> str:
         "Reproduce with `python -m benchmarks` (about an hour on these 2 shared cores; scaling sizes that would "
         "end after `--budget-min` minutes, default 55, are skipped and can be added later with "
         "`python -m benchmarks --only scaling`; `--quick` takes under 3 minutes; `--only NAME` runs one of "
-        "end_to_end, dashboard, extraction, geometry, sae, scaling). Every figure, with the median and min–max "
+        "end_to_end, dashboard, extraction, geometry, sae, sae_archs, first_light, scaling). Every figure, with the median and min–max "
         f"of its repeats, is in [`{rel}`]({rel}).",
         "",
         f"Machine: {m.get('cpu')}, {m.get('cores_logical')} logical cores, {m.get('ram_gib')} GiB RAM; "

@@ -33,9 +33,9 @@ def store_dir(n: int, quick: bool) -> Path:
 
 
 def run_config(n: int, quick: bool, word_list: Path):
-    from compute.config import ProjectionConfig, RunConfig, SAEConfig, VocabularyConfig
+    from compute.config import ProjectionConfig, RunConfig, TopKConfig, VocabularyConfig
 
-    sae = SAEConfig(arch="topk", d_sae=128, k=16, steps=40) if quick else SAEConfig(arch="topk", d_sae=4096, k=16)
+    sae = TopKConfig(d_sae=128, k=16, steps=40) if quick else TopKConfig(d_sae=4096, k=16)
     proj = ProjectionConfig(umap_epochs=30) if quick else ProjectionConfig()
     return RunConfig(
         name=f"glove-{n // 1000}k",

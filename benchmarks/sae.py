@@ -159,7 +159,7 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
     from threadpoolctl import threadpool_limits
 
     from compute import sae
-    from compute.config import SAEConfig
+    from compute.config import TopKConfig
     from compute.embeddings import load_static
 
     warnings.filterwarnings("ignore")
@@ -170,7 +170,7 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
     d_sae, k = (512, 16) if quick else (4096, 16)
     n_eval = 1_000 if quick else 10_000
     burst_steps, repeats = (10, 2) if quick else (20, 5)
-    base = SAEConfig(arch="topk", d_sae=d_sae, k=k, seed=0, log_every=25)
+    base = TopKConfig(d_sae=d_sae, k=k, seed=0, log_every=25)
     # The same schedule on both sides; shorter than the pipeline's default (default_steps) because the
     # dense baseline takes ~4x longer per step and the whole benchmark run must fit in an hour.
     steps = 100 if quick else 300

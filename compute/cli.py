@@ -22,6 +22,13 @@ def fail(message: str, code: int = 2):
     raise typer.Exit(code)
 
 
+def message_of(e: BaseException) -> str:
+    """An error's message as one line. A KeyError's str() is the repr of its message (quoted), so its message
+    is taken as given; other messages keep every quote they have ('glove-6b-50d' stays whole)."""
+    message = e.args[0] if isinstance(e, KeyError) and e.args and isinstance(e.args[0], str) else str(e)
+    return (message.strip().splitlines() or [type(e).__name__])[0]
+
+
 def user_errors() -> tuple[type[Exception], ...]:
     """The errors of bad input, which the commands print as one line (anything else is a bug: traceback)."""
     from compute.config import PlanError
@@ -33,18 +40,32 @@ def user_errors() -> tuple[type[Exception], ...]:
 
 def precompute(plan: PlanArg = None, store: StoreOpt = None, device: DeviceOpt = "auto", force: ForceOpt = False):
     """Compute every run of a plan into the store (runs already there are skipped)."""
+    compute_plan(load(plan), store=store, device=device, force=force)
+
+
+def load(plan: Optional[Path]):
+    """The plan at `plan` (None: the bundled default plan); a bad plan is a one-line error."""
+    try:
+        from compute.config import load_plan
+
+        return load_plan(plan)
+    except user_errors() as e:
+        fail(message_of(e))
+
+
+def compute_plan(p, store=None, device: str = "auto", force: bool = False) -> list[str]:
+    """Compute a loaded plan here, in the foreground, with progress bars; returns the run ids."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("lexiscope").setLevel(logging.INFO)
     try:
-        from compute.config import load_plan
         from compute.pipeline import precompute as run_plan
 
-        p = load_plan(plan)
         start = time.perf_counter()
         ids = run_plan(p, store=store, device=device, force=force)
     except user_errors() as e:
-        fail(str(e).strip("'\""))
+        fail(message_of(e))
     typer.echo(f"{len(ids)} run(s) ready in {time.perf_counter() - start:.0f} s: {', '.join(ids)}")
+    return ids
 
 
 def runs(store: StoreOpt = None):
@@ -53,6 +74,7 @@ def runs(store: StoreOpt = None):
 
     from store import Catalog
 
+    logging.getLogger("lexiscope.store").setLevel(logging.ERROR)  # the catalog's warnings are printed below, once
     cat = Catalog(store)
     table = cat.table()
     for msg in cat.errors.values():

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from compute.embeddings import ModelError  # one error class for every kind of model
+from compute.embeddings import STATIC_SUFFIXES, ModelError  # one error class for every kind of model
 from store.settings import settings
 
 
@@ -36,7 +36,6 @@ BUNDLED = {"minilm-l6": _minilm_dir()}
 
 # Names that mean static vectors (bundled GloVe, gensim-data downloader names), never a transformer.
 _STATIC_PREFIXES = ("glove-", "word2vec-", "fasttext-", "conceptnet-")
-_STATIC_SUFFIXES = (".txt", ".bin", ".vec", ".kv", ".gz", ".npy", ".model")
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?$")
 
 
@@ -47,7 +46,7 @@ def is_transformer(model: str) -> bool:
     p = Path(model).expanduser()
     if p.is_dir():
         return (p / "config.json").is_file()
-    if p.is_file() or model.lower().endswith(_STATIC_SUFFIXES):
+    if p.is_file() or model.lower().endswith(STATIC_SUFFIXES):
         return False
     if model.lower().startswith(_STATIC_PREFIXES):
         return False
@@ -134,6 +133,19 @@ def read_sts_sentences(folder, lang: str) -> list[str]:
     return read_strict(folder, lang)
 
 
+def read_utf8(path: Path) -> str:
+    """A corpus file's text. Corpora must be UTF-8: anything else is refused with the byte where decoding failed,
+    rather than read with replacement characters (a latin-1 'café' would silently become 'caf�')."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"corpus file {path}: not UTF-8 at byte {e.start} ({data[e.start : e.start + 4]!r}); "
+            f"convert it first, e.g. iconv -f latin1 -t utf-8"
+        ) from None
+
+
 def read_corpus(spec: str, sts_dir=None) -> list[str]:
     """'lee' (gensim's lee_background.cor), 'stsb:<lang>', a .txt file, or a folder of .txt files -> sentences."""
     if spec == "lee":
@@ -155,10 +167,18 @@ def read_corpus(spec: str, sts_dir=None) -> list[str]:
             raise ValueError(f"corpus '{spec}' is not 'lee', 'stsb:<lang>', a .txt file or a folder of .txt files")
         sentences = []
         for f in files:
-            sentences.extend(split_sentences(f.read_text(encoding="utf-8", errors="replace")))
+            sentences.extend(split_sentences(read_utf8(f)))
     if not sentences:
         raise ValueError(f"corpus '{spec}' contains no sentences")
     return sentences
+
+
+def read_corpora(corpus, sts_dir=None) -> list[str]:
+    """A run's `corpus` (one source or a list; None = Lee) -> its sentences, source after source, each
+    sentence once (a later exact duplicate is dropped)."""
+    from compute.config import corpus_sources
+
+    return list(dict.fromkeys(s for spec in corpus_sources(corpus) for s in read_corpus(spec, sts_dir)))
 
 
 # ---------------------------------------------------------------- extraction

@@ -11,6 +11,7 @@ class ModelError(ValueError):
 
 
 BUNDLED_STATIC = ("glove-6b-50d",)
+# The word-vector files load_static reads (gensim); also what compute.contextual never takes for a transformer.
 STATIC_SUFFIXES = (".txt", ".vec", ".bin", ".kv", ".gz", ".model")
 
 
@@ -59,7 +60,19 @@ def load_static(model: str) -> StaticVectors:
             f"model '{model}': cannot read it as word2vec/GloVe vectors ({str(e).splitlines()[0][:120]})"
         ) from None
     words = list(kv.index_to_key)
-    return StaticVectors(words, np.asarray(kv.vectors, dtype=np.float32), {w: i for i, w in enumerate(words)})
+    vectors = np.asarray(kv.vectors, dtype=np.float32)
+    _check_finite(vectors, words, path)
+    return StaticVectors(words, vectors, {w: i for i, w in enumerate(words)})
+
+
+def _check_finite(vectors: np.ndarray, words: list[str], path: Path):
+    """A NaN or inf in a vector file would surface much later as a linear-algebra failure; name it here."""
+    bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+    if len(bad):
+        row = vectors[bad[0]]
+        value = row[~np.isfinite(row)][0]
+        more = f" ({len(bad):,} words have one)" if len(bad) > 1 else ""
+        raise ModelError(f"file {path}, word '{words[bad[0]]}': non-finite value {value}{more}")
 
 
 def _has_header(path: Path) -> bool:

@@ -1,7 +1,7 @@
 """Per-feature statistics of a trained SAE, interpretability scores and cross-layer matching.
 
 `sae_output` builds the `/sae` OUTPUT dict of a run (see docs/store.md, section "SAE").
-Shapes in names: n words, D input dim, F features, G concept groups.
+Shapes in names: n words, D input dim, F features, L labels.
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from compute import concepts, interpretability
+from compute.labels import Labels
+from compute.linalg import unit_rows
 from compute.sae import SAE, encode_numpy
 from compute.sae import fvu as sae_fvu
 from store import schema
@@ -20,13 +23,6 @@ TOP_WORDS = 50
 QUANTILE_BINS, QUANTILE_WORDS = 5, 5
 DECODER_NEIGHBORS = 20
 CORRELATED = 10
-INTRUSION_TOP = 5
-
-
-def _unit_rows(M: np.ndarray) -> np.ndarray:
-    M = np.asarray(M, dtype=np.float32)
-    norms = np.linalg.norm(M, axis=1, keepdims=True)
-    return np.divide(M, norms, out=np.zeros_like(M), where=norms > 0)
 
 
 def _top_rows(S_nF: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -41,7 +37,7 @@ def _top_rows(S_nF: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
 def match_features(W_dec_L: np.ndarray, W_dec_next: np.ndarray, chunk: int = 4096):
     """For every decoder direction of layer L, the nearest one in the other layer by cosine:
     (idx (F,) int32, cos (F,) float32)."""
-    A, B = _unit_rows(W_dec_L), _unit_rows(W_dec_next)
+    A, B = unit_rows(W_dec_L, np.float32), unit_rows(W_dec_next, np.float32)
     if A.shape[1] != B.shape[1]:
         raise ValueError(f"W_dec_next: input dims differ ({A.shape[1]} vs {B.shape[1]})")
     idx = np.empty(len(A), dtype=np.int32)
@@ -99,32 +95,6 @@ def quantile_groups(acts_nF: sp.csr_matrix, seed: int = 0, bins: int = QUANTILE_
     return words, vals
 
 
-def concept_scores(acts_nF: sp.csr_matrix, groups: np.ndarray, n_groups: int):
-    """Mean activation per (feature, group) over the group's words, and mono_score / best_group.
-
-    mono_score_f = max_g m_fg / (sum_g m_fg + m_f,none), where m_fg is feature f's mean activation over the
-    words of group g and m_f,none its mean over the words in no group. Per-group means make the score
-    independent of group sizes; the ungrouped words count as one more group, so a feature that fires as
-    much on unrelated words scores low. In [0, 1]; 1 = fires only on one group's words; 0 if it never fires."""
-    groups = np.asarray(groups)
-    F = acts_nF.shape[1]
-    scores = np.zeros((F, n_groups), dtype=np.float32)
-    csr = acts_nF.tocsr()
-    for g in range(n_groups):
-        rows = np.flatnonzero(groups == g)
-        if len(rows):
-            scores[:, g] = np.asarray(csr[rows].mean(0)).ravel()
-    none_rows = np.flatnonzero(groups < 0)
-    m_none = np.asarray(csr[none_rows].mean(0)).ravel() if len(none_rows) else np.zeros(F)
-    if n_groups == 0:
-        return scores, np.zeros(F, np.float32), np.full(F, -1, np.int16)
-    best = scores.max(1)
-    denom = scores.sum(1) + m_none
-    mono = np.divide(best, denom, out=np.zeros(F, dtype=np.float64), where=denom > 0).astype(np.float32)
-    best_group = np.where(best > 0, scores.argmax(1), -1).astype(np.int16)
-    return scores, mono, best_group
-
-
 def correlated_features(acts_nF: sp.csr_matrix, m: int = CORRELATED):
     """Top-m other features per feature by cosine of their activation columns: (idx (F,m) int32 -1 padded,
     cos (F,m) float32)."""
@@ -143,8 +113,8 @@ def correlated_features(acts_nF: sp.csr_matrix, m: int = CORRELATED):
 
 def decoder_neighbors(sae: SAE, X: np.ndarray, m: int = DECODER_NEIGHBORS, chunk: int = 512):
     """The m words whose centred vectors (x - mu) are nearest each decoder direction by cosine."""
-    U_nD = _unit_rows(np.asarray(X, np.float32) - sae.mu.numpy())
-    W_FD = _unit_rows(sae.W_dec.detach().numpy())
+    U_nD = unit_rows(np.asarray(X, np.float32) - sae.mu.numpy(), np.float32)
+    W_FD = unit_rows(sae.W_dec.detach().numpy(), np.float32)
     F = len(W_FD)
     idx = np.empty((F, min(m, len(U_nD))), dtype=np.int32)
     cos = np.empty(idx.shape, dtype=np.float32)
@@ -169,117 +139,40 @@ def feature_map(W_dec: np.ndarray, seed: int = 0) -> np.ndarray:
     return emb.astype(np.float32)
 
 
-def dist_ratio(S_nF, X: np.ndarray, seed: int = 0, top: int = INTRUSION_TOP, positive_only: bool = False):
-    """Automatic word-intrusion score (DistRatio, Sun et al. 2016) of the basis whose scores are the columns
-    of S (n, F), dense or sparse; distances are Euclidean between the rows of X (the original embeddings).
-
-    For feature f: T = its `top` highest-scoring words; the intruder is a seeded random word that lies in
-    the bottom half of f (score <= f's median) and in the top 10% of another random feature j. DistRatio_f =
-    mean ||x_intruder - x_t|| over t in T / mean ||x_t - x_t'|| over pairs in T. With `positive_only` (SAE
-    codes), top words and the top 10% of j must have activation > 0. Returns (per-feature (F,) float32, NaN
-    where undefined, i.e. fewer than `top` positive words or no intruder after 50 draws; their mean)."""
-    rng = np.random.default_rng(seed)
-    X = np.asarray(X, dtype=np.float64)
-    dense = not sp.issparse(S_nF)
-    S = np.asarray(S_nF) if dense else S_nF.tocsc()
-    n, F = S.shape
-    tenth = max(1, n // 10)
-
-    top_words, top_sets, in_bottom = [], [], []
-    for f in range(F):
-        if dense:
-            c = S[:, f]
-            order = np.argsort(-c, kind="stable")
-            head = order[: max(tenth, top)]
-            if positive_only:
-                head = head[c[head] > 0]
-            mask = c <= np.median(c)
-            in_bottom.append(lambda rows, mask=mask: mask[rows])
-        else:  # sparse, non-negative: only the stored entries can be in the top
-            lo, hi = S.indptr[f], S.indptr[f + 1]
-            rows, data = S.indices[lo:hi], S.data[lo:hi]
-            rows, data = rows[data > 0], data[data > 0]
-            head = rows[np.lexsort((rows, -data))][: max(tenth, top)]
-            if 2 * len(rows) < n:  # the median is 0: the bottom half is every word with activation 0
-                active = np.sort(rows)
-                in_bottom.append(lambda r, active=active: ~np.isin(r, active, assume_unique=False))
-            else:
-                col = np.zeros(n)
-                col[rows] = data
-                in_bottom.append(lambda r, mask=col <= np.median(col): mask[r])
-        top_words.append(head[:top])
-        top_sets.append(head[:tenth])
-
-    ratios = np.full(F, np.nan, dtype=np.float32)
-    for f in range(F):
-        T = top_words[f]
-        if len(T) < top:
-            continue
-        for _ in range(50):
-            j = int(rng.integers(F - 1))
-            j += j >= f
-            cand = top_sets[j][in_bottom[f](top_sets[j])]
-            if len(cand):
-                break
-        else:
-            continue
-        intruder = int(rng.choice(cand))
-        XT = X[T]
-        intra = np.linalg.norm(XT[:, None] - XT[None], axis=-1)[np.triu_indices(top, 1)].mean()
-        inter = np.linalg.norm(XT - X[intruder], axis=-1).mean()
-        if intra > 0:
-            ratios[f] = inter / intra
-    mean = float(np.nanmean(ratios)) if np.isfinite(ratios).any() else float("nan")
-    return ratios, mean
-
-
-def random_rotation(d: int, seed: int = 0) -> np.ndarray:
-    """A seeded uniformly random orthogonal (d, d) matrix (QR of a Gaussian, signs fixed)."""
-    Q, R = np.linalg.qr(np.random.default_rng(seed).standard_normal((d, d)))
-    return Q * np.sign(np.diag(R))
-
-
-def intrusion_scores(acts_nF: sp.csr_matrix, X: np.ndarray, seed: int = 0) -> dict:
-    """DistRatio of the SAE basis, the raw dimensions and a seeded random rotation of them (distances
-    always in the original space X, so the three are comparable)."""
-    per_feature, sae_score = dist_ratio(acts_nF, X, seed, positive_only=True)
-    _, raw = dist_ratio(X, X, seed)
-    Xc = np.asarray(X, np.float64) - np.asarray(X, np.float64).mean(0)
-    _, rotated = dist_ratio(Xc @ random_rotation(X.shape[1], seed), X, seed)
-    return dict(per_feature=per_feature, intrusion=sae_score, intrusion_raw=raw, intrusion_rotated=rotated)
-
-
 def sae_output(
     sae: SAE,
     X: np.ndarray,
     words: Sequence[str],
-    groups: np.ndarray,
-    group_names: list[str],
+    labs: Labels,
     cfg,
     history,
     seed: int = 0,
     progress=None,
+    baseline: SAE | None = None,
 ) -> dict:
-    """The `/sae` OUTPUT dict of a run (paths relative to the run root); see docs/store.md "SAE"."""
+    """The `/sae` OUTPUT dict of a run (paths relative to the run root); see docs/store.md "SAE". `labs`: the
+    run's labels (compute/labels.py); `baseline`: the frozen-random-decoder SAE of the same config, scored
+    beside it (QVEC, intrusion, FVU) when given."""
     step = progress or (lambda stage, frac: None)
     X = np.asarray(X, dtype=np.float32)
     if len(words) != X.shape[0]:
         raise ValueError(f"words: {len(words)} words but X has {X.shape[0]} rows")
-    groups = np.asarray(groups, dtype=np.int16)
     acts = encode_numpy(sae, X)
     n, F = acts.shape
     density = (acts.getnnz(0) / max(n, 1)).astype(np.float32)
     max_act = np.asarray(acts.max(0).toarray()).ravel().astype(np.float32)
     step("features", 0.1)
 
-    group_scores, mono, best_group = concept_scores(acts, groups, len(group_names))
     top_words, top_acts = column_top(acts)
+    scores = concepts.concept_scores(acts, labs.member)
+    names = concepts.feature_labels(top_words, words, labs.names, scores.best, scores.best_f1)
     q_words, q_acts = quantile_groups(acts, seed)
     step("features", 0.3)
     nb_idx, nb_cos = decoder_neighbors(sae, X)
     corr_idx, corr_cos = correlated_features(acts)
     step("features", 0.5)
-    intr = intrusion_scores(acts, X, seed)
+    base_acts = encode_numpy(baseline, X) if baseline is not None else None
+    report = interpretability.basis_report(acts, X, labs.weights, labs.names, seed, base_acts)
     step("features", 0.7)
     W_dec = sae.W_dec.detach().numpy().astype(np.float32)
     fmap = feature_map(W_dec, seed)
@@ -288,30 +181,34 @@ def sae_output(
     attrs = dict(
         arch=sae.arch,
         d_sae=int(F),
-        k=int(cfg.k),
-        l1=float(cfg.l1),
+        **cfg.summary_attrs(),
         fvu=sae_fvu(sae, X, acts),
         l0=float(acts.getnnz(1).mean()) if n else 0.0,
         dead_frac=float((density == 0).mean()),
-        intrusion=intr["intrusion"],
-        intrusion_raw=intr["intrusion_raw"],
-        intrusion_rotated=intr["intrusion_rotated"],
         config=sae.config,
+        min_label_words=concepts.MIN_LABEL_WORDS,
+        label_floor=concepts.LABEL_FLOOR,
     )
+    for basis, r in report.items():
+        suffix = "" if basis == "sae" else f"_{basis}"
+        attrs[f"intrusion{suffix}"] = r["intrusion"]
+        attrs[f"qvec{suffix}"] = r["qvec_mean"]
+    if base_acts is not None:
+        attrs["fvu_random_decoder"] = sae_fvu(baseline, X, base_acts)
+        attrs["l0_random_decoder"] = float(base_acts.getnnz(1).mean()) if n else 0.0
     out = {
         schema.SAE.path: attrs,
-        schema.SAE.W_enc: sae.W_enc.detach().numpy().astype(np.float32),
-        schema.SAE.b_enc: sae.b_enc.detach().numpy().astype(np.float32),
-        schema.SAE.W_dec: W_dec,
-        schema.SAE.b_dec: sae.b_dec.detach().numpy().astype(np.float32),
-        schema.SAE.norm_mean: sae.mu.numpy().astype(np.float32),
-        schema.SAE.norm_scale: np.array([float(sae.scale)], dtype=np.float32),
+        # the weights, read back by compute.sae.from_run
+        **{getattr(schema.SAE, name): array for name, array in sae.to_arrays().items()},
         schema.SAE.acts.path: acts,
         schema.SAE.density: density,
-        schema.SAE.mono_score: mono,
         schema.SAE.max_act: max_act,
-        schema.SAE.best_group: best_group,
-        schema.SAE.group_scores: group_scores,
+        schema.SAE.concept_precision: scores.precision,
+        schema.SAE.concept_recall: scores.recall,
+        schema.SAE.concept_f1: scores.f1,
+        schema.SAE.mono_score: scores.best_f1,
+        schema.SAE.best_label: scores.best.astype(np.int16),
+        schema.SAE.feature_label: names,
         schema.SAE.top_words: top_words,
         schema.SAE.top_acts: top_acts,
         schema.SAE.quantile_words: q_words,
@@ -321,7 +218,7 @@ def sae_output(
         schema.SAE.correlated: corr_idx,
         schema.SAE.correlated_cos: corr_cos,
         schema.SAE.feature_map: fmap,
-        schema.SAE.feature_intrusion: intr["per_feature"],
+        schema.SAE.feature_intrusion: report["sae"]["per_feature"],
     }
     hist = history if history is not None else sae.history
     for col, path in schema.SAE.history.datasets().items():

@@ -21,6 +21,7 @@ from scipy.stats import spearmanr
 from threadpoolctl import threadpool_limits
 
 from compute.config import GeometryConfig
+from compute.linalg import unit_rows
 from store.schema import ENHANCED, GEOMETRY, LANGUAGES, Enhanced, Geometry
 
 CHUNK = 65536  # rows per block: bounds the float64 working copies on 400k-row vocabularies
@@ -41,13 +42,6 @@ def _check(X, name: str = "X") -> np.ndarray:
     return X
 
 
-def _unit_rows(x_BD: np.ndarray) -> np.ndarray:
-    """float64 rows scaled to unit norm; all-zero rows stay zero."""
-    x_BD = np.asarray(x_BD, dtype=np.float64)
-    norm_B = np.linalg.norm(x_BD, axis=1, keepdims=True)
-    return np.divide(x_BD, norm_B, out=np.zeros_like(x_BD), where=norm_B > 0)
-
-
 def _nonzero_rows(X: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.any(X != 0, axis=1))
 
@@ -64,7 +58,7 @@ def i_cos(X) -> float:
     sum_D = np.zeros(X.shape[1], dtype=np.float64)
     n = 0
     for b in _blocks(X.shape[0]):
-        u_BD = _unit_rows(X[b])
+        u_BD = unit_rows(X[b])
         n += int(np.count_nonzero(np.any(u_BD != 0, axis=1)))
         sum_D += u_BD.sum(axis=0)
     if n < 2:
@@ -90,14 +84,19 @@ def i_cos_sampled(X, pairs: int = 1000, seed: int = 0) -> tuple[float, np.ndarra
     if len(rows) < 2:
         return float("nan"), np.full(X.shape[1], np.nan)
     i, j = sample_pairs(len(rows), pairs, seed)
-    cc_D = (_unit_rows(X[rows[i]]) * _unit_rows(X[rows[j]])).mean(axis=0)
+    cc_D = (unit_rows(X[rows[i]]) * unit_rows(X[rows[j]])).mean(axis=0)
     return float(cc_D.sum()), cc_D
 
 
 def i_pc(X) -> float:
     """I_PC = min_u F(u) / max_u F(u), F(u) = sum_i exp(u.w_i), u over the eigenvectors of W^T W
     (uncentred) and their negatives. log F by log-sum-exp, accumulated blockwise, so large norms
-    never overflow."""
+    never overflow. It underflows to 0 below ~1e-308 (transformer layers): `i_pc_log10` keeps those."""
+    return float(10.0 ** i_pc_log10(X))
+
+
+def i_pc_log10(X) -> float:
+    """log10 of I_PC, computed in log space: finite where I_PC itself underflows to 0."""
     X = _check(X)
     gram_DD = np.zeros((X.shape[1],) * 2, dtype=np.float64)
     for b in _blocks(X.shape[0]):
@@ -111,7 +110,7 @@ def i_pc(X) -> float:
         top_U = proj_BU.max(axis=0)
         block_U = top_U + np.log(np.exp(proj_BU - top_U).sum(axis=0))  # log-sum-exp
         log_f_U = np.logaddexp(log_f_U, block_U)
-    return float(np.exp(log_f_U.min() - log_f_U.max()))
+    return float((log_f_U.min() - log_f_U.max()) / np.log(10.0))
 
 
 def isoscore(X) -> float:
@@ -223,7 +222,7 @@ def analyse(
     exact = i_cos(X)
     sampled, cc_D = i_cos_sampled(X, cfg.pairs, cfg.seed)
     say(group.path, 0.3)
-    pc = i_pc(X)
+    pc_log10 = i_pc_log10(X)
     basis = _pca_basis(X)
     iso = _isoscore(*basis[1:])
     say(group.path, 0.6)
@@ -235,7 +234,8 @@ def analyse(
         d=int(X.shape[1]),
         i_cos=exact,
         i_cos_sampled=sampled,
-        i_pc=pc,
+        i_pc=float(10.0**pc_log10),
+        i_pc_log10=pc_log10,
         isoscore=iso,
         top3_dims=[int(i) for i in top3],
         top3_share=share,
@@ -341,10 +341,12 @@ def enhancement_output(X, enh: Enhancement, cfg: GeometryConfig | None = None, g
     cfg = cfg or GeometryConfig()
     x_enh = enh.apply(X)
     sampled, _ = i_cos_sampled(x_enh, cfg.pairs, cfg.seed)
+    pc_log10 = i_pc_log10(x_enh)
     attrs = dict(
         i_cos=i_cos(x_enh),
         i_cos_sampled=sampled,
-        i_pc=i_pc(x_enh),
+        i_pc=float(10.0**pc_log10),
+        i_pc_log10=pc_log10,
         isoscore=isoscore(x_enh),
         clusters=int(len(enh.centroids)),
         pcs_removed=int(enh.directions.shape[1]),
@@ -379,8 +381,9 @@ def per_language(
     say = progress or (lambda stage, fraction: None)
     source = source_lang if source_lang in present else None
     zero_shot = None
+    removed = cfg.removed(X.shape[1])
     if source is not None and np.sum(langs == source) >= 2:
-        zero_shot = fit_enhancement(X[langs == source], cfg.clusters, cfg.pcs_removed, cfg.seed)
+        zero_shot = fit_enhancement(X[langs == source], cfg.clusters, removed, cfg.seed)
     out: dict = {}
     table = []
     for step, lang in enumerate(present):
@@ -389,7 +392,7 @@ def per_language(
         row = dict(language=lang, n=int(len(x_lang)))
         if len(x_lang) >= 2:
             row.update(i_cos=i_cos(x_lang), i_pc=i_pc(x_lang))
-            own = zero_shot if lang == source else fit_enhancement(x_lang, cfg.clusters, cfg.pcs_removed, cfg.seed)
+            own = zero_shot if lang == source else fit_enhancement(x_lang, cfg.clusters, removed, cfg.seed)
             x_own = own.apply(x_lang)
             row.update(i_cos_enhanced=i_cos(x_own), i_pc_enhanced=i_pc(x_own))
             if zero_shot is not None:
@@ -399,6 +402,6 @@ def per_language(
         table.append(row)
     say(LANGUAGES.path, 1.0)
     out[LANGUAGES.path] = dict(
-        languages=present, source=source, table=table, clusters=int(cfg.clusters), pcs_removed=int(cfg.pcs_removed)
+        languages=present, source=source, table=table, clusters=int(cfg.clusters), pcs_removed=removed
     )
     return out

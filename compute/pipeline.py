@@ -8,14 +8,32 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compute import embeddings, geometry, projections, similarity, sts, vocabulary
-from compute.config import Plan, PlanError, RunConfig
+from compute import embeddings, geometry, labels, projections, similarity, sts, vocabulary
+from compute.config import Plan, PlanError, RunConfig, corpus_sources
+from compute.device import resolve_device
 from compute.embeddings import ModelError
 from compute.progress import Progress
 from store import Catalog, RunWriter, default_root
-from store.schema import EMBEDDINGS, ENHANCED, GEOMETRY, GEOMETRY_TOKENS, PROJECTIONS, SAE, TOKENS, WORDS, family_of
+from store.corpora import write_corpus
+from store.schema import (
+    CONTEXTS,
+    EMBEDDINGS,
+    ENHANCED,
+    GEOMETRY,
+    GEOMETRY_TOKENS,
+    PROJECTIONS,
+    SAE,
+    TOKENS,
+    WORDS,
+    family_of,
+)
+from store.settings import settings
 
 log = logging.getLogger("lexiscope.compute")
+
+
+# What a contextual run's SAE trains on when the plan leaves `sae.train_on` unset (benchmarks/contexts.py).
+DEFAULT_TRAIN_ON = "tokens"
 
 
 @dataclass
@@ -24,17 +42,34 @@ class LayerInput:
     X: np.ndarray  # (n, d) word vectors analysed in this run
     extra: dict = field(default_factory=dict)  # more stage output, e.g. words/n_contexts, tokens/*
     tokens: np.ndarray | None = None  # (m, d) token sample for the token-level geometry
+    train: np.ndarray | None = None  # (t, d) token vectors the SAE trains on (sae.train_on: tokens)
+    sae_model: object | None = None  # the layer's SAE when it was trained before the token pass
 
 
-def resolve_device(device: str = "auto") -> str:
-    if device != "auto":
-        return device
-    try:
-        import torch
+def prepare_corpus(cfg: RunConfig, sts_dir=None) -> RunConfig:
+    """Before a run: drop its `stsb:` corpus sources (one log line) when no STS folder is configured, as the
+    `sts` block is dropped; refuse `sae.train_on: tokens` for static models."""
+    contextual = not embeddings.is_static(cfg.model)
+    if cfg.sae is not None and not contextual and cfg.sae.train_on == "tokens":
+        raise PlanError(f"sae.train_on: static model '{cfg.model}' has no tokens; use 'words'")
+    if not contextual or cfg.corpus is None:
+        return cfg
+    sources = corpus_sources(cfg.corpus)
+    if sts_dir or settings().sts_dir or not any(s.startswith("stsb:") for s in sources):
+        return cfg
+    kept = [s for s in sources if not s.startswith("stsb:")]
+    if not kept:
+        raise PlanError("corpus: every source is 'stsb:<lang>' and no STS folder is configured (LEXISCOPE_STS_DIR)")
+    log.warning("corpus: no STS folder is configured, so %s is left out", ", ".join(set(sources) - set(kept)))
+    return cfg.model_copy(update={"corpus": kept if len(kept) > 1 else kept[0]})
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "cpu"
+
+def train_on(cfg: RunConfig) -> str:
+    """What the run's SAE trains on: `sae.train_on`, else DEFAULT_TRAIN_ON for transformers and words for static
+    vectors (resolved here, not in the config, so that a run's config hash does not change with the default)."""
+    if cfg.sae is not None and cfg.sae.train_on:
+        return cfg.sae.train_on
+    return "words" if embeddings.is_static(cfg.model) else DEFAULT_TRAIN_ON
 
 
 def run_id_for(cfg: RunConfig, layer: int) -> str:
@@ -48,9 +83,11 @@ def precompute(
     """Run every run of the plan; returns the run ids written or already present."""
     progress = progress or Progress()
     ids = []
+    wordnet = WordNet()
     # STS data of every run is read (and checked) before any run is computed or written.
     for cfg in sts.prepare_runs(plan.runs, plan.sts_dir):
-        ids += _precompute_prepared(cfg, store, device, force, progress)
+        cfg = prepare_corpus(cfg, sts.folder_of(cfg.sts, plan.sts_dir))
+        ids += _precompute_prepared(cfg, store, device, force, progress, wordnet, sts_dir=plan.sts_dir)
     return ids
 
 
@@ -58,10 +95,26 @@ def precompute_run(
     cfg: RunConfig, store=None, device: str = "auto", force: bool = False, progress: Progress | None = None
 ) -> list[str]:
     """All layers of one run config. Layers whose config hash is already stored are skipped."""
-    return _precompute_prepared(sts.prepare_runs([cfg])[0], store, device, force, progress)
+    cfg = sts.prepare_runs([cfg])[0]
+    return _precompute_prepared(prepare_corpus(cfg, sts.folder_of(cfg.sts)), store, device, force, progress, WordNet())
 
 
-def _precompute_prepared(cfg: RunConfig, store, device, force, progress) -> list[str]:
+class WordNet:
+    """WordNet for the labels of a plan's runs: opened on first use, once; when it is absent the one line of
+    compute/labels.py is logged once, and runs are labelled by their concept groups and top words."""
+
+    def __init__(self):
+        self._opened, self._reader = False, None
+
+    def labels(self, vocab) -> labels.Labels:
+        if not self._opened:
+            self._reader, self._opened = labels.open_wordnet(), True
+            if self._reader is None:
+                labels.log_wordnet_missing()
+        return labels.run_labels(vocab.words, vocab.groups, vocab.group_names, reader=self._reader)
+
+
+def _precompute_prepared(cfg: RunConfig, store, device, force, progress, wordnet: WordNet, sts_dir=None) -> list[str]:
     """precompute_run for a config whose STS data sts.prepare_runs has already checked."""
     root = default_root(store)
     catalog = Catalog(root)
@@ -99,11 +152,13 @@ def _precompute_prepared(cfg: RunConfig, store, device, force, progress) -> list
         inputs, n_layers = [LayerInput(0, X, sts.static_output(cfg, source) if cfg.sts else {})], 1
         full_words, full_X = source.words, source.vectors
     else:
-        inputs, n_layers, vocab = _contextual_inputs(cfg, catalog, device, force, progress.child(name))
+        inputs, n_layers, vocab = _contextual_inputs(cfg, catalog, device, force, progress.child(name), sts_dir)
         if not inputs:
             return [catalog.find_hash(cfg.config_hash(layer)) for layer in _requested_layers(cfg, n_layers)]
         full_words = full_X = None
 
+    with progress.child(name).stage("labels"):
+        labs = wordnet.labels(vocab)
     config = cfg.model_dump(mode="json")
     family = family_of(cfg.model, config)
 
@@ -129,7 +184,7 @@ def _precompute_prepared(cfg: RunConfig, store, device, force, progress) -> list
     # is written once the layer below it is analysed, so that its match into layer L-1 can go in too.
     for item in sorted(inputs, key=lambda i: -i.layer):
         p = progress.child(f"{name} L{item.layer}")
-        out, decoder = analyse_layer(cfg, item, vocab, full_words, full_X, device, p, next_decoder)
+        out, decoder = analyse_layer(cfg, item, vocab, labs, full_words, full_X, device, p, next_decoder)
         next_decoder = decoder
         if pending is not None:
             above, above_out = pending
@@ -162,8 +217,8 @@ def _requested_layers(cfg: RunConfig, n_layers: int) -> list[int]:
     return sorted(set(cfg.layers))
 
 
-def _contextual_inputs(cfg, catalog, device, force, progress):
-    from compute import contextual
+def _contextual_inputs(cfg, catalog, device, force, progress, sts_dir=None):
+    from compute import contexts, contextual, sae
 
     with progress.stage("load model"):
         tokenizer, model = contextual.load_transformer(cfg.model, device)
@@ -174,7 +229,10 @@ def _contextual_inputs(cfg, catalog, device, force, progress):
         return [], n_layers, None
     with progress.stage("vocabulary"):
         vocab = vocabulary.build(cfg.vocabulary)
-        sentences = contextual.read_corpus(cfg.corpus or "lee", sts_dir=sts.folder_of(cfg.sts))
+        sentences = contextual.read_corpora(cfg.corpus, sts_dir=sts.folder_of(cfg.sts, sts_dir))
+        corpus_key = write_corpus(catalog.root, sentences, corpus_sources(cfg.corpus))
+    on_tokens = cfg.sae is not None and train_on(cfg) == "tokens"
+    n_sample = max(cfg.geometry.token_sample, cfg.sae.train_tokens if on_tokens else 0)
     with progress.stage("extract") as update:
         ext = contextual.extract(
             tokenizer,
@@ -182,7 +240,7 @@ def _contextual_inputs(cfg, catalog, device, force, progress):
             sentences,
             vocab.words,
             todo,
-            token_sample=cfg.geometry.token_sample,
+            token_sample=n_sample,
             seed=cfg.geometry.seed,
             batch_size=cfg.batch_size,
             device=device,
@@ -192,25 +250,55 @@ def _contextual_inputs(cfg, catalog, device, force, progress):
     if cfg.sts is not None:
         with progress.stage("sts") as update:
             sts_out = sts.contextual_outputs(tokenizer, model, cfg, ext.layers, device, progress=update)
+    # The geometry's token sample: a seeded subset when more tokens were drawn for SAE training.
+    geo = np.arange(len(ext.token_positions))
+    if len(geo) > cfg.geometry.token_sample:
+        geo = np.sort(np.random.default_rng(cfg.geometry.seed).choice(geo, cfg.geometry.token_sample, replace=False))
     inputs = []
     for i, layer in enumerate(ext.layers):
         extra = {
             **sts_out.get(layer, {}),
             WORDS.n_contexts: ext.n_contexts.astype(np.int32),
-            TOKENS.text: list(ext.token_text),
-            TOKENS.positions: ext.token_positions.astype(np.int32),
+            TOKENS.text: list(ext.token_text[geo]),
+            TOKENS.positions: ext.token_positions[geo].astype(np.int32),
         }
-        inputs.append(LayerInput(layer, ext.word_vectors[i], extra, ext.token_vectors[i]))
+        train = ext.token_vectors[i] if on_tokens else None
+        inputs.append(LayerInput(layer, ext.word_vectors[i], extra, ext.token_vectors[i][geo], train))
+    del ext
+    if cfg.sae is not None and cfg.contexts is not None:
+        # SAEs first, then one more pass over the corpus streams every token through every layer's SAE.
+        for item in inputs:
+            with progress.child(f"L{item.layer}").stage("sae") as update:
+                X = item.train if item.train is not None else item.X
+                item.sae_model = sae.fit(np.ascontiguousarray(X, np.float32), cfg.sae, device=device, progress=update)
+            item.train = None
+        with progress.stage("contexts") as update:
+            outs = contexts.token_pass(
+                tokenizer,
+                model,
+                sentences,
+                vocab.words,
+                {item.layer: item.sae_model for item in inputs},
+                cfg.contexts,
+                batch_size=cfg.batch_size,
+                device=device,
+                seed=cfg.sae.seed,
+                progress=update,
+            )
+        for item in inputs:
+            outs[item.layer][CONTEXTS.path]["corpus"] = corpus_key
+            item.extra.update(outs[item.layer])
     return inputs, n_layers, vocab
 
 
 def analyse_layer(
-    cfg: RunConfig, item: LayerInput, vocab, full_words, full_X, device, progress, next_decoder=None
+    cfg: RunConfig, item: LayerInput, vocab, labs, full_words, full_X, device, progress, next_decoder=None
 ) -> tuple[dict, np.ndarray | None]:
-    """Every stage for one layer; returns the run's output dict and its SAE decoder (or None)."""
+    """Every stage for one layer (`labs`: the words' labels, compute/labels.py); returns the run's output dict
+    and its SAE decoder (or None)."""
     X = np.ascontiguousarray(item.X, dtype=np.float32)
     g = cfg.geometry
-    out = {**vocab.output(), EMBEDDINGS: X, **item.extra}
+    out = {**vocab.output(), **labels.labels_output(labs), EMBEDDINGS: X, **item.extra}
     with progress.stage("geometry"):
         out.update(geometry.analyse(X, g, vocab.zipf))
         if item.tokens is not None and len(item.tokens) > 1:
@@ -218,7 +306,7 @@ def analyse_layer(
         if len(set(vocab.langs)) > 1:
             out.update(geometry.per_language(X, np.asarray(vocab.langs), g))
     with progress.stage("enhancement") as update:
-        enh = geometry.fit_enhancement(X, g.clusters, g.pcs_removed, g.seed)
+        enh = geometry.fit_enhancement(X, g.clusters, g.removed(X.shape[1]), g.seed)
         X_enh = enh.apply(X)
         out.update(geometry.enhancement_output(X, enh, g))
         idx, dist = projections.knn_cosine(X_enh, cfg.projections.neighbors, g.seed, progress=update)
@@ -239,15 +327,24 @@ def analyse_layer(
     if cfg.sae is not None:
         from compute import features, sae
 
-        with progress.stage("sae") as update:
-            model = sae.fit(X, cfg.sae, device=device, progress=update)
+        if item.sae_model is not None:
+            model = item.sae_model
+        else:
+            with progress.stage("sae") as update:
+                X_train = item.train if item.train is not None else X
+                model = sae.fit(np.ascontiguousarray(X_train, np.float32), cfg.sae, device=device, progress=update)
+        baseline = None
+        if cfg.sae.random_baseline:  # on the word vectors, where the scores it is the baseline of are measured
+            with progress.stage("sae random-decoder baseline") as update:
+                baseline = sae.fit(X, cfg.sae, device=device, progress=update, freeze_decoder=True)
         with progress.stage("features") as update:
             out.update(
                 features.sae_output(
-                    model, X, vocab.words, vocab.groups, vocab.group_names, cfg.sae, model.history, seed=cfg.sae.seed
+                    model, X, vocab.words, labs, cfg.sae, model.history, seed=cfg.sae.seed, baseline=baseline
                 )
             )
             out.update(features.sae_similarity_output(model, sim_words, sim_X))
+            out[SAE.path] = {**out.get(SAE.path, {}), "train_on": train_on(cfg)}
             decoder = out[SAE.W_dec]
             if next_decoder is not None:
                 match, cos = features.match_features(decoder, next_decoder)

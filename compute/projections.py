@@ -2,16 +2,22 @@
 
 import os
 import sys
+import warnings
 
 import numpy as np
 from sklearn.decomposition import PCA
 
 from compute.config import ProjectionConfig
+from compute.linalg import unit_rows
 from store.schema import NEIGHBORS, PROJECTIONS, Neighbors
 
 # Up to this many rows the exact k-NN (chunked matrix products) beats building an approximate index.
 EXACT_KNN_MAX = 60_000
 CHUNK_ROWS = 2048
+# How the UMAP maps start (see umap_maps). umap-learn's default, a spectral layout solved again for each map,
+# was a third of the map time at 20k words and most of it at 400k; one PCA start shared by the 3-D and 2-D
+# maps kept trustworthiness within 0.004 of it (benchmarks/map_quality.py, README "Performance").
+MAP_INIT = "shared-pca"
 
 # numba's default (OpenMP) threading layer leaves its threads spinning after each parallel UMAP/pynndescent
 # call, and they starve torch's OpenMP threads: the SAE stage that follows the projections ran ~25x slower
@@ -22,18 +28,13 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
         sys.modules["numba"].config.THREADING_LAYER = "workqueue"
 
 
-def _unit(X):
-    X = np.asarray(X, dtype=np.float32)
-    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
-
-
 def knn_cosine(X, k: int, seed: int = 0, progress=None) -> tuple[np.ndarray, np.ndarray]:
     """k nearest neighbours by cosine, self first: (indices (n, k+1) int32, cosine distance (n, k+1)).
 
     Exact in chunks (O(chunk * n) memory) for moderate n, pynndescent beyond."""
     n = len(X)
     k1 = min(k + 1, n)
-    U = _unit(X)
+    U = unit_rows(X, np.float32)
     if n > EXACT_KNN_MAX:
         from pynndescent import NNDescent
 
@@ -77,25 +78,107 @@ def neighbors_output(idx, dist, k: int, group: Neighbors = NEIGHBORS) -> dict:
     return {group.indices: idx[:, 1 : k + 1].astype(np.int32), group.cos: (1.0 - dist[:, 1 : k + 1]).astype(np.float32)}
 
 
-def umap_embed(X, idx, dist, n_components: int, cfg: ProjectionConfig) -> np.ndarray:
+UMAP_INITS = ("spectral", "pca", "tswspectral", "random")
+
+
+def umap_graph(X, idx, dist, n_neighbors: int, seed: int = 0):
+    """UMAP's fuzzy neighbour graph (sparse, symmetric) from the precomputed cosine k-NN."""
+    from umap.umap_ import fuzzy_simplicial_set
+
+    graph, _, _ = fuzzy_simplicial_set(
+        X,
+        n_neighbors,
+        np.random.RandomState(seed),
+        "cosine",
+        knn_indices=idx[:, :n_neighbors],
+        knn_dists=dist[:, :n_neighbors],
+    )
+    return graph
+
+
+def initial_layout(X, graph, n_components: int, how: str = "pca", seed: int = 0) -> np.ndarray:
+    """A starting layout for UMAP, computed once and shared by the maps: the first components of the 3-D
+    layout are the 2-D one (PCA components and Laplacian eigenvectors are nested), so one solve serves both.
+    Scaled and jittered as umap-learn does for its own string inits."""
+    from umap.umap_ import noisy_scale_coords
+
+    rs = np.random.RandomState(seed)
+    if how == "pca":
+        emb = PCA(n_components, random_state=seed).fit_transform(np.asarray(X, dtype=np.float32))
+    elif how in ("spectral", "tswspectral"):
+        from umap.spectral import spectral_layout, tswspectral_layout
+
+        layout = spectral_layout if how == "spectral" else tswspectral_layout
+        emb = layout(np.asarray(X, dtype=np.float32), graph, n_components, rs, metric="cosine")
+    elif how == "random":
+        emb = rs.uniform(-10.0, 10.0, size=(len(X), n_components))
+    else:
+        raise ValueError(f"init '{how}': expected one of {', '.join(UMAP_INITS)}")
+    return noisy_scale_coords(np.asarray(emb, dtype=np.float32), rs, max_coord=10, noise=0.0001)
+
+
+def umap_embed(
+    X, idx, dist, n_components: int, cfg: ProjectionConfig, init="spectral", n_epochs: int | None = None
+) -> np.ndarray:
+    """One UMAP map from the precomputed k-NN graph. `init`: a string umap-learn accepts, or an (n, >=
+    n_components) array (its first columns are used); `n_epochs` overrides the config's."""
     import umap
 
     n_neighbors = min(cfg.n_neighbors, idx.shape[1], len(X) - 1)
+    if not isinstance(init, str):
+        init = np.ascontiguousarray(np.asarray(init, dtype=np.float32)[:, :n_components])
     reducer = umap.UMAP(
         n_components=n_components,
         n_neighbors=n_neighbors,
         min_dist=cfg.min_dist,
         metric="cosine",
         random_state=cfg.seed,
-        n_epochs=cfg.umap_epochs,
+        n_epochs=n_epochs or cfg.umap_epochs,
+        init=init,
         precomputed_knn=(idx[:, :n_neighbors], dist[:, :n_neighbors], None),
         verbose=False,
     )
-    return reducer.fit_transform(X).astype(np.float32)
+    with warnings.catch_warnings():  # that a seed means one thread, and that the graph has no search index
+        warnings.filterwarnings("ignore", message=r"(n_jobs value|precomputed_knn)", category=UserWarning)
+        return reducer.fit_transform(X).astype(np.float32)
 
 
-def projections_output(X, cfg: ProjectionConfig, progress=None) -> dict:
-    """Neighbours, UMAP 3D/2D and PCA 2D for the word map, from one k-NN graph."""
+def umap_maps(
+    X,
+    idx,
+    dist,
+    cfg: ProjectionConfig,
+    dims=(3, 2),
+    init: str | None = None,
+    n_epochs: int | None = None,
+    progress=None,
+) -> dict:
+    """{d: UMAP map (n, d)} for each d in `dims`, all from the one precomputed k-NN graph. `init`
+    "shared-<how>" starts every map from one `initial_layout` (computed once, its first d columns for a d-D
+    map); a plain umap-learn init string makes each map compute its own (umap-learn's default: "spectral")."""
+    if not dims:
+        return {}
+    init = init or MAP_INIT
+    start = init
+    if init.startswith("shared-"):
+        if progress:
+            progress("umap init", 0.0)
+        how = init.removeprefix("shared-")
+        n_neighbors = min(cfg.n_neighbors, idx.shape[1], len(X) - 1)
+        graph = umap_graph(X, idx, dist, n_neighbors, cfg.seed) if how != "pca" else None
+        start = initial_layout(X, graph, max(dims), how, cfg.seed)
+    maps = {}
+    for d in dims:
+        if progress:
+            progress(f"umap {d}d", 0.0)
+        maps[d] = umap_embed(X, idx, dist, d, cfg, init=start, n_epochs=n_epochs)
+    return maps
+
+
+def projections_output(
+    X, cfg: ProjectionConfig, progress=None, init: str | None = None, n_epochs: int | None = None
+) -> dict:
+    """Neighbours, UMAP 3D/2D and PCA 2D for the word map, from one k-NN graph (see umap_maps for `init`)."""
 
     def step(name, frac):
         if progress:
@@ -106,15 +189,39 @@ def projections_output(X, cfg: ProjectionConfig, progress=None) -> dict:
     idx, dist = knn_cosine(X, k, cfg.seed, progress=lambda f: step("neighbours", f))
     out.update(neighbors_output(idx, dist, cfg.neighbors))
     if len(X) > cfg.n_neighbors + 1:
-        if cfg.umap3d:
-            step("umap 3d", 0.0)
-            out[PROJECTIONS.umap3d] = umap_embed(X, idx, dist, 3, cfg)
-        if cfg.umap2d:
-            step("umap 2d", 0.0)
-            out[PROJECTIONS.umap2d] = umap_embed(X, idx, dist, 2, cfg)
+        dims = [d for d, on in ((3, cfg.umap3d), (2, cfg.umap2d)) if on]
+        for d, emb in umap_maps(X, idx, dist, cfg, dims, init, n_epochs, progress=step).items():
+            out[{3: PROJECTIONS.umap3d, 2: PROJECTIONS.umap2d}[d]] = emb
     if cfg.pca2:
         out[PROJECTIONS.pca2] = (
             PCA(2, random_state=cfg.seed).fit_transform(np.asarray(X, dtype=np.float64)).astype(np.float32)
         )
     step("projections", 1.0)
     return out
+
+
+def trustworthiness(X, emb, k: int = 15, sample: int = 20_000, seed: int = 0, chunk: int = 256) -> float:
+    """Trustworthiness of a map (Venna & Kaski 2001; sklearn.manifold.trustworthiness), cosine in the original
+    space, Euclidean on the map, on a seeded sample of `sample` rows: 1 - 2/(n k (2n - 3k - 1)) * sum over
+    each point's k map neighbours that are not among its k original neighbours of (original rank - k).
+    1 = every map neighbour is a true neighbour. Computed in row chunks, so 20k rows need ~100 MB instead of
+    sklearn's several n x n matrices."""
+    from sklearn.neighbors import NearestNeighbors
+
+    n = len(X)
+    rows = np.sort(np.random.default_rng(seed).choice(n, sample, replace=False)) if n > sample else np.arange(n)
+    m = len(rows)
+    if k >= m / 2:
+        raise ValueError(f"k ({k}) should be less than half the {m} rows")
+    U = unit_rows(np.asarray(X)[rows])
+    near = (
+        NearestNeighbors(n_neighbors=k).fit(np.asarray(emb, dtype=np.float64)[rows]).kneighbors(return_distance=False)
+    )
+    penalty = 0
+    for s in range(0, m, chunk):
+        D = 1.0 - U[s : s + chunk] @ U.T
+        D[np.arange(len(D)), s + np.arange(len(D))] = np.inf  # a point is not its own neighbour
+        d_map = np.take_along_axis(D, near[s : s + chunk], axis=1)
+        rank = (D[:, None, :] < d_map[:, :, None]).sum(-1) + 1  # its rank among the original neighbours
+        penalty += int(np.maximum(rank - k, 0).sum())
+    return float(1.0 - penalty * 2.0 / (m * k * (2.0 * m - 3.0 * k - 1.0)))

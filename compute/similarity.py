@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+from compute.linalg import unit_rows
 from store.schema import SIMILARITY, Similarity
 
 BENCHMARK_FILES = {"wordsim353": "wordsim353.tsv", "simlex999": "simlex999.txt"}
@@ -77,8 +78,7 @@ def word_similarity(
         vecs = np.asarray(transform(vecs), dtype=np.float64)
         if vecs.ndim != 2 or vecs.shape[0] != len(rows):
             raise ValueError(f"transform: expected ({len(rows)}, d') rows back, got shape {vecs.shape}")
-    norms = np.linalg.norm(vecs, axis=1, keepdims=True)
-    unit = np.divide(vecs, norms, out=np.zeros_like(vecs), where=norms > 0)  # zero vector: cosine 0
+    unit = unit_rows(vecs)  # zero vector: cosine 0
     where = {r: k for k, r in enumerate(rows.tolist())}
 
     results = {}

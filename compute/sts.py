@@ -391,12 +391,13 @@ def contextual_outputs(tokenizer, model, cfg, layers, device: str = "cpu", progr
     outputs = {}
     for li, layer in enumerate(layers):
         vectors = {lang: x_LSD[li, sl] for lang, sl in offsets.items()}
-        results = evaluate(vectors, data, g.clusters, g.pcs_removed, g.seed, languages=cfg.sts.languages)
+        removed = g.removed(x_LSD.shape[-1])
+        results = evaluate(vectors, data, g.clusters, removed, g.seed, languages=cfg.sts.languages)
         outputs[layer] = sts_output(
             results,
             cfg.sts.split,
             g.clusters,
-            g.pcs_removed,
+            removed,
             g.seed,
             source=SOURCE_LANGUAGE if SOURCE_LANGUAGE in data else None,
             pooling="mean of token vectors, special tokens excluded",
@@ -411,7 +412,8 @@ def static_output(cfg, vectors) -> dict:
     data = load_data(cfg.sts)
     g = cfg.geometry
     sentence_vectors = {lang: static_sentence_vectors(d.sentences, vectors) for lang, d in data.items()}
-    results = evaluate(sentence_vectors, data, g.clusters, g.pcs_removed, g.seed, languages=cfg.sts.languages)
+    removed = g.removed(vectors.vectors.shape[1])
+    results = evaluate(sentence_vectors, data, g.clusters, removed, g.seed, languages=cfg.sts.languages)
     for lang, x_SD in sentence_vectors.items():
         if lang in results:
             results[lang]["coverage"] = float(np.mean(np.any(x_SD != 0, axis=1)))
@@ -419,7 +421,7 @@ def static_output(cfg, vectors) -> dict:
         results,
         cfg.sts.split,
         g.clusters,
-        g.pcs_removed,
+        removed,
         g.seed,
         source=SOURCE_LANGUAGE if SOURCE_LANGUAGE in data else None,
         pooling="mean of word vectors (lowercased letter/digit runs; unknown words skipped)",

@@ -11,6 +11,7 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Dash, dcc, html
 
+from dashboard import guards
 from dashboard.components.jobs_auth import enable_auth
 from dashboard.components.navbar import navbar
 from dashboard.components.routing import ROUTING_STATE
@@ -40,9 +41,11 @@ def create_app() -> Dash:
         suppress_callback_exceptions=True,  # Bootstrap (Flatly) is served from assets/, offline
         title="Lexiscope",
         update_title=None,
+        on_error=guards.callback_failed,  # a callback that fails on forged input: no update, logged
         routing_callback_inputs=ROUTING_STATE,  # pages built once per path and run (components/routing.py)
     )
     app.layout = shell
+    guards.install(app)  # request size cap; malformed callback requests get 400, not 500
     enable_auth(app)  # basic auth when LEXISCOPE_AUTH=user:pass,... is set (dashboard/components/jobs_auth.py)
     return app
 

@@ -7,6 +7,17 @@ from typing import Annotated, Optional
 
 import typer
 
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _auth_configured() -> bool:
+    from store.settings import SettingsError, settings
+
+    try:
+        return bool(settings().auth.strip())
+    except SettingsError:
+        return False
+
 
 def serve(
     store: Annotated[
@@ -30,6 +41,13 @@ def serve(
 
     root = default_root(store)
     typer.echo(f"Lexiscope dashboard on http://{host}:{port}/ over {root.resolve()}")
+    if host not in LOCAL_HOSTS and not _auth_configured():
+        typer.secho(
+            f"warning: --host {host} without --auth: anyone who can reach this port can read every run and queue "
+            f"or cancel jobs (docs/jobs.md, Security)",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
     from dashboard.app import serve as run_app
 
     run_app(root, host=host, port=port, debug=debug, max_points=max_points)

@@ -692,10 +692,14 @@ def feature_map(
     title="Feature map (decoder directions)",
     height=420,
     highlight=(),
+    labels=None,
 ) -> dict:
-    """One point per SAE feature (customdata = feature id), the selected one marked."""
+    """One point per SAE feature (customdata = feature id), the selected one marked; `labels` (one string per
+    feature) show in the hover."""
     coords, values = np.asarray(coords, np.float32), np.asarray(values, np.float32)
     F = len(coords)
+    labels = None if labels is None or len(labels) != F else [str(x) for x in labels]
+    hover = "feature %{customdata}" + ("<br>%{text}" if labels else "") + "<extra></extra>"
     data = [
         dict(
             type="scattergl",
@@ -711,7 +715,8 @@ def feature_map(
                 colorbar=dict(title=dict(text=value_label, side="right"), thickness=12),
             ),
             name="features",
-            hovertemplate="feature %{customdata}<extra></extra>",
+            hovertemplate=hover,
+            **({"text": labels} if labels else {}),
         )
     ]
     hl = np.asarray(list(highlight), dtype=np.int64)
@@ -726,7 +731,8 @@ def feature_map(
                 customdata=_ids(hl),
                 marker=dict(size=9, color=HIGHLIGHT),
                 name="ranked",
-                hovertemplate="feature %{customdata}<extra></extra>",
+                hovertemplate=hover,
+                **({"text": [labels[i] for i in hl]} if labels else {}),
             )
         )
     if selected is not None and 0 <= selected < F:
@@ -741,6 +747,14 @@ def feature_map(
                 customdata=[int(selected)],
                 name="selected",
                 marker=dict(size=13, color=SELECTED, symbol="diamond"),
+                **(
+                    {
+                        "hovertext": [labels[selected]],
+                        "hovertemplate": "feature %{customdata}<br>%{hovertext}<extra></extra>",
+                    }
+                    if labels
+                    else {}
+                ),
             )
         )
     return figure(data, title, height, x_title="map 1", y_title="map 2", showlegend=False, clickmode="event")

@@ -61,7 +61,15 @@ def celery_app(root=None, broker: str | None = None) -> Celery:
         task_acks_late=True,
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
+        # A job's message is acknowledged only when the job ends, so a message the broker redelivers (a
+        # worker was killed, or lost its connection and could not ack) is never a lost job; and it is never
+        # a second run either, since claim_job lets only a queued job start. Hence Celery's cancelling of
+        # running jobs on a broker connection loss stays off: a Redis restart must not kill the jobs in hand.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         # SQLite: these options go to create_engine; wait for a busy database instead of failing.
+        # Redis: an unacknowledged message comes back after visibility_timeout. Longer than any job (24 h), so
+        # a long job's message is not handed to a second worker while it runs; a dead worker's job is failed
+        # by the reapers long before (jobs/worker.py), and its late redelivery is skipped.
         broker_transport_options={"connect_args": {"timeout": 30}} if embedded else {"visibility_timeout": 24 * 3600},
         # The SQLite transport has no fanout exchange, so no remote control (revoke) in embedded mode;
         # cancelling goes through the job record either way.

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from compute.cli import StoreOpt, fail, user_errors
+from compute.cli import StoreOpt, fail, message_of, user_errors
 
 app = typer.Typer(
     add_completion=False,
@@ -19,24 +19,109 @@ app = typer.Typer(
 )
 
 
-def queue_plan(plan: Optional[Path], store: Optional[Path] = None):
+def queue_plan(plan: Optional[Path], store: Optional[Path] = None, force: bool = False):
     """Each run of the plan becomes one job (trusted: the admin's plan skips the dashboard's caps)."""
     from compute.config import load_plan
-    from jobs import client
 
     try:
         p = load_plan(plan)
+    except user_errors() as e:
+        fail(message_of(e))
+    queue_runs(p, store, force=force)
+
+
+def queue_runs(p, store: Optional[Path] = None, force: bool = False, skip_done: bool = False) -> list[dict]:
+    """Each run of a loaded plan becomes one trusted job; returns the jobs queued. Paths in the plan are made
+    absolute here, as `precompute` reads them from this directory, not the worker's; `force` is carried by each
+    job to its worker. With `skip_done` (`lexiscope demo`), a run whose layers are all in the store, or for which
+    a job with the same config is already queued or running, is not queued again."""
+    from jobs import client
+    from store import Catalog
+
+    queued = []
+    try:
+        catalog = Catalog(store) if skip_done else None
         for cfg in p.runs:
             if cfg.sts is not None and cfg.sts.path is None and p.sts_dir:
                 cfg = cfg.model_copy(update={"sts": cfg.sts.model_copy(update={"path": p.sts_dir})})
+            cfg = absolute_paths(cfg)
+            label = cfg.name or cfg.model
+            if skip_done and (reason := already_done(cfg, catalog, client.list_jobs(store))):
+                typer.echo(f"not queued  {label}: {reason}")
+                continue
             job = client.submit(
-                cfg.model_dump(mode="json"), store, user=os.environ.get("USER") or "cli", trusted=True, source="cli"
+                cfg.model_dump(mode="json"),
+                store,
+                user=os.environ.get("USER") or "cli",
+                trusted=True,
+                source="cli",
+                force=force,
             )
-            typer.echo(f"queued {job['id']}  {cfg.name or cfg.model}")
+            queued.append(job)
+            typer.echo(f"queued {job['id']}  {label}{'  (--force)' if force else ''}")
     except (*user_errors(), client.QueueError) as e:
-        fail(str(e).strip("'\""))
-    if client.is_embedded(client.broker_url(store)) and not client.embedded_worker_pid(store):
+        fail(message_of(e))
+    if queued and client.is_embedded(client.broker_url(store)) and not client.embedded_worker_pid(store):
         typer.echo("no broker configured: the jobs wait for `lexiscope serve` or `lexiscope worker` on this store")
+    return queued
+
+
+def all_layers_stored(cfg, catalog) -> bool:
+    """Whether every layer of a run config is in the store (by config hash). A contextual run of `layers: all`
+    learns its layer count from its stored layer 0, so the model need not be loaded to tell."""
+    layers = cfg.layers
+    if layers == "all":
+        table = catalog.table()
+        row = table[table["config_hash"] == cfg.config_hash(0)] if not table.empty else table
+        if row.empty:
+            return False
+        layers = range(int(row["n_layers"].iloc[0]))
+    return all(catalog.find_hash(cfg.config_hash(layer)) for layer in layers)
+
+
+def already_done(cfg, catalog, jobs: list[dict]) -> str | None:
+    """Why a run config needs no new job (every layer stored, or an active job for the same config), or None."""
+    from compute.config import PlanError, parse_run
+    from store.jobs import ACTIVE
+
+    if all_layers_stored(cfg, catalog):
+        return "already in the store"
+    for job in jobs:
+        if job["status"] not in ACTIVE:
+            continue
+        try:
+            same = parse_run(job["config"]).config_hash(0) == cfg.config_hash(0)
+        except PlanError:  # a record written by another version: not this config
+            same = False
+        if same:
+            return f"job {job['id']} is {job['status']}"
+    return None
+
+
+def _absolute(value: str) -> str:
+    """A path that exists from here, made absolute; anything else (a model name, a hub id, 'lee') unchanged."""
+    p = Path(value).expanduser()
+    return str(p.resolve()) if not p.is_absolute() and p.exists() else value
+
+
+def absolute_paths(cfg):
+    """The run config with each file path it names (model, corpus, word lists, concept groups, STS folder)
+    absolute, so that a worker started elsewhere reads the same files as `precompute` would here."""
+    v = cfg.vocabulary
+    groups = v.concept_groups
+    if isinstance(groups, str) and groups != "default":
+        groups = _absolute(groups)
+    update = {
+        "model": _absolute(cfg.model),
+        "vocabulary": v.model_copy(
+            update={"word_lists": [_absolute(w) for w in v.word_lists], "concept_groups": groups}
+        ),
+    }
+    if cfg.corpus is not None and cfg.corpus != "lee" and not cfg.corpus.startswith("stsb:"):
+        update["corpus"] = _absolute(cfg.corpus)
+    if cfg.sts is not None and cfg.sts.path is not None:
+        update["sts"] = cfg.sts.model_copy(update={"path": _absolute(cfg.sts.path)})
+    return cfg.model_copy(update=update)
 
 
 @app.command()
@@ -53,6 +138,8 @@ def jobs(
     if cancel:
         try:
             job = client.cancel(cancel, store)
+        except client.JobFinished as e:
+            fail(str(e), code=1)
         except StoreError as e:
             fail(str(e))
         typer.echo(f"{job['id']}: {job['status']}{' (stopping)' if job['status'] == 'running' else ''}")

@@ -8,12 +8,19 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from compute.config import PlanError, RunConfig, parse_run  # PlanError: the dashboard takes it from here
+from compute.config import PlanError, RunConfig, corpus_sources, parse_run  # PlanError: the dashboard takes it here
+from compute.embeddings import is_static
 from store.settings import SettingsError, settings
 
 DEFAULT_MODELS = ("glove-6b-50d", "minilm-l6")
 NAMED_CORPORA = ("lee",)
 MAX_EXPANSION = 64  # d_sae / d when only `expansion` is given (the input width is not known before loading)
+# Hard caps that hold for every submission, checked before anything is expanded or allocated. The deepest
+# public transformers have ~100 layers; the exact count is only known once the worker loads the model.
+MAX_LAYERS = 128  # layer numbers 0..127
+MAX_NAME_CHARS = 100  # a run name, a concept group's name
+MAX_WORD_CHARS = 100  # one pasted word
+MAX_GROUPS = 200  # pasted concept groups
 _CAPS = ("max_vocabulary", "max_sae_steps", "max_d_sae", "max_jobs_per_user")
 
 
@@ -27,8 +34,9 @@ class Policy(BaseModel):
     max_sae_steps: int = 20_000
     max_d_sae: int = 16_384
     max_jobs_per_user: int = 3  # queued or running at once
+    admins: list[str] = []  # basic-auth users who may cancel anyone's job (the owner always may)
 
-    @field_validator("models", mode="before")
+    @field_validator("models", "admins", mode="before")
     @classmethod
     def _names(cls, v):
         return [str(m) for m in v] if isinstance(v, list) else v
@@ -69,10 +77,56 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+def check_layers(cfg: RunConfig, source: str = "run"):
+    """Layers a model can have: only layer 0 for static vectors; at most MAX_LAYERS otherwise."""
+    if cfg.layers == "all":
+        return
+    if is_static(cfg.model) and cfg.layers != [0]:
+        raise PlanError(f"{source}.layers: '{cfg.model}' is a static model; it has only layer 0 (or use 'all')")
+    if len(cfg.layers) > MAX_LAYERS or max(cfg.layers) >= MAX_LAYERS:
+        raise PlanError(f"{source}.layers: layer numbers go up to {MAX_LAYERS - 1} at most")
+
+
+def vocabulary_size(cfg: RunConfig) -> tuple[int, int]:
+    """(most words the run can have, of which pasted): top_n per language, plus every pasted word and every word
+    of pasted concept groups (they join the vocabulary with include_group_words). An upper bound: the final
+    vocabulary drops duplicates and words the model lacks. The default groups (the admin's file) are not counted."""
+    v = cfg.vocabulary
+    groups = v.concept_groups if isinstance(v.concept_groups, dict) and v.include_group_words else {}
+    pasted = len(v.words) + sum(len(words) for words in groups.values())
+    return v.top_n * len(v.languages) + pasted, pasted
+
+
+def _check_sizes(cfg: RunConfig, source: str):
+    """Bounded strings and lists (the request as a whole is capped by the web server)."""
+    v = cfg.vocabulary
+    if cfg.name is not None and len(cfg.name) > MAX_NAME_CHARS:
+        raise PlanError(f"{source}.name: {len(cfg.name):,} characters; at most {MAX_NAME_CHARS}")
+    groups = v.concept_groups if isinstance(v.concept_groups, dict) else {}
+    if len(groups) > MAX_GROUPS:
+        raise PlanError(f"{source}.vocabulary.concept_groups: {len(groups):,} groups; at most {MAX_GROUPS}")
+    for name, words in groups.items():
+        if len(name) > MAX_NAME_CHARS:
+            raise PlanError(
+                f"{source}.vocabulary.concept_groups: a group name of {len(name):,} characters; at most {MAX_NAME_CHARS}"
+            )
+        _check_words(words, f"{source}.vocabulary.concept_groups.{name}")
+    _check_words(v.words, f"{source}.vocabulary.words")
+    if len(v.languages) > 20:
+        raise PlanError(f"{source}.vocabulary.languages: {len(v.languages)} languages; at most 20")
+
+
+def _check_words(words: list[str], where: str):
+    long = next((w for w in words if len(w) > MAX_WORD_CHARS), None)
+    if long is not None:
+        raise PlanError(f"{where}: a word of {len(long):,} characters ('{long[:20]}…'); at most {MAX_WORD_CHARS}")
+
+
 def check_run(data, policy: Policy | None = None, source: str = "run") -> RunConfig:
     """Validate a run config; with a policy, also enforce the allowlist and the caps and refuse anything
     that reads server files. Raises PlanError with one line naming the field."""
     cfg = parse_run(data, source)
+    check_layers(cfg, source)
     if policy is None:
         return cfg
     if cfg.model not in policy.models:
@@ -86,14 +140,24 @@ def check_run(data, policy: Policy | None = None, source: str = "run") -> RunCon
         raise PlanError(
             f"{source}.vocabulary.concept_groups: server files are not allowed here; use 'default' or paste the groups"
         )
-    if cfg.corpus is not None and cfg.corpus not in NAMED_CORPORA and not cfg.corpus.startswith("stsb:"):
-        raise PlanError(f"{source}.corpus: only the named corpora ('lee', 'stsb:<lang>') are allowed here")
+    for spec in corpus_sources(cfg.corpus) if cfg.corpus is not None else []:
+        if spec not in NAMED_CORPORA and not spec.startswith("stsb:"):
+            raise PlanError(
+                f"{source}.corpus: '{spec}': only the named corpora ('lee', 'stsb:<lang>') are allowed here"
+            )
     if cfg.sts is not None and cfg.sts.path is not None:
         raise PlanError(f"{source}.sts.path: server paths are not allowed here")
-    n_words = v.top_n * len(v.languages) + len(v.words)
+    _check_sizes(cfg, source)
+    n_words, pasted = vocabulary_size(cfg)
+    if n_words == 0:
+        raise PlanError(f"{source}.vocabulary.top_n: the run would have no words; ask for top N words or paste some")
     if n_words > policy.max_vocabulary:
+        parts = (
+            f" ({v.top_n * len(v.languages):,} top words + {pasted:,} pasted words and group words)" if pasted else ""
+        )
         raise PlanError(
-            f"{source}.vocabulary.top_n: {n_words:,} words is over this server's limit of {policy.max_vocabulary:,}"
+            f"{source}.vocabulary.top_n: {n_words:,} words is over this server's limit of "
+            f"{policy.max_vocabulary:,}{parts}"
         )
     if cfg.sae is not None:
         s = cfg.sae

@@ -1,7 +1,11 @@
 """Running a job inside a worker: the pipeline with a progress reporter that writes the job record, a
 heartbeat thread, one retry at half the batch sizes on GPU out-of-memory, and the worker process itself
 (`lexiscope worker`: Celery's solo pool, one job at a time, no fork, so CUDA is first initialised in the
-process that runs the job). Job state goes to the store's records (store/jobs.py)."""
+process that runs the job). Job state goes to the store's records (store/jobs.py).
+
+Each worker also keeps the queue honest when others fail: a reaper thread marks the jobs of dead workers
+failed (nobody needs to open the Jobs page), and after every (re)connection to the broker it publishes again
+the jobs that the store holds as queued, so a broker that restarted empty loses none of them."""
 
 from __future__ import annotations
 
@@ -16,12 +20,15 @@ from pathlib import Path
 
 import h5py
 import torch
+from celery import bootsteps
 
 from compute import pipeline
 from compute.config import PlanError, RunConfig, parse_run
 from compute.embeddings import ModelError
 from compute.progress import Cancelled, Progress
+from jobs import liveness
 from jobs.celery_app import QUEUE, TASK_NAME, celery_app
+from jobs.client import publish
 from jobs.liveness import heartbeat_timeout, pid_alive
 from store import StoreError
 from store import jobs as jobstore
@@ -95,6 +102,11 @@ class _Reporter:
             )
 
 
+def beat_interval() -> float:
+    """Seconds between heartbeats, and between the reaper's rounds."""
+    return max(0.5, min(5.0, heartbeat_timeout() / 4))
+
+
 class _Heartbeat(threading.Thread):
     """Writes the job's heartbeat every few seconds while the job runs (a dead worker stops writing)."""
 
@@ -102,7 +114,7 @@ class _Heartbeat(threading.Thread):
         super().__init__(daemon=True, name=f"heartbeat-{job_id}")
         self.job_id, self.root = job_id, root
         self.stop = threading.Event()
-        self.interval = max(0.5, min(5.0, heartbeat_timeout() / 4))
+        self.interval = beat_interval()
 
     def run(self):
         while not self.stop.wait(self.interval):
@@ -167,7 +179,9 @@ def _device_name(device: str) -> str:
 
 
 def _one_line(e: BaseException) -> str:
-    text = (str(e).strip().splitlines() or [""])[0].strip("'\"")
+    # A KeyError's str() is the repr of its message; other messages keep their quotes.
+    message = e.args[0] if isinstance(e, KeyError) and e.args and isinstance(e.args[0], str) else str(e)
+    text = (message.strip().splitlines() or [""])[0]
     if isinstance(e, (PlanError, ModelError, StoreError, GPUOutOfMemory, ValueError)) and text:
         return text
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
@@ -214,6 +228,7 @@ def run_job(job_id: str, root=None, device: str = "auto", worker: str | None = N
     if job is None:
         log.info("job %s is not queued any more; skipped", job_id)
         return jobstore.read_job(job_id, root)
+    log.info("job %s: started by %s", job_id, job["worker"])
     beat = _Heartbeat(job_id, root)
     beat.start()
     before = _run_files(root)
@@ -224,7 +239,9 @@ def run_job(job_id: str, root=None, device: str = "auto", worker: str | None = N
         reporter = _Reporter(job_id, root, cfg)
         ids = run_with_oom_retry(
             cfg,
-            lambda c: pipeline.precompute_run(c, store=root, device=dev, progress=Progress(reporter, show=False)),
+            lambda c: pipeline.precompute_run(
+                c, store=root, device=dev, force=bool(job.get("force")), progress=Progress(reporter, show=False)
+            ),
             on_retry=lambda c: jobstore.update_job(
                 job_id, root, stage=f"retrying after GPU out of memory at {_batches(c)}"
             ),
@@ -268,6 +285,9 @@ def start_worker(
     app.task(name=TASK_NAME, bind=True, ignore_result=True)(_celery_task)
     app.conf.lexiscope_store = str(root)
     app.conf.lexiscope_device = device
+    app.conf.lexiscope_broker = broker
+    app.steps["consumer"].add(RepublishQueued)
+    Reaper(root).start()
     if parent_pid:
         _exit_with_parent(parent_pid)
     name = hostname or f"lexiscope-{os.getpid()}@%h"
@@ -284,6 +304,54 @@ def start_worker(
             "--without-heartbeat",
         ]
     )
+
+
+class Reaper(threading.Thread):
+    """Marks the running jobs of dead workers failed, every beat_interval() seconds: at once for a worker of
+    this host whose process is gone, after the heartbeat timeout for other hosts (jobs/liveness.py). Every
+    worker runs one, so a killed worker's job fails while the others work, whether or not anyone looks."""
+
+    def __init__(self, root):
+        super().__init__(daemon=True, name="reaper")
+        self.root = root
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.wait(beat_interval()):
+            try:
+                jobs = jobstore.list_jobs(self.root)
+                running = {j["id"] for j in jobs if j["status"] == "running"}
+                for job in liveness.reap(jobs, self.root):
+                    if job["id"] in running and job["status"] == "failed":
+                        log.warning("reaper: job %s failed: %s", job["id"], job.get("error"))
+            except Exception as e:  # a flaky shared disk must not stop the reaper; the next round retries
+                log.warning("reaper round failed: %s", e)
+
+
+def republish_queued(root, broker: str | None = None) -> list[str]:
+    """Publish again every job the store holds as queued. The store, not the broker, is the record of what
+    is queued: a broker that lost its messages (Redis restarted without persistence) gets them back, and a
+    message that survived arrives twice, where the second finds its job no longer queued and is skipped."""
+    ids = [j["id"] for j in jobstore.list_jobs(root) if j["status"] == "queued" and not j["cancel_requested"]]
+    for job_id in reversed(ids):  # oldest first
+        publish(job_id, root, broker)
+    return ids
+
+
+class RepublishQueued(bootsteps.StartStopStep):
+    """A consumer bootstep: Celery starts it after every (re)connection to the broker."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def start(self, c):
+        conf = c.app.conf
+        try:
+            ids = republish_queued(conf.lexiscope_store, conf.get("lexiscope_broker"))
+        except Exception as e:  # the broker went away again: the next reconnection retries
+            log.warning("could not republish the queued jobs: %s", e)
+            return
+        if ids:
+            log.info("republished %d queued job(s) after connecting to the broker", len(ids))
 
 
 def _exit_with_parent(parent_pid: int):

@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# Set up a virtual environment with the CPU build of PyTorch and Lexiscope.
+# Set up a virtual environment with the CPU build of PyTorch and Lexiscope, and, through apt where it
+# exists, WordNet 3.0 (Debian's wordnet-base: the supersense labels of `precompute`).
 #   --test  also installs the test tools and, through apt, Chromium, ChromeDriver and redis-server.
 # GPU machines: install a CUDA build of torch into .venv first (see README), then run this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extra=""
+packages=""
+[ -f /usr/share/wordnet/data.noun ] || packages="wordnet-base"
 if [ "${1:-}" = "--test" ]; then
   extra="[test]"
-  missing=""
-  for bin in chromium chromedriver redis-server; do command -v $bin >/dev/null || missing=1; done
-  if [ -n "$missing" ] && command -v apt-get >/dev/null; then
+  for bin in chromium chromedriver redis-server; do
+    command -v $bin >/dev/null || packages="$packages chromium chromium-driver redis-server"
+  done
+fi
+if [ -n "$packages" ]; then
+  if command -v apt-get >/dev/null; then
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    # shellcheck disable=SC2086  # one word per package
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      chromium chromium-driver redis-server >/dev/null
+      $(echo $packages | tr ' ' '\n' | sort -u) >/dev/null
+  else
+    echo "no apt-get: install $packages yourself (README: WordNet)" >&2
   fi
 fi
 [ -d .venv ] || python3 -m venv .venv

@@ -1,4 +1,5 @@
-"""The catalog: every complete run under <store>/runs, rescanned when the folder changes."""
+"""The catalog: every complete run under <store>/runs, rescanned when the folder changes. A file that is not a
+complete run of its own name is listed in `errors` (one line each) instead: unreadable, incomplete, or a copy."""
 
 import logging
 import os
@@ -9,12 +10,29 @@ from pathlib import Path
 import pandas as pd
 
 from store.reader import Run
-from store.schema import RUN_SUFFIX, TMP_PREFIX, StoreError, default_root, run_path, runs_dir
+from store.schema import EMBEDDINGS, ROOT, RUN_SUFFIX, TMP_PREFIX, StoreError, default_root, run_path, runs_dir
 
 log = logging.getLogger("lexiscope.store")
 
 # Temporary files older than this belong to a writer that died; younger ones may still be written.
 STALE_TMP_SECONDS = 24 * 3600
+# What every run has (RunWriter writes the attributes last): a file without them is not a complete run.
+REQUIRED_ATTRS = (ROOT.run_id, ROOT.model, ROOT.layer, ROOT.n_layers, ROOT.source, ROOT.config, ROOT.config_hash)
+REQUIRED_DATASETS = (EMBEDDINGS,)
+
+
+def check_complete(run_id: str, run: Run):
+    """StoreError (one line) unless `run` is a complete run stored under its own id."""
+    name = f"{run_id}{RUN_SUFFIX}"
+    missing = [a for a in REQUIRED_ATTRS if a not in run.attrs] + [p for p in REQUIRED_DATASETS if not run.has(p)]
+    if missing:
+        raise StoreError(f"run file {name} is incomplete (no {', '.join(missing)}): not a complete Lexiscope run")
+    inner = str(run.attrs[ROOT.run_id])
+    if inner != run_id:
+        raise StoreError(
+            f"run file {name} holds run '{inner}': a copied or renamed run file (its links would open '{inner}'); "
+            f"remove it, or rename it to {inner}{RUN_SUFFIX}"
+        )
 
 
 class Catalog:
@@ -54,6 +72,7 @@ class Catalog:
                 self._stamp[run_id] = stamp
                 run = Run(run_path(self.root, run_id))
                 try:
+                    check_complete(run_id, run)
                     self._rows[run_id] = run.summary()
                     self._runs[run_id] = run
                 except (StoreError, KeyError) as e:

@@ -5,7 +5,8 @@ reader never sees half a record and a progress update never loses a concurrent c
 Fields of a record (a plain dict):
   id, config (the validated run config, JSON), status (queued|running|done|failed|cancelled), stage,
   progress (0..1), worker, device, host, pid, user, source, submitted, started, ended, heartbeat (ISO UTC),
-  error (one line or None), run_ids (list), task_id, cancel_requested (bool).
+  error (one line or None), run_ids (list), task_id, cancel_requested (bool), force (bool: recompute runs
+  already in the store; only for trusted submissions).
 
 Whether a job's worker is still alive is not decided here: jobs/liveness.py does that, and marks a dead
 worker's job failed through `update_if`. Imports neither torch nor celery.
@@ -14,6 +15,7 @@ worker's job failed through `update_if`. Imports neither torch nor celery.
 import datetime as _dt
 import json
 import os
+import re
 import secrets
 import time
 from contextlib import contextmanager
@@ -49,7 +51,14 @@ FIELDS = (
     "run_ids",
     "task_id",
     "cancel_requested",
+    "force",
 )
+# What new_job_id makes: 20261121-061502-ab12cd. Anything else is refused before it reaches a file name.
+JOB_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
+
+
+class JobFinished(StoreError):
+    """A cancel that came after the job ended: nothing was changed."""
 
 
 def now_iso() -> str:
@@ -67,9 +76,10 @@ def jobs_dir(root=None) -> Path:
     return default_root(root) / "jobs"
 
 
-def _path(root, job_id: str) -> Path:
-    if not job_id or "/" in job_id or job_id.startswith("."):
-        raise StoreError(f"job id {job_id!r} is not valid")
+def _path(root, job_id) -> Path:
+    if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
+        shown = repr(job_id) if len(repr(job_id)) <= 40 else repr(job_id)[:37] + "..."
+        raise StoreError(f"job id {shown} is not valid (job ids look like 20261121-061502-ab12cd)")
     return jobs_dir(root) / f"{job_id}.json"
 
 
@@ -78,10 +88,10 @@ def _cancel_flag(root, job_id: str) -> Path:
 
 
 @contextmanager
-def _locked(root, job_id: str):
+def _locked(root, name: str):
     d = jobs_dir(root) / ".locks"
     d.mkdir(parents=True, exist_ok=True)
-    with open(d / f"{job_id}.lock", "a") as fh:
+    with open(d / f"{name}.lock", "a") as fh:
         if fcntl:
             fcntl.flock(fh, fcntl.LOCK_EX)
         try:
@@ -111,7 +121,17 @@ def new_job_id() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
-def create_job(config: dict, root=None, user: str = "anonymous", source: str = "dashboard") -> dict:
+@contextmanager
+def submit_lock(root=None):
+    """One store-wide lock (a file lock: it holds across threads, processes and gunicorn workers) under which a
+    submitter counts a user's jobs and creates the new one, so that a per-user cap cannot be raced past."""
+    with _locked(root, "submit"):
+        yield
+
+
+def create_job(
+    config: dict, root=None, user: str = "anonymous", source: str = "dashboard", force: bool = False
+) -> dict:
     """Write a new queued job for a validated run config (a JSON-able dict) and return its record."""
     jobs_dir(root).mkdir(parents=True, exist_ok=True)
     job = {f: None for f in FIELDS}
@@ -126,6 +146,7 @@ def create_job(config: dict, root=None, user: str = "anonymous", source: str = "
         submitted=now_iso(),
         run_ids=[],
         cancel_requested=False,
+        force=bool(force),
     )
     with _locked(root, job["id"]):
         _write(root, job)
@@ -173,15 +194,24 @@ def claim_job(job_id: str, root=None, **fields) -> dict | None:
 
 def request_cancel(job_id: str, root=None) -> dict:
     """Ask a job to stop. A queued job is cancelled at once; a running one stops at its next progress
-    update (the worker checks the flag file, which no record write can lose)."""
-    _path(root, job_id)
+    update (the worker checks the flag file, which no record write can lose). A job that has already
+    ended is left as it is: JobFinished."""
     if not _path(root, job_id).exists():
         raise StoreError(f"job {job_id} does not exist in {jobs_dir(root)}")
-    _cancel_flag(root, job_id).touch()
-    job = transition(
-        job_id, root, ("queued",), status="cancelled", stage="cancelled", ended=now_iso(), cancel_requested=True
-    )
-    return job or update_job(job_id, root, cancel_requested=True)
+
+    def change(job):
+        if job["status"] in TERMINAL:
+            return None
+        _cancel_flag(root, job_id).touch()  # under the record's lock: the job cannot end in between
+        if job["status"] == "queued":
+            return dict(status="cancelled", stage="cancelled", ended=now_iso(), cancel_requested=True)
+        return dict(cancel_requested=True)
+
+    job = update_if(job_id, root, change)
+    if job is None:
+        job = read_job(job_id, root)
+        raise JobFinished(f"job {job_id} has already finished ({job['status']}); nothing was changed")
+    return job
 
 
 def cancel_requested(job_id: str, root=None) -> bool:

@@ -229,10 +229,10 @@ class Run:
         shape = self._read(lambda f: f[EMBEDDINGS].shape if EMBEDDINGS in f else (0, 0), EMBEDDINGS)
         out["n_words"], out["dim"] = int(shape[0]), int(shape[1])
         g = self.attrs_of(GEOMETRY.path)
-        for k in ("i_cos", "i_cos_sampled", "i_pc", "isoscore"):
+        for k in ("i_cos", "i_cos_sampled", "i_pc", "i_pc_log10", "isoscore"):
             out[k] = g.get(k)
         s = self.attrs_of(SAE.path)
-        for k in ("arch", "d_sae", "k", "fvu", "l0", "dead_frac", "intrusion"):
+        for k in ("arch", "d_sae", "k", "fvu", "l0", "dead_frac", "intrusion", "qvec"):
             out[f"sae_{k}"] = s.get(k)
         out["path"] = str(self.path)
         return out

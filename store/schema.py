@@ -35,6 +35,11 @@ def run_path(root, run_id: str) -> Path:
     return runs_dir(root) / f"{run_id}{RUN_SUFFIX}"
 
 
+def corpus_path(root, corpus_hash: str) -> Path:
+    """`<store>/corpora/<hash>.h5`: the sentences of one corpus, shared by every run that read it."""
+    return default_root(root) / "corpora" / f"{corpus_hash}{RUN_SUFFIX}"
+
+
 # -- root attributes ------------------------------------------------------------------------------
 
 
@@ -211,12 +216,16 @@ class SAEGroup(_Group):
     b_dec: str = ""
     norm_mean: str = ""
     norm_scale: str = ""
+    threshold: str = ""  # batch_topk only
     acts: CSR = CSR
     density: str = ""
     max_act: str = ""
-    group_scores: str = ""
-    mono_score: str = ""
-    best_group: str = ""
+    concept_precision: str = ""
+    concept_recall: str = ""
+    concept_f1: str = ""
+    mono_score: str = ""  # the concept score: each feature's best F1 over the labels
+    best_label: str = ""
+    feature_label: str = ""
     top_words: str = ""
     top_acts: str = ""
     quantile_words: str = ""
@@ -234,9 +243,48 @@ class SAEGroup(_Group):
     prev_layer_cos: str = ""
 
 
+@dataclass(frozen=True)
+class CorpusFile(_Group):
+    """The datasets of a corpus file (`corpus_path`); root attributes `sources` (JSON list), `n_sentences`."""
+
+    sentences: str = ""
+
+
+@dataclass(frozen=True)
+class Contexts(_Group):
+    """Token-level activations of a contextual run's SAE over its whole corpus (compute/contexts.py)."""
+
+    ATTRS: ClassVar[bool] = True
+    token_density: str = ""
+    top_sentence: str = ""
+    top_token: str = ""
+    top_span: str = ""
+    top_act: str = ""
+    quantile_sentence: str = ""
+    quantile_token: str = ""
+    quantile_span: str = ""
+    quantile_act: str = ""
+    word_ptr: str = ""
+    word_sentence: str = ""
+    word_span: str = ""
+    word_features: str = ""
+    word_acts: str = ""
+
+
+@dataclass(frozen=True)
+class LabelsGroup(_Group):
+    """Concept labels of the words (compute/labels.py): WordNet supersenses, then the concept groups."""
+
+    ATTRS: ClassVar[bool] = True
+    names: str = ""
+    member: CSR = CSR
+    weights: CSR = CSR
+
+
 EMBEDDINGS = "embeddings"
 WORDS = Words("words")
 GROUPS = ConceptGroups("groups")
+LABELS = LabelsGroup("labels")
 NEIGHBORS = Neighbors("neighbors")
 PROJECTIONS = Projections("projections")
 GEOMETRY = Geometry("geometry")
@@ -247,10 +295,13 @@ SIMILARITY = Similarity("similarity")
 TOKENS = Tokens("tokens")
 STS = STSGroup("sts")
 SAE = SAEGroup("sae")
+CONTEXTS = Contexts("contexts")
+CORPUS = CorpusFile("")  # paths inside a corpus file, not a run file
 
 GROUPS_IN_FILE = (
     WORDS,
     GROUPS,
+    LABELS,
     NEIGHBORS,
     PROJECTIONS,
     GEOMETRY,
@@ -261,6 +312,7 @@ GROUPS_IN_FILE = (
     TOKENS,
     STS,
     SAE,
+    CONTEXTS,
 )
 
 

@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     # where things are
     store: Path = Field(Path("lexiscope-store"), description="store root")
     sts_dir: Path | None = Field(None, description="folder of the STS-B files stsb-<lang>-<split>.csv")
+    wordnet_dir: Path = Field(Path("/usr/share/wordnet"), description="WordNet 3.0 database (Debian: wordnet-base)")
     # the dashboard
     auth: str = Field("", description="basic auth for the dashboard: user:password[,user:password]")
     max_points: int | None = Field(None, ge=1, description="points drawn on a word map (default 20,000)")

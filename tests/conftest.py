@@ -31,6 +31,21 @@ def glove_store(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def glove_default_store(tmp_path_factory):
+    """The default plan's GloVe run (compute/data/default_plan.yaml: the bundled GloVe 50d, 20k words, a
+    1,024-feature TopK SAE and its frozen-random-decoder baseline, WordNet labels), without the two UMAP word
+    maps, which nothing read from this run depends on. Several minutes: only slow tests use it."""
+    from compute.config import Plan, load_plan
+    from compute.pipeline import precompute
+
+    cfg = next(r for r in load_plan().runs if r.model == "glove-6b-50d")
+    cfg = cfg.model_copy(update={"projections": cfg.projections.model_copy(update={"umap3d": False, "umap2d": False})})
+    root = tmp_path_factory.mktemp("glove-default")
+    ids = precompute(Plan(runs=[cfg]), store=root, device="cpu")
+    return root, ids[0]
+
+
+@pytest.fixture(scope="session")
 def minilm_corpus(tmp_path_factory) -> list[str]:
     """The first 150 sentences of gensim's lee corpus, as a small real corpus file."""
     from compute.contextual import read_corpus

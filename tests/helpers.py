@@ -23,7 +23,16 @@ SMALL_GLOVE_RUN = {
 # -- a stand-in SAE --------------------------------------------------------------------------
 
 
-def synthetic_sae(X: np.ndarray, group: np.ndarray, n_groups: int, d_sae: int, k: int = 8, seed: int = 0) -> dict:
+def synthetic_sae(
+    X: np.ndarray,
+    group: np.ndarray,
+    n_groups: int,
+    d_sae: int,
+    k: int = 8,
+    seed: int = 0,
+    words=None,
+    group_names=None,
+) -> dict:
     """A TopK 'SAE' without training: decoder = normalised random word vectors, activations = top-k of
     ReLU(x̂·W_decᵀ). Every per-feature summary the dashboard reads is derived from it, by the
     definitions in docs/store.md, so the views get realistic, consistent data."""
@@ -58,14 +67,24 @@ def synthetic_sae(X: np.ndarray, group: np.ndarray, n_groups: int, d_sae: int, k
             for q in range(5):
                 inside = np.flatnonzero((vals > edges[q]) & (vals <= edges[q + 1]))[:5]
                 qw[f, q, : len(inside)], qa[f, q, : len(inside)] = rows[inside], vals[inside]
+    # The concept score (docs/store.md "SAE") over the groups as labels `group.<name>` (the run's /labels).
     G = max(1, n_groups)
-    group_scores = np.zeros((d_sae, G), np.float32)
-    totals = np.asarray(acts.sum(axis=0)).ravel()
+    member = np.zeros((n, G), bool)
     for g in range(n_groups):
-        members = np.flatnonzero(group == g)
-        if len(members):
-            group_scores[:, g] = np.asarray(acts[members].sum(axis=0)).ravel() / np.maximum(totals, 1e-8)
-    best = np.where(group_scores.max(axis=1) > 0, group_scores.argmax(axis=1), -1).astype(np.int16)
+        member[group == g, g] = True
+    A, M = acts.toarray().astype(np.float64), member.astype(np.float64)
+    totals = A.sum(0)
+    precision = (A.T @ M) / np.maximum(totals, 1e-30)[:, None]
+    recall = ((A > 0).astype(np.float64).T @ M) / np.maximum(M.sum(0), 1)[None, :]
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-30), 0)
+    f1[:, member.sum(0) < 20] = 0
+    best = np.where(f1.max(1) > 0, f1.argmax(1), -1).astype(np.int16)
+    names = [f"group.{group_names[g] if group_names is not None else g}" for g in range(G)]
+    feature_label = [
+        (f"{names[best[f]]} {f1[f].max():.2f} · " if best[f] >= 0 and f1[f].max() >= 0.1 else "")
+        + ", ".join(str(words[r]) if words is not None else f"w{r}" for r in top_words[f, :3] if r >= 0)
+        for f in range(d_sae)
+    ]
     cos = W_dec @ W_dec.T
     np.fill_diagonal(cos, -np.inf)
     correlated = np.argsort(-cos, axis=1)[:, :10].astype(np.int32)
@@ -90,14 +109,27 @@ def synthetic_sae(X: np.ndarray, group: np.ndarray, n_groups: int, d_sae: int, k
             "l0": float(acts.nnz / n),
             "dead_frac": float((density == 0).mean()),
             "intrusion": 0.5,
+            "intrusion_raw": 0.4,
+            "intrusion_rotated": 0.45,
+            "intrusion_random_decoder": 0.42,
+            "qvec": 0.08,
+            "qvec_raw": 0.15,
+            "qvec_rotated": 0.16,
+            "qvec_random_decoder": 0.07,
         },
         "sae/W_dec": W_dec,
         "sae/acts": acts,
         "sae/density": density,
         "sae/max_act": max_act,
-        "sae/mono_score": group_scores.max(axis=1),
-        "sae/best_group": best,
-        "sae/group_scores": group_scores,
+        "labels/names": names,
+        "labels/member": sp.csr_matrix(member.astype(np.float32)),
+        "labels/weights": sp.csr_matrix(member.astype(np.float32)),
+        "sae/concept_precision": precision.astype(np.float32),
+        "sae/concept_recall": recall.astype(np.float32),
+        "sae/concept_f1": f1.astype(np.float32),
+        "sae/mono_score": f1.max(axis=1).astype(np.float32),
+        "sae/best_label": best,
+        "sae/feature_label": feature_label,
         "sae/top_words": top_words,
         "sae/top_acts": top_acts,
         "sae/quantile_words": qw,
@@ -132,7 +164,9 @@ def synthetic_sae_run(src_path, root, run_id: str, d_sae: int = 256, k: int = 8,
             family=a.get("family"),
         ) as w:
             for name in src:
-                if name != "sae":
+                if name not in ("sae", "labels"):  # the stand-in SAE comes with labels of its own
                     src.copy(src[name], w.f, name=name)
-            w.write_all(synthetic_sae(X, group, n_groups, d_sae, k, seed))
+            words = src["words/text"].asstr()[()]
+            names = list(src["groups/names"].asstr()[()]) if n_groups else None
+            w.write_all(synthetic_sae(X, group, n_groups, d_sae, k, seed, words=words, group_names=names))
     return run_id

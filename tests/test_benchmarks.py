@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The harness check runs these in quick mode (their figures are cross-checked below); every other registered
+# benchmark is checked to import and to take `quick`, so the suite stays short.
 NAMES = ["end_to_end", "dashboard", "extraction", "geometry", "sae", "scaling"]
 
 
@@ -22,7 +24,7 @@ def quick_run(tmp_path_factory):
     out = tmp / "quick.json"
     env = dict(os.environ, LEXISCOPE_BENCH_DIR=str(tmp / "work"), TQDM_DISABLE="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "benchmarks", "--quick", "--only", *NAMES, "--out", str(out)],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -37,6 +39,7 @@ def _is_stats(s):
     return isinstance(s, dict) and {"median", "min", "max", "n", "values"} <= set(s)
 
 
+@pytest.mark.slow
 def test_results_file_describes_the_machine(quick_run):
     res, _ = quick_run
     assert res["quick"] is True
@@ -52,6 +55,7 @@ def test_results_file_describes_the_machine(quick_run):
         assert b["table"], name
 
 
+@pytest.mark.slow
 def test_every_timing_is_a_median_within_its_range(quick_run):
     res, _ = quick_run
 
@@ -70,6 +74,7 @@ def test_every_timing_is_a_median_within_its_range(quick_run):
         assert math.isclose(s["median"], statistics.median(s["values"]), rel_tol=1e-4)
 
 
+@pytest.mark.slow
 def test_ratios_follow_from_the_figures(quick_run):
     res, _ = quick_run
     ex = res["benchmarks"]["extraction"]
@@ -123,6 +128,7 @@ def test_paper_i_pc_matches_a_direct_computation():
     assert math.isclose(float(np.real(paper_i_pc(W))), min(F) / max(F), rel_tol=1e-9)
 
 
+@pytest.mark.slow
 def test_printed_table_lists_every_row(quick_run):
     res, stdout = quick_run
     lines = [l for l in stdout.splitlines() if l.startswith("| ")]
@@ -130,3 +136,15 @@ def test_printed_table_lists_every_row(quick_run):
     assert lines[0].startswith("| benchmark | measure |")
     assert len(lines) == n_rows + 1  # header + rows (the separator starts with "|---")
     assert res["table_markdown"].count("\n") == n_rows + 1
+
+
+def test_every_registered_benchmark_imports_and_takes_quick():
+    import importlib
+    import inspect
+
+    from benchmarks.__main__ import BENCHMARKS
+
+    assert set(NAMES) <= set(BENCHMARKS)
+    for name, module in BENCHMARKS.items():
+        run = importlib.import_module(module).run
+        assert "quick" in inspect.signature(run).parameters, name

@@ -224,6 +224,39 @@ def test_deep_link_and_history(dash_duo, app_on, tmp_path):
     _shot(dash_duo, tmp_path, "geometry")
 
 
+def test_feature_page_and_concepts_table_name_features_by_their_labels(dash_duo, app_on, tmp_path):
+    """Correlated features and the Concepts table read `#12 noun.animal 0.51 · deer, whales, birds`, not a bare
+    `#12`, and the Concepts table's score for a stored label is the stored concept score."""
+    app, run_id, path = app_on
+    with h5py.File(path, "r") as f:
+        labels = list(f["sae/feature_label"].asstr()[()])
+        names = list(f["labels/names"].asstr()[()])
+        f1 = f["sae/concept_f1"][()]
+        feature = int(np.argmax(f["sae/density"][()]))
+    dash_duo.driver.set_window_size(1440, 1000)
+    dash_duo.start_server(app)
+    dash_duo.driver.get(f"{dash_duo.server_url}/features?run={run_id}&feature={feature}")
+    dash_duo.wait_for_element("#features-correlated a", timeout=20)
+    assert dash_duo.find_element("#features-label").text == labels[feature]
+    links = dash_duo.find_elements("#features-correlated a")
+    for link in links:
+        other = int(link.text.split()[0].lstrip("#"))
+        assert link.text == f"#{other} {labels[other]}" and labels[other]
+
+    dash_duo.driver.get(f"{dash_duo.server_url}/concepts?run={run_id}&group=animals")
+    dash_duo.wait_for_element('#concepts-table td[data-dash-column="feature"] a', timeout=20)
+    c = names.index("group.animals")
+    cells = dash_duo.find_elements('#concepts-table td[data-dash-column="feature"] a')
+    scores = dash_duo.find_elements('#concepts-table td[data-dash-column="score"]')
+    assert cells and len(cells) == len(scores)
+    for cell, score in zip(cells, scores):
+        g = int(cell.text.split()[0].lstrip("#"))
+        assert cell.text == f"#{g} {labels[g]}"
+        assert score.text == f"{f1[g, c]:.3f}"  # the stored concept score, as the Features table shows it
+    assert "stored concept scores" in dash_duo.find_element("#concepts-source").text
+    _shot(dash_duo, tmp_path, "concepts-labels")
+
+
 def test_corrupt_run_is_contained(dash_duo, app_on, tmp_path):
     app, run_id, _ = app_on
     dash_duo.start_server(app)

@@ -30,7 +30,7 @@ def small_view(tmp_path_factory):
         "embeddings": X,
         "projections/umap2d": rng.standard_normal((n, 2)).astype(np.float32),
     }
-    out.update(synthetic_sae(X, group, 3, d_sae=64, k=4))
+    out.update(synthetic_sae(X, group, 3, d_sae=64, k=4, words=words, group_names=out["groups/names"]))
     with RunWriter(root, "small", model="m", layer=0, n_layers=1, source="static", config={}, config_hash="x") as w:
         w.write_all(out)
     store.configure(root)
@@ -293,3 +293,112 @@ def test_run_picker_keeps_the_page_and_drops_the_feature(small_view):
     options, value, *links = sync_navbar("?run=small&word=cat", "/words")
     assert value == "small" and [o["value"] for o in options] == ["small"]
     assert all(link.endswith("?run=small") for link in links)
+
+
+# -- labels and the concept score (issue 12) --------------------------------------------------------
+
+
+def test_feature_labels_and_the_features_table_read_the_store(small_view):
+    from dashboard.lib.features import feature_frame, features_on_word
+    from dashboard.lib.labels import feature_label
+
+    v, out = small_view
+    assert [feature_label(v, f) for f in range(64)] == out["sae/feature_label"]
+    frame = feature_frame(v)
+    assert list(frame["label"]) == out["sae/feature_label"]
+    np.testing.assert_allclose(frame["mono_score"], np.round(out["sae/concept_f1"].max(1), 4))
+    names = out["labels/names"]
+    assert list(frame["best_label"]) == [names[b] if b >= 0 else "" for b in out["sae/best_label"]]
+    # "features that fire on dog": exactly the features active on it, strongest first
+    row = out["words/text"].index("dog")
+    A = out["sae/acts"].toarray()
+    hits = features_on_word(v, frame, row)
+    assert set(hits["feature"]) == set(np.flatnonzero(A[row]))
+    np.testing.assert_allclose(hits["on_word"], np.round(np.sort(A[row][A[row] > 0])[::-1], 4))
+
+
+def test_concepts_page_shows_the_stored_concept_score(small_view):
+    """A stored label's ranking is the stored F1 column itself (the same number as the Features table),
+    and the live formula for typed words gives the same values on the same words."""
+    import dashboard.app  # noqa: F401  (pages register themselves with the app)
+    from dashboard.lib.concepts import rank_features_for
+    from dashboard.lib.labels import label_rows, stored_ranking
+    from dashboard.pages.concepts import ranking_table, stored_label
+
+    v, out = small_view
+    c = stored_label(v, "g1")
+    assert out["labels/names"][c] == "group.g1" and stored_label(v, "nope") is None
+    rows = label_rows(v, c)
+    np.testing.assert_array_equal(rows, np.flatnonzero(out["words/group"] == 1))
+    f1 = out["sae/concept_f1"][:, c]
+    ranked = stored_ranking(v, c, limit=64)
+    assert [r["feature"] for r in ranked] == [f for f in np.argsort(-f1, kind="stable") if f1[f] > 0]
+    assert [r["score"] for r in ranked] == [float(f1[r["feature"]]) for r in ranked]  # exactly the stored value
+    live = {r["feature"]: r["score"] for r in rank_features_for(v, rows, limit=64)}
+    for r in ranked:
+        assert live[r["feature"]] == pytest.approx(r["score"], rel=1e-5)
+    table = ranking_table(v, ranked, stored=True).children[0]
+    assert [d["score"] for d in table.data] == [r["score"] for r in ranked]
+    first = ranked[0]["feature"]
+    assert table.data[0]["feature"].startswith(f"[#{first} {out['sae/feature_label'][first]}](")
+
+
+def test_word_supersenses_and_the_enhancement_note(tmp_path):
+    from dashboard.lib import store
+    from dashboard.lib.labels import word_supersenses
+    from dashboard.lib.layer_profile import enhancement_note
+
+    names = ["noun.animal", "noun.food", "group.animals"]
+    weights = sp.csr_matrix(np.array([[0.7, 0.3, 1], [0, 0.1, 0], [0, 0, 0]], np.float32))
+    out = {
+        "words/text": ["duck", "pasta", "the"],
+        "embeddings": np.eye(3, dtype=np.float32),
+        "labels/names": names,
+        "labels/weights": weights,
+        "labels/member": sp.csr_matrix((weights.toarray() >= 0.25).astype(np.float32)),
+        "similarity": {"wordsim353_spearman": 0.5, "wordsim353_spearman_enhanced": 0.38},
+    }
+    with RunWriter(tmp_path, "s", model="m", layer=0, n_layers=1, source="static", config={}, config_hash="x") as w:
+        w.write_all(out)
+    store.configure(tmp_path)
+    try:
+        v = store.view("s")
+        sense = word_supersenses(v, 0)
+        assert [n for n, _ in sense] == ["noun.animal", "noun.food"]  # groups are not supersenses
+        assert [s for _, s in sense] == pytest.approx([0.7, 0.3])
+        assert word_supersenses(v, 1) == [] and word_supersenses(v, 2) == []  # 0.1 is below min_share
+        note = enhancement_note(v)
+        assert "WordSim353" in note and "0.50 → 0.38" in note
+    finally:
+        store.configure(None)
+
+
+def test_log10_i_pc_falls_back_for_old_runs():
+    import pandas as pd
+
+    from dashboard.lib.layer_profile import measure
+    from dashboard.lib.runs import with_log_ipc
+
+    assert measure({"i_pc_log10": -412.5, "i_pc": 0.0}, "i_pc_log10") == -412.5
+    assert measure({"i_pc": 0.01}, "i_pc_log10") == pytest.approx(-2)
+    assert np.isnan(measure({"i_pc": 0.0}, "i_pc_log10"))  # underflowed before log10 was stored
+    t = with_log_ipc(pd.DataFrame({"i_pc": [0.1, 0.0, 0.0], "i_pc_log10": [None, -500.0, None]}))
+    assert t["i_pc_log10"].iloc[0] == pytest.approx(-1) and t["i_pc_log10"].iloc[1] == -500
+    assert np.isnan(t["i_pc_log10"].iloc[2])
+
+
+def test_quality_card_warns_plainly_when_the_sae_does_not_beat_its_random_decoder():
+    import dashboard.app  # noqa: F401
+    from dashboard.pages.features import baseline_table
+
+    base = {"qvec_raw": 0.15, "qvec_rotated": 0.16, "intrusion_raw": 1.2, "intrusion_rotated": 1.25}
+    better = {**base, "qvec": 0.08, "qvec_random_decoder": 0.07, "intrusion": 1.4, "intrusion_random_decoder": 1.3}
+    worse = {**better, "qvec": 0.06}
+    text = str(baseline_table(better))
+    assert "features-baseline-warning" not in text and "beats its frozen-random-decoder baseline" in text
+    text = str(baseline_table(worse))
+    assert "features-baseline-warning" in text and "does not beat" in text and "QVEC (0.060 vs 0.070)" in text
+    assert "DistRatio (" not in text  # it does beat it on DistRatio
+    for name in ("QVEC (Tsvetkov", "DistRatio word intrusion", "Frozen random decoder"):
+        assert name in text  # a one-line definition of each
+    assert "sae.random_baseline" in str(baseline_table(base))  # no baseline stored: said so

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from compute import features
+from compute import features, interpretability
 
 
 def _sparse_acts(n=300, F=12, density=0.15, seed=0):
@@ -57,24 +57,6 @@ def test_quantile_groups_cover_the_range():
             assert (np.diff(vals[f, q, : len(chosen)]) <= 0).all()
 
 
-def test_concept_scores_and_mono_score_definition():
-    acts, A = _sparse_acts(n=200, F=6, density=0.5)
-    groups = np.full(200, -1, np.int16)
-    groups[:20], groups[20:60] = 0, 1
-    # feature 5 fires only on group 1: mono_score 1
-    A[:, 5] = 0
-    A[20:60, 5] = 2.0
-    acts = sp.csr_matrix(A.astype(np.float32))
-    scores, mono, best = features.concept_scores(acts, groups, 2)
-    m0, m1, mn = A[:20].mean(0), A[20:60].mean(0), A[60:].mean(0)
-    np.testing.assert_allclose(scores[:, 0], m0, rtol=1e-5)
-    np.testing.assert_allclose(scores[:, 1], m1, rtol=1e-5)
-    np.testing.assert_allclose(mono, np.maximum(m0, m1) / (m0 + m1 + mn), rtol=1e-5)
-    np.testing.assert_array_equal(best, np.where(m0 >= m1, 0, 1))
-    assert mono[5] == pytest.approx(1.0) and best[5] == 1
-    assert ((mono >= 0) & (mono <= 1)).all()
-
-
 def test_correlated_features_are_top_cosines_of_columns():
     acts, A = _sparse_acts(n=400, F=15, density=0.3)
     idx, cos = features.correlated_features(acts, m=10)
@@ -96,7 +78,7 @@ def test_dist_ratio_on_a_planted_intruder():
     S[:5, 0] = [10, 9, 8, 7, 6]  # feature 0's top words: 0..4
     S[10:12, 1] = [5, 4]  # feature 1's top 10% (2 words): 10, 11, both in f0's bottom half
     S[:5, 1] = -1  # keep f1's own top words away from f0's top words
-    ratios, _ = features.dist_ratio(S, X, seed=0)
+    ratios, _ = interpretability.dist_ratio(S, X, seed=0)
     T = X[:5]
     intra = np.mean([np.linalg.norm(T[a] - T[b]) for a in range(5) for b in range(a + 1, 5)])
     inter = np.mean([np.linalg.norm(X[10] - t) for t in T])
@@ -107,22 +89,22 @@ def test_dist_ratio_undefined_for_features_with_few_words():
     acts = sp.csr_matrix(np.array([[1, 0], [2, 0], [0, 0], [0, 3.0]] * 10, dtype=np.float32))
     acts[:, 0] = 0
     acts.eliminate_zeros()
-    ratios, _ = features.dist_ratio(acts, np.random.default_rng(0).standard_normal((40, 3)), positive_only=True)
+    ratios, _ = interpretability.dist_ratio(acts, np.random.default_rng(0).standard_normal((40, 3)), positive_only=True)
     assert np.isnan(ratios[0])
 
 
 def test_random_rotation_is_orthogonal_and_seeded():
-    Q = features.random_rotation(7, seed=5)
+    Q = interpretability.random_rotation(7, seed=5)
     np.testing.assert_allclose(Q @ Q.T, np.eye(7), atol=1e-10)
-    np.testing.assert_array_equal(Q, features.random_rotation(7, seed=5))
-    assert not np.allclose(Q, features.random_rotation(7, seed=6))
+    np.testing.assert_array_equal(Q, interpretability.random_rotation(7, seed=5))
+    assert not np.allclose(Q, interpretability.random_rotation(7, seed=6))
 
 
 def test_dist_ratio_sparse_path_equals_dense_path():
     acts, A = _sparse_acts(n=500, F=20, density=0.1, seed=4)
     X = np.random.default_rng(5).standard_normal((500, 6))
-    r_sparse, m_sparse = features.dist_ratio(acts, X, seed=2, positive_only=True)
-    r_dense, m_dense = features.dist_ratio(A, X, seed=2, positive_only=True)
+    r_sparse, m_sparse = interpretability.dist_ratio(acts, X, seed=2, positive_only=True)
+    r_dense, m_dense = interpretability.dist_ratio(A, X, seed=2, positive_only=True)
     np.testing.assert_array_equal(np.isnan(r_sparse), np.isnan(r_dense))
     np.testing.assert_allclose(r_sparse, r_dense, rtol=1e-6)
     assert m_sparse == pytest.approx(m_dense)

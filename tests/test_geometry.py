@@ -98,6 +98,20 @@ def test_i_pc_large_norms_do_not_overflow():
     assert g.i_pc(w) == pytest.approx(reference, rel=1e-8)
 
 
+def test_i_pc_log10_is_finite_where_i_pc_underflows():
+    rng = np.random.default_rng(6)
+    # a one-sided cloud with norms ~1000 (as in transformer layers with a rogue dimension): I_PC ~ 10^-860
+    w = np.c_[np.full(12, 1000.0), np.zeros(12)] + rng.normal(scale=0.5, size=(12, 2))
+    _, _, vt = np.linalg.svd(w)
+    decimal.getcontext().prec = 50
+    f = [sum(decimal.Decimal(float(v)).exp() for v in w @ u) for u in np.concatenate([vt, -vt])]
+    reference = float((min(f) / max(f)).log10())
+    assert reference < -800 and g.i_pc(w) == 0.0  # below float64's range
+    assert g.i_pc_log10(w) == pytest.approx(reference, rel=1e-9)
+    out = g.analyse(w, GeometryConfig(pairs=10))["geometry"]
+    assert out["i_pc_log10"] == pytest.approx(reference, rel=1e-9) and out["i_pc"] == 0.0
+
+
 # --- IsoScore ----------------------------------------------------------------------------------
 
 
@@ -248,3 +262,17 @@ def test_zero_shot_removes_shared_anisotropy():
     assert sw["i_pc_enhanced"] > 0.5 and sw["n"] == 1000
     assert out["languages"]["languages"] == ["en", "sw"] and len(out["languages"]["table"]) == 2
     assert g.per_language(lang_a, np.array(["en"] * len(lang_a)), GeometryConfig()) == {}
+
+
+def test_pcs_removed_auto_scales_with_the_dimension():
+    auto = GeometryConfig()
+    assert auto.pcs_removed == "auto"
+    # clip(round(d / 128), 1, 12), halves rounded up: the papers' 12 at 768-d would be 6 here
+    assert [auto.removed(d) for d in (2, 50, 64, 192, 384, 768, 1536, 4096)] == [1, 1, 1, 2, 3, 6, 12, 12]
+    assert GeometryConfig(pcs_removed=12).removed(50) == 12 and GeometryConfig(pcs_removed=0).removed(768) == 0
+    from compute.config import PlanError, parse_run
+
+    with pytest.raises(PlanError, match="pcs_removed"):
+        parse_run({"model": "glove-6b-50d", "geometry": {"pcs_removed": "many"}})
+    with pytest.raises(PlanError, match="pcs_removed"):
+        parse_run({"model": "glove-6b-50d", "geometry": {"pcs_removed": -1}})

@@ -120,36 +120,57 @@ def workers(tmp_path):
     w.stop()
 
 
+class RedisServer:
+    """A redis-server on loopback, with no persistence (as a default install of Redis may run): a restart
+    empties it."""
+
+    def __init__(self, tmp: Path):
+        self.exe = shutil.which("redis-server") or "/usr/bin/redis-server"
+        if not Path(self.exe).is_file():
+            pytest.fail("redis-server is not installed (apt-get install redis-server)")
+        self.tmp, self.port, self.proc = tmp, free_port(), None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self):
+        import redis
+
+        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.proc = subprocess.Popen(
+            [self.exe, *args, "--dir", str(self.tmp)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+        server = redis.Redis(port=self.port)
+
+        def up():
+            try:
+                return server.ping()
+            except redis.ConnectionError:
+                return False
+
+        wait_for(up, 20, "redis-server")
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+
+
 @pytest.fixture
-def redis_url(tmp_path):
-    exe = shutil.which("redis-server") or "/usr/bin/redis-server"
-    if not Path(exe).is_file():
-        pytest.fail("redis-server is not installed (apt-get install redis-server)")
-    port = free_port()
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    import redis
+def redis_server(tmp_path):
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
 
-    server = redis.Redis(port=port)
 
-    def up():
-        try:
-            return server.ping()
-        except redis.ConnectionError:
-            return False
-
-    wait_for(up, 20, "redis-server")
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(timeout=20)
+@pytest.fixture
+def redis_url(redis_server):
+    return redis_server.url
 
 
 # -- distributed mode -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_redis_two_workers_share_jobs_and_a_killed_worker_fails_its_job(tmp_path, redis_url, workers):
     root = tmp_path / "store"
     procs = [workers.start(root, redis_url) for _ in range(2)]
@@ -198,9 +219,104 @@ def test_redis_two_workers_share_jobs_and_a_killed_worker_fails_its_job(tmp_path
     assert len(Catalog(root).run_ids()) == 4
 
 
+def started_lines(workers, job_id: str) -> int:
+    """How many times a worker began running `job_id` (jobs.worker.run_job logs it after its claim)."""
+    return sum(p.log.read_text(errors="replace").count(f"job {job_id}: started by") for p in workers.procs)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_fails_its_job_without_anyone_listing_and_the_other_goes_on(tmp_path, redis_url, workers):
+    """Nobody lists the jobs here (no Jobs page, no `lexiscope jobs`: records are read raw, which reaps nothing):
+    the surviving worker's reaper marks the killed worker's job failed, and that worker runs the next job."""
+    root = tmp_path / "store"
+    procs = [workers.start(root, redis_url) for _ in range(2)]
+    for p in procs:
+        workers.wait_ready(p)
+    long_id = client.submit(with_seed(LONG, 11), root, trusted=True, broker=redis_url)["id"]
+    running = wait_for(
+        lambda: (j := jobstore.read_job(long_id, root))["status"] == "running" and " L0 " in (j["stage"] or "") and j,
+        120,
+        "the long job to reach its first layer stage",
+    )
+    killed = next(p for p in procs if p.pid == running["pid"])
+    survivor = next(p for p in procs if p is not killed)
+    os.kill(killed.pid, signal.SIGKILL)
+    t0 = time.monotonic()
+    failed = wait_for(
+        lambda: (j := jobstore.read_job(long_id, root))["status"] != "running" and j, 30, "the reaper to fail the job"
+    )
+    seconds = time.monotonic() - t0
+    print(f"\nkill -9 of a worker mid-job -> job marked failed by the other worker's reaper in {seconds:.1f} s")
+    assert failed["status"] == "failed" and "crashed or was killed" in failed["error"]
+    assert seconds < 15, "bounded: one reaper round (<= 5 s) after the kill, plus a shared machine's slack"
+    assert "reaper: job" in survivor.log.read_text(errors="replace")
+    assert no_partial_files(root) == []
+
+    next_id = client.submit(NO_SAE, root, trusted=True, broker=redis_url)["id"]
+    done = wait_for(lambda: (j := jobstore.read_job(next_id, root))["status"] in jobstore.TERMINAL and j, 120, "a job")
+    assert done["status"] == "done" and done["pid"] == survivor.pid, done["error"]
+
+
+@pytest.mark.slow
+def test_a_redis_restart_mid_queue_loses_no_job_and_runs_none_twice(tmp_path, redis_server, workers):
+    """Redis without persistence restarts while both workers are busy and four jobs wait in it: the queued
+    messages are gone with it. The workers reconnect, publish the store's queued jobs again, and every job
+    runs exactly once (a duplicate message finds its job claimed and is skipped)."""
+    root = tmp_path / "store"
+    url = redis_server.url
+    procs = [workers.start(root, url) for _ in range(2)]
+    for p in procs:
+        workers.wait_ready(p)
+    medium = {**NO_SAE, "vocabulary": {"top_n": 4000}}  # busy long enough to span the restart
+    cfgs = [with_seed(medium, s) for s in range(2)] + [with_seed(NO_SAE, s) for s in range(2, 6)]
+    ids = [client.submit(c, root, trusted=True, broker=url)["id"] for c in cfgs]
+    wait_for(
+        lambda: sum(jobstore.read_job(i, root)["status"] == "running" for i in ids) == 2,
+        120,
+        "both workers to be running a job",
+    )
+    import redis
+
+    queued_before = redis.Redis(port=redis_server.port).llen("lexiscope")
+    redis_server.stop()
+    t_down = time.monotonic()
+    time.sleep(2)
+    redis_server.start()
+    t_up = time.monotonic()
+    assert redis.Redis(port=redis_server.port).llen("lexiscope") == 0, "the restarted Redis is empty"
+
+    def next_start():
+        started = [jobstore.read_job(i, root)["started"] for i in ids[2:]]
+        return any(started) and time.monotonic()
+
+    resumed = wait_for(next_start, 120, "a queued job to start after the restart")
+    done = wait_for(
+        lambda: (
+            all(jobstore.read_job(i, root)["status"] in jobstore.TERMINAL for i in ids)
+            and [jobstore.read_job(i, root) for i in ids]
+        ),
+        300,
+        "every job to finish",
+    )
+    first_free = max(jobstore.age_seconds(j["ended"]) for j in done[:2])  # the jobs running through the restart
+    first_next = max(jobstore.age_seconds(j["started"]) for j in done[2:])
+    print(
+        f"\nredis restart ({t_up - t_down:.1f} s down, {queued_before} messages waiting): first queued job started "
+        f"{resumed - t_up:.1f} s after redis came back, {first_free - first_next:.2f} s after the first worker was "
+        f"free again; all {len(ids)} jobs done {time.monotonic() - t_up:.1f} s after"
+    )
+    assert [j["status"] for j in done] == ["done"] * len(ids), [j["error"] for j in done]
+    assert queued_before >= 3
+    assert {started_lines(workers, i) for i in ids} == {1}, "every job ran exactly once"
+    run_ids = [j["run_ids"][0] for j in done]
+    assert sorted(Catalog(root).run_ids()) == sorted(set(run_ids)) and len(set(run_ids)) == len(ids)
+    assert all(p.poll() is None for p in procs), "both workers survived the restart"
+
+
 # -- embedded mode: the local worker, cancel -------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_embedded_worker_runs_a_job_and_cancel_stops_a_running_one(tmp_path):
     root = tmp_path / "store"
     proc = client.ensure_embedded_worker(root, device="cpu")

@@ -213,3 +213,11 @@ def test_basic_auth_protects_the_app_and_names_the_user():
         assert current_user() == "alice"
     with app.server.test_request_context("/"):
         assert current_user() == "anonymous"
+
+
+def test_every_sae_architecture_round_trips_through_the_form():
+    """ "Train another SAE" on a run of any architecture gives a form that queues the same SAE again."""
+    for sae in ({"arch": "topk", "k": 4}, {"arch": "batch_topk", "k": 4}, {"arch": "relu_l1", "l1": 2.0}):
+        cfg = {"model": "glove-6b-50d", "sae": {**sae, "d_sae": 128, "steps": 100}}
+        stored = parse_run(cfg).model_dump(mode="json")
+        assert form_config(config_form(stored))["sae"] == cfg["sae"]

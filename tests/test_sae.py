@@ -1,5 +1,6 @@
 """Sparse autoencoders: reconstruction against independent numpy code, known-dictionary recovery, the GloVe
-default run's quality and interpretability, the relu_l1 sweep, and clear errors."""
+default run's quality and interpretability, the relu_l1 sweep, BatchTopK's threshold inference, the store
+round trip of every architecture, and clear errors."""
 
 from pathlib import Path
 
@@ -11,9 +12,20 @@ import yaml
 from scipy.stats import spearmanr
 
 from compute import features
-from compute.config import DEFAULT_GROUPS, PlanError, SAEConfig, parse_run
+from compute import sae as sae_lib
+from compute.config import (
+    DEFAULT_GROUPS,
+    SAE_ARCHS,
+    SAE_CONFIGS,
+    BatchTopKConfig,
+    PlanError,
+    ReluL1Config,
+    TopKConfig,
+    parse_run,
+)
 from compute.sae import encode_numpy, fit
 from store.reader import Run
+from store.schema import EMBEDDINGS, SAE, WORDS
 from store.writer import RunWriter, runs_dir
 
 # --- shared: the GloVe default run (20k most frequent English words in GloVe + concept-group words) ---
@@ -43,12 +55,17 @@ def _glove_default_matrix():
 
 
 @pytest.fixture(scope="module")
-def glove_run():
-    words, X, groups, names = _glove_default_matrix()
-    cfg = SAEConfig(arch="topk", d_sae=1024, k=8, seed=0)  # the default plan's GloVe setting
-    sae = fit(X, cfg)
-    out = features.sae_output(sae, X, words, groups, names, cfg, sae.history, seed=0)
-    return dict(words=words, X=X, sae=sae, cfg=cfg, out=out)
+def glove_run(glove_default_store):
+    """The default GloVe run as the pipeline stored it: words, vectors, the SAE loaded back from the store
+    (with its stored training log), and every stored `/sae` array and attribute as `out`."""
+    root, run_id = glove_default_store
+    run = Run(runs_dir(root) / f"{run_id}.h5")
+    sae = sae_lib.from_run(run)
+    sae.history = pd.DataFrame({c: run.array(p) for c, p in SAE.history.datasets().items()})
+    out = {p: run.array(p) for p in SAE.paths() if run.has(p) and p != SAE.path and not p.startswith(SAE.acts.path)}
+    out[SAE.path], out[SAE.acts.path] = run.attrs_of(SAE.path), run.csr(SAE.acts)
+    cfg = sae_lib.stored_config(out[SAE.path]["config"])
+    return dict(words=list(run.array(WORDS.text)), X=run.array(EMBEDDINGS), sae=sae, cfg=cfg, out=out, run=run)
 
 
 def _numpy_topk_encode(X, W_enc, b_enc, b_dec, mu, scale, k):
@@ -61,9 +78,10 @@ def _numpy_topk_encode(X, W_enc, b_enc, b_dec, mu, scale, k):
     return acts
 
 
+@pytest.mark.slow
 def test_glove_default_quality(glove_run):
     attrs = glove_run["out"]["sae"]
-    assert glove_run["X"].shape[0] >= 20000
+    assert glove_run["X"].shape[0] >= 19000 and glove_run["cfg"] == TopKConfig(d_sae=1024, k=8, seed=0)
     assert attrs["fvu"] <= 0.15
     assert attrs["dead_frac"] <= 0.02
     assert attrs["l0"] == pytest.approx(8.0, abs=0.05)
@@ -72,13 +90,9 @@ def test_glove_default_quality(glove_run):
     assert hist["fvu"].iloc[-1] < hist["fvu"].iloc[0]
 
 
-def test_stored_weights_reproduce_activations_and_fvu_in_numpy(glove_run, tmp_path):
-    out, X = glove_run["out"], glove_run["X"]
-    with RunWriter(
-        tmp_path, "r1", model="glove", layer=0, n_layers=1, source="static", config={}, config_hash="x"
-    ) as w:
-        w.write_all(out)
-    run = Run(runs_dir(tmp_path) / "r1.h5")
+@pytest.mark.slow
+def test_stored_weights_reproduce_activations_and_fvu_in_numpy(glove_run):
+    run, X = glove_run["run"], glove_run["X"]
     W_enc, b_enc = run.array("sae/W_enc").astype(np.float64), run.array("sae/b_enc").astype(np.float64)
     W_dec, b_dec = run.array("sae/W_dec").astype(np.float64), run.array("sae/b_dec").astype(np.float64)
     mu, scale = run.array("sae/norm_mean").astype(np.float64), float(run.array("sae/norm_scale")[0])
@@ -102,21 +116,25 @@ def test_stored_weights_reproduce_activations_and_fvu_in_numpy(glove_run, tmp_pa
     assert (((X - mu) * scale) ** 2).sum(1).mean() == pytest.approx(50, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_feature_statistics_shapes_and_ranges(glove_run):
     out = glove_run["out"]
-    F = 1024
+    F, L = 1024, len(glove_run["run"].array("labels/names"))
     for path, shape, dtype in [
         ("sae/density", (F,), np.float32),
         ("sae/mono_score", (F,), np.float32),
         ("sae/max_act", (F,), np.float32),
-        ("sae/best_group", (F,), np.int16),
+        ("sae/best_label", (F,), np.int16),
+        ("sae/concept_precision", (F, L), np.float32),
+        ("sae/concept_recall", (F, L), np.float32),
+        ("sae/concept_f1", (F, L), np.float32),
+        ("sae/feature_label", (F,), object),
         ("sae/top_words", (F, 50), np.int32),
         ("sae/quantile_words", (F, 5, 5), np.int32),
         ("sae/decoder_neighbors", (F, 20), np.int32),
         ("sae/correlated", (F, 10), np.int32),
         ("sae/feature_map", (F, 2), np.float32),
         ("sae/feature_intrusion", (F,), np.float32),
-        ("sae/group_scores", (F, 12), np.float32),
     ]:
         assert out[path].shape == shape and out[path].dtype == dtype, path
     acts = out["sae/acts"]
@@ -131,6 +149,7 @@ def test_feature_statistics_shapes_and_ranges(glove_run):
     assert out["sae/decoder_neighbors"][0, 0] == int(np.argmax(U @ d0))
 
 
+@pytest.mark.slow
 def test_sae_basis_beats_both_intrusion_baselines(glove_run):
     attrs = glove_run["out"]["sae"]
     print(
@@ -142,6 +161,7 @@ def test_sae_basis_beats_both_intrusion_baselines(glove_run):
     assert attrs["intrusion"] > attrs["intrusion_rotated"]
 
 
+@pytest.mark.slow
 def test_word_similarity_on_sae_codes(glove_run):
     from gensim.test.utils import datapath
 
@@ -180,7 +200,7 @@ def _planted(n=12000, d=32, atoms=48, k=3, noise=0.01, seed=0):
 
 def test_topk_recovers_a_planted_dictionary():
     X, D = _planted()
-    sae = fit(X, SAEConfig(arch="topk", d_sae=96, k=3, steps=1500, batch_size=512, seed=0))
+    sae = fit(X, TopKConfig(d_sae=96, k=3, steps=1500, batch_size=512, seed=0))
     W = sae.W_dec.detach().numpy()
     cos = D @ (W / np.linalg.norm(W, axis=1, keepdims=True)).T
     recovered = (cos.max(1) >= 0.9).mean()
@@ -191,14 +211,14 @@ def test_relu_l1_sweep_l0_falls_as_l1_rises():
     X, _ = _planted(n=4000, d=16, atoms=32, k=3, seed=1)
     l0 = []
     for l1 in (0.5, 2.0, 8.0):
-        sae = fit(X, SAEConfig(arch="relu_l1", d_sae=64, l1=l1, steps=400, batch_size=256, seed=0))
+        sae = fit(X, ReluL1Config(d_sae=64, l1=l1, steps=400, batch_size=256, seed=0))
         l0.append(encode_numpy(sae, X).getnnz(1).mean())
     assert l0[0] > l0[1] > l0[2], l0
 
 
 def test_seeded_fit_is_reproducible_and_device_auto_works():
     X, _ = _planted(n=1000, d=8, atoms=8, k=2, seed=2)
-    cfg = SAEConfig(arch="topk", d_sae=16, k=2, steps=50, batch_size=128, seed=3)
+    cfg = TopKConfig(d_sae=16, k=2, steps=50, batch_size=128, seed=3)
     a, b = fit(X, cfg), fit(X, cfg, device="auto")
     for name, p in a.state_dict().items():
         np.testing.assert_array_equal(p.numpy(), b.state_dict()[name].numpy(), err_msg=name)
@@ -215,12 +235,12 @@ def test_clear_errors_for_bad_configs():
     X = np.random.default_rng(0).standard_normal((100, 8)).astype(np.float32)
     # width from the expansion factor (8 x 0.5 = 4) is only known at fit time
     with pytest.raises(ValueError, match=r"sae\.k: k \(8\) must not exceed d_sae \(4\)"):
-        fit(X, SAEConfig(expansion=0.5, k=8))
+        fit(X, TopKConfig(expansion=0.5, k=8))
 
 
 def test_divergence_raises_and_writes_nothing(tmp_path):
     X = np.random.default_rng(0).standard_normal((500, 8)).astype(np.float32)
-    cfg = SAEConfig(arch="relu_l1", d_sae=16, lr=1e30, steps=50, batch_size=64)
+    cfg = ReluL1Config(d_sae=16, lr=1e30, steps=50, batch_size=64)
     with pytest.raises(ValueError, match=r"SAE training diverged at step \d+ \(loss is NaN\); lower lr"):
         with RunWriter(
             tmp_path, "bad", model="m", layer=0, n_layers=1, source="static", config={}, config_hash="x"
@@ -229,3 +249,97 @@ def test_divergence_raises_and_writes_nothing(tmp_path):
             sae = fit(X, cfg)
             w.write_all({"sae/W_dec": sae.W_dec.detach().numpy()})
     assert not any(runs_dir(tmp_path).iterdir())
+
+
+# --- BatchTopK, the store round trip, per-architecture settings ---
+
+
+@pytest.fixture(scope="module")
+def glove_small():
+    """The first 5,000 words of the GloVe default matrix (the most frequent)."""
+    return _glove_default_matrix()[1][:5000]
+
+
+def test_batch_topk_trains_on_glove_and_infers_with_its_threshold(glove_small):
+    X = glove_small
+    cfg = BatchTopKConfig(d_sae=256, k=8, steps=400, batch_size=256, seed=0)
+    sae = fit(X, cfg)
+    hist = sae.history
+    # training keeps k x B activations per batch: k per row on average
+    assert hist["l0"].iloc[-1] == pytest.approx(8.0, abs=1e-6)
+    assert hist["fvu"].iloc[-1] < 0.5 * hist["fvu"].iloc[0]
+    thr = float(sae.threshold)
+    assert thr > 0
+
+    # independent inference: normalise, ReLU pre-activations, keep those above the threshold, decode
+    mu, scale = sae.mu.numpy().astype(np.float64), float(sae.scale)
+    W_enc, b_enc = sae.W_enc.detach().numpy().astype(np.float64), sae.b_enc.detach().numpy().astype(np.float64)
+    W_dec, b_dec = sae.W_dec.detach().numpy().astype(np.float64), sae.b_dec.detach().numpy().astype(np.float64)
+    pre = np.maximum(((X - mu) * scale - b_dec) @ W_enc + b_enc, 0)
+    acts = np.where(pre > thr, pre, 0.0)
+    x_hat = (acts @ W_dec + b_dec) / scale + mu
+    assert ((pre > 0) & (pre <= thr)).any()  # the threshold removes activations a plain ReLU would keep
+    with torch.no_grad():
+        np.testing.assert_allclose(sae(torch.from_numpy(X)).numpy(), x_hat, atol=2e-3)
+    stored = encode_numpy(sae, X)
+    assert stored.nnz == (acts > 0).sum()  # same support (no pre-activation sits at the threshold)
+    np.testing.assert_allclose(stored.toarray(), acts, atol=2e-4)
+    fvu = ((X - x_hat) ** 2).sum() / ((X - X.mean(0)) ** 2).sum()
+    assert sae_lib.fvu(sae, X) == pytest.approx(fvu, rel=1e-3)
+    # a useful dictionary: rows keep about k features, and reconstruction is far better than the mean
+    assert 4 <= stored.getnnz(1).mean() <= 16
+    assert fvu < 0.5
+
+
+@pytest.mark.parametrize("arch", SAE_ARCHS)
+def test_store_round_trip_of_every_architecture(arch, tmp_path):
+    assert set(sae_lib.ARCHS) == set(SAE_ARCHS)  # one SAE class per config class
+    X, _ = _planted(n=600, d=8, atoms=8, k=2, seed=5)
+    cfg = dict(zip(SAE_ARCHS, SAE_CONFIGS))[arch](d_sae=16, steps=40, batch_size=128, seed=1)
+    sae = fit(X, cfg)
+    assert sae.arch == arch
+    with RunWriter(tmp_path, "r", model="m", layer=0, n_layers=1, source="static", config={}, config_hash="x") as w:
+        w.write_all({"sae": {"config": sae.config}, **{f"sae/{n}": a for n, a in sae.to_arrays().items()}})
+    back = sae_lib.from_run(Run(runs_dir(tmp_path) / "r.h5"))
+    assert type(back) is type(sae) and back.cfg == sae.cfg and back.config == sae.config
+    for name, p in sae.state_dict().items():
+        np.testing.assert_array_equal(p.numpy(), back.state_dict()[name].numpy(), err_msg=name)
+    assert (encode_numpy(back, X) != encode_numpy(sae, X)).nnz == 0
+
+
+@pytest.mark.slow
+def test_stored_glove_run_loads_back_through_the_round_trip(glove_run):
+    # the SAE loaded from the store reproduces the activations the pipeline stored, bit for bit
+    X = glove_run["X"][:2000]
+    assert (encode_numpy(glove_run["sae"], X) != glove_run["out"]["sae/acts"][:2000]).nnz == 0
+
+
+def test_each_architecture_records_only_its_own_settings():
+    assert parse_run({"model": "glove-6b-50d", "sae": {"arch": "topk", "d_sae": 1024, "k": 8}}).sae == TopKConfig(
+        d_sae=1024, k=8
+    )
+    assert isinstance(parse_run({"model": "glove-6b-50d", "sae": {"k": 4}}).sae, TopKConfig)  # arch omitted
+    assert isinstance(parse_run({"model": "glove-6b-50d"}).sae, TopKConfig)
+    assert parse_run({"model": "glove-6b-50d", "sae": None}).sae is None
+    relu = ReluL1Config().model_dump()
+    assert "l1" in relu and not {"k", "aux_k", "aux_coef"} & set(relu)
+    assert "k" in TopKConfig().model_dump() and not {"l1", "l1_warmup_frac"} & set(TopKConfig().model_dump())
+    # a run stored before the split recorded every field of the flat config; it still loads
+    old = {
+        "arch": "relu_l1",
+        "d_in": 50,
+        "d_sae": 64,
+        "k": 8,
+        "l1": 2.0,
+        "l1_warmup_frac": 0.05,
+        "aux_k": None,
+        "aux_coef": 0.03125,
+        "seed": 1,
+    }
+    assert sae_lib.stored_config(old) == ReluL1Config(d_sae=64, l1=2.0, seed=1)
+    with pytest.raises(PlanError, match=r"^run\.sae\.k: not a setting of arch 'relu_l1'$"):
+        parse_run({"model": "glove-6b-50d", "sae": {"arch": "relu_l1", "k": 8}})
+    with pytest.raises(PlanError, match=r"^run\.sae\.arch: 'gated' is not one of 'topk', 'relu_l1', 'batch_topk'$"):
+        parse_run({"model": "glove-6b-50d", "sae": {"arch": "gated"}})
+    with pytest.raises(PlanError, match=r"^run\.sae: k \(9\) must not exceed d_sae \(4\)$"):
+        parse_run({"model": "glove-6b-50d", "sae": {"arch": "batch_topk", "d_sae": 4, "k": 9}})

@@ -30,6 +30,14 @@ def enable_auth(app, spec: str | None = None) -> bool:
     return True
 
 
+def auth_enabled() -> bool:
+    """Whether users are configured (then every request carries a checked user name)."""
+    try:
+        return bool(parse_users(settings().auth))
+    except ValueError:
+        return False
+
+
 def current_user() -> str:
     """The basic-auth user of this request, or 'anonymous' when auth is off."""
     try:

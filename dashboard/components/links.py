@@ -2,6 +2,7 @@
 
 from dash import dcc
 
+from dashboard.lib.labels import feature_label
 from dashboard.lib.urls import href
 
 
@@ -33,6 +34,14 @@ def feature_link(run_id, feature, label=None, **kw):
         className=kw.pop("className", "lx-link lx-feature"),
         **kw,
     )
+
+
+def labelled_feature_link(v, feature, suffix: str = "", **kw):
+    """A link to feature f of run view `v` that says what it is about: `#12 noun.animal 0.51 · deer, whales,
+    birds` (dashboard.lib.labels.feature_label), then `suffix`."""
+    f = int(feature)
+    name = feature_label(v, f)
+    return feature_link(v.run_id, f, f"#{f} {name}{suffix}" if name else f"#{f}{suffix}", title=name, **kw)
 
 
 def dim_link(run_id, dim, label=None, **kw):

@@ -11,9 +11,9 @@ def card(title, *children, id=None, className=""):
     return html.Div([html.H6(title) if title else None, *children], className=f"lx-card {className}", **kw)
 
 
-def bar_list(rows, id=None, fmt="{:.3f}"):
+def bar_list(rows, id=None, fmt="{:.3f}", wide=False):
     """Rows of (label component, value); bars are scaled to the largest |value|. Each label is
-    usually a link, so the whole list is clickable."""
+    usually a link, so the whole list is clickable. `wide`: room for long labels (feature names)."""
     top = max([abs(v) for _, v in rows] or [1.0]) or 1.0
     kw = {"id": id} if id else {}
     return html.Div(
@@ -31,7 +31,7 @@ def bar_list(rows, id=None, fmt="{:.3f}"):
             )
             for label, v in rows
         ],
-        className="lx-bars",
+        className="lx-bars lx-bars-wide" if wide else "lx-bars",
         **kw,
     )
 

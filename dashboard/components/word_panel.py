@@ -7,10 +7,12 @@ from dash import dcc, html
 
 from dashboard import figures
 from dashboard.components.alerts import notice
+from dashboard.components.contexts import vector_source, word_contexts_card
 from dashboard.components.links import dim_link, feature_link, inline_list, word_href
 from dashboard.components.widgets import bar_list, card, chips, graph
 from dashboard.lib import wordsearch
-from dashboard.lib.features import gist
+from dashboard.lib.labels import feature_label, word_supersenses
+from dashboard.lib.layer_profile import enhancement_note
 from dashboard.lib.selection import group_counts, shared_features
 from dashboard.lib.urls import href
 
@@ -46,11 +48,6 @@ def unknown_word(v, word: str, keep=None):
     return notice(parts, color="warning", id="words-unknown")
 
 
-def feature_label(v, f: int) -> str:
-    """What a feature is about, shown beside its number (its top words until features carry labels)."""
-    return gist(v, f)
-
-
 def word_panel(v, row: int, keep=None):
     word = str(v.words[row])
     rid = v.run_id
@@ -58,19 +55,26 @@ def word_panel(v, row: int, keep=None):
     facts = [f"row {row}", f"Zipf {v.zipf[row]:.2f}" if np.isfinite(v.zipf[row]) else "Zipf unknown"]
     if 0 <= group < len(v.group_names):
         facts.append(f"group: {v.group_names[group]}")
+    senses = word_supersenses(v, row)
+    if senses:
+        facts.append("WordNet: " + ", ".join(f"{name} {share:.2f}" for name, share in senses))
     parts = [
         html.H4(word, id="words-selected", className="mb-0"),
         html.Div(" · ".join(facts), className="lx-muted mb-2"),
+        vector_source(v, row),
         _features(v, row),
+        word_contexts_card(v, row),
     ]
     for enhanced, title in ((False, "Nearest neighbours (lit up on the map)"), (True, "… after isotropy enhancement")):
         nb = v.neighbors(row, enhanced=enhanced)
         if nb is None:
             continue
         idx, cos = nb
+        note = enhancement_note(v) if enhanced else None
         parts.append(
             card(
                 title,
+                html.Div(note, className="lx-muted small", id="words-enhancement-note") if note else None,
                 chips(
                     [_word(rid, v.words[j], f"{v.words[j]} {c:.2f}", keep) for j, c in zip(idx[:15], cos[:15])],
                     id="words-neighbors-enhanced" if enhanced else "words-neighbors",

@@ -4,10 +4,11 @@ and a short gist. Functions of a RunView (dashboard/lib/store.py); they read thr
 import numpy as np
 import pandas as pd
 
+from dashboard.lib.labels import best_label_names, feature_label, feature_labels, has_concept_scores
 from store.schema import SAE
 
-# Per-feature arrays shown as columns of the features table, in this order after `feature`.
-TABLE_ARRAYS = ("density", "max_act", "mono_score", "feature_intrusion")
+# Per-feature arrays shown as columns of the features table, in this order after `feature` and `label`.
+TABLE_ARRAYS = ("mono_score", "density", "max_act", "feature_intrusion")
 
 
 def feature_row(run, path: str, f: int):
@@ -18,24 +19,29 @@ def feature_row(run, path: str, f: int):
 
 
 def feature_frame(v) -> pd.DataFrame:
-    """One row per feature: feature, the stored per-feature numbers (rounded), best group, top words."""
+    """One row per feature: feature, its label, the stored per-feature numbers (rounded; the concept score
+    only where the run stores it: older runs stored another `mono_score`), and its best label."""
     F = v.n_features
-    cols = {"feature": np.arange(F)}
+    cols = {"feature": np.arange(F), "label": np.array(feature_labels(v), dtype=object)}
     for name in TABLE_ARRAYS:
         values = v.run.get(getattr(SAE, name))
-        if values is not None:
+        if values is not None and (name != "mono_score" or has_concept_scores(v)):
             cols[name] = np.round(np.asarray(values, np.float64), 4)
-    best = v.run.get(SAE.best_group)
-    names = v.group_names
+    best = best_label_names(v)
     if best is not None:
-        cols["best_group"] = np.array([names[g] if 0 <= g < len(names) else "" for g in best], dtype=object)
+        cols["best_label"] = best
     if "density" not in cols:
         cols["density"] = np.round(v.feature_counts / max(1, v.n), 5)
-    top = v.run.get(SAE.top_words)
-    if top is not None:
-        w = v.words
-        cols["top_words"] = np.array([", ".join(str(w[j]) for j in row[:5] if j >= 0) for row in top], dtype=object)
     return pd.DataFrame(cols)
+
+
+def features_on_word(v, frame: pd.DataFrame, row: int, column: str = "on_word") -> pd.DataFrame:
+    """The rows of `frame` for the features that fire on word `row`, with their activation on it in `column`,
+    strongest first."""
+    feats, acts = v.word_features(row, limit=v.n_features)
+    out = frame.iloc[feats].copy()
+    out.insert(2, column, np.round(acts.astype(np.float64), 4))
+    return out
 
 
 def top_words(v, f: int, limit: int = 50) -> tuple[np.ndarray, np.ndarray]:
@@ -50,9 +56,6 @@ def top_words(v, f: int, limit: int = 50) -> tuple[np.ndarray, np.ndarray]:
     return hit_rows[order], hit_acts[order]
 
 
-def gist(v, f: int, n: int = 3) -> str:
-    """A feature's first stored top words, as a hint of what it means."""
-    top = feature_row(v.run, SAE.top_words, f)
-    if top is None:
-        return ""
-    return ", ".join(str(v.words[r]) for r in top[:n] if r >= 0)
+def gist(v, f: int) -> str:
+    """What feature f is about, in a word list: its label (dashboard.lib.labels.feature_label)."""
+    return feature_label(v, f)

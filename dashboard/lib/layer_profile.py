@@ -8,7 +8,8 @@ from dashboard.lib import store
 from dashboard.lib.runs import family
 from store.schema import ENHANCED, GEOMETRY, GEOMETRY_TOKENS, SIMILARITY, STS
 
-MEASURES = [("i_cos", "I_Cos (mean cosine)"), ("i_pc", "I_PC"), ("isoscore", "IsoScore")]
+# I_PC as log10: it underflows to 0 in transformer layers (docs/store.md, `i_pc_log10`).
+MEASURES = [("i_cos", "I_Cos (mean cosine)"), ("i_pc_log10", "log10 I_PC"), ("isoscore", "IsoScore")]
 SIMILARITY_MEASURES = [("wordsim353_spearman", "WordSim353 ρ"), ("simlex999_spearman", "SimLex-999 ρ")]
 ROW_LABELS = {
     **{k: f"{label}, word types" for k, label in MEASURES},
@@ -28,6 +29,15 @@ def number(x) -> float:
         return np.nan
 
 
+def measure(attrs: dict, key: str) -> float:
+    """A stored measure as a float; `i_pc_log10` falls back to log10(i_pc) for runs stored before it existed
+    (NaN where that underflowed to 0)."""
+    if key == "i_pc_log10" and attrs.get(key) is None:
+        pc = number(attrs.get("i_pc"))
+        return float(np.log10(pc)) if pc > 0 else np.nan
+    return number(attrs.get(key))
+
+
 def layer_table(v) -> pd.DataFrame:
     """One row per layer of this run's family: isotropy of word types, tokens and enhanced vectors."""
     rows = []
@@ -40,7 +50,7 @@ def layer_table(v) -> pd.DataFrame:
         for group, suffix in ((GEOMETRY, ""), (GEOMETRY_TOKENS, "_tokens"), (ENHANCED, "_enhanced")):
             a = r.attrs_of(group.path)
             for k, _ in MEASURES:
-                row[k + suffix] = number(a.get(k))
+                row[k + suffix] = measure(a, k)
         s = r.attrs_of(SIMILARITY.path)
         for k, _ in SIMILARITY_MEASURES:
             row[k] = number(s.get(k))
@@ -74,3 +84,17 @@ def sts_by_layer(v) -> dict[str, dict[str, dict[int, float]]]:
             for j, col in enumerate(STS_COLUMNS[: scores.shape[1]]):
                 series.setdefault(col, {}).setdefault(lang, {})[layer] = float(scores[i, j])
     return series
+
+
+def enhancement_note(v) -> str | None:
+    """One line when the isotropy enhancement lowers word similarity on this run (its neighbours after
+    enhancement are then less like human judgements than the raw ones), else None."""
+    s = v.run.attrs_of(SIMILARITY.path)
+    drops = [
+        f"{label} {number(s.get(k)):.2f} → {number(s.get(k + '_enhanced')):.2f}"
+        for k, label in SIMILARITY_MEASURES
+        if number(s.get(k + "_enhanced")) < number(s.get(k))
+    ]
+    if not drops:
+        return None
+    return f"On this run the enhancement lowers word similarity ({', '.join(drops)}): read these neighbours with care."

@@ -64,6 +64,18 @@ def run_options() -> list[dict]:
     return out
 
 
+def with_log_ipc(table):
+    """The catalog table with `i_pc_log10` filled from `i_pc` for runs stored before it existed (NaN where
+    I_PC underflowed to 0, as it does in transformer layers)."""
+    if table.empty or "i_pc" not in table:
+        return table
+    out = table.copy()
+    pc = out["i_pc"].astype(float)
+    fallback = np.log10(pc.where(pc > 0))
+    out["i_pc_log10"] = out["i_pc_log10"].astype(float).fillna(fallback) if "i_pc_log10" in out else fallback
+    return out
+
+
 def records(table, columns) -> list[dict]:
     """Rows of the Runs table: the run id as a markdown link, then `columns` of the catalog table, with
     the family shown by its name and numbers made JSON-safe (NaN -> None, 4 decimals)."""

@@ -9,9 +9,9 @@ from dash.exceptions import PreventUpdate
 
 from dashboard import figures
 from dashboard.components.alerts import notice
-from dashboard.components.links import dim_link, feature_link, inline_list, word_link
+from dashboard.components.links import dim_link, inline_list, labelled_feature_link, word_link
 from dashboard.components.page import run_page
-from dashboard.components.widgets import card, chips, graph, stat_table
+from dashboard.components.widgets import bar_list, card, chips, graph, stat_table
 from dashboard.components.wordmap import clicked_row
 from dashboard.lib.stats import decoder_loadings, sigma_band
 from dashboard.lib.urls import as_int, parse, with_params
@@ -175,10 +175,11 @@ def dimension_detail(v, k: int):
         parts.append(
             card(
                 "SAE features that load most on it (decoder weight)",
-                html.Div(
-                    inline_list([feature_link(rid, f, f"#{f} ({w:+.2f})") for f, w in zip(feats, weights)]),
+                bar_list(
+                    [(labelled_feature_link(v, f), float(w)) for f, w in zip(feats, weights)],
                     id="dims-features",
-                    className="lx-chips",
+                    fmt="{:+.2f}",
+                    wide=True,
                 ),
             )
         )

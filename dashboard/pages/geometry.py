@@ -71,9 +71,11 @@ def layout(v, **_):
         )
     )
 
+    # I_PC on its linear scale here: after enhancement it is near 1, and a bar of 0 before says "underflows"
+    bars = [("i_cos", "I_Cos"), ("i_pc", "I_PC"), ("isoscore", "IsoScore")] + SIMILARITY_MEASURES
     before = {**g, **{k: sim.get(k) for k, _ in SIMILARITY_MEASURES}}
     after = {**enh, **{k: sim.get(k + "_enhanced") for k, _ in SIMILARITY_MEASURES}}
-    labels = dict(MEASURES + SIMILARITY_MEASURES)
+    labels = dict(bars)
     row = [
         dbc.Col(
             card(
@@ -83,7 +85,7 @@ def layout(v, **_):
                     figures.before_after(
                         before,
                         after,
-                        [k for k, _ in MEASURES + SIMILARITY_MEASURES],
+                        [k for k, _ in bars],
                         labels,
                         title=f"Enhancement: {enh.get('clusters', '?')} clusters, {enh.get('pcs_removed', '?')} PCs removed",
                     ),

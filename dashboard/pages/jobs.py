@@ -1,5 +1,7 @@
-"""Jobs: a form that queues a new run (validated first), and the live list of every user's jobs, read
-from the store's job records every second. /jobs?from_run=<run_id> prefills the form from that run."""
+"""Jobs: a form that queues a new run (validated first), and the live list of every user's jobs with their
+owners, read from the store's job records every second. /jobs?from_run=<run_id> prefills the form from that run.
+With auth on, a job's Cancel button is there only for its owner and the policy's admins (and checked again by
+jobs.client.cancel); without auth nobody has a name, so anyone may cancel (docs/jobs.md)."""
 
 import json
 
@@ -9,7 +11,7 @@ from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from dashboard.components.alerts import guarded, notice
-from dashboard.components.jobs_auth import current_user
+from dashboard.components.jobs_auth import auth_enabled, current_user
 from dashboard.components.jobs_form import DEFAULTS, config_form, form_config, run_groups
 from dashboard.components.widgets import card
 from dashboard.lib import store
@@ -36,6 +38,8 @@ FIELDS = (
     "l1",
     "steps",
     "umap",
+    "corpus",
+    "train_on",
 )
 STATUS_COLOURS = {
     "queued": "secondary",
@@ -145,15 +149,34 @@ def form(values: dict, models: list[str]):
                     size="sm",
                     options=[
                         {"label": "TopK", "value": "topk"},
+                        {"label": "BatchTopK", "value": "batch_topk"},
                         {"label": "ReLU + L1", "value": "relu_l1"},
                         {"label": "no SAE", "value": "none"},
                     ],
                 ),
             ),
             _field("width (d_sae)", dbc.Input(id="jobs-d-sae", value=v["d_sae"], min=1, step=1, **num)),
-            _field("k (TopK)", dbc.Input(id="jobs-k", value=v["k"], min=1, step=1, **num)),
+            _field("k (TopK, BatchTopK)", dbc.Input(id="jobs-k", value=v["k"], min=1, step=1, **num)),
             _field("L1 (ReLU)", dbc.Input(id="jobs-l1", value=v["l1"], min=0, step="any", **num)),
             _field("steps", dbc.Input(id="jobs-steps", value=v["steps"], min=1, step=1, **num)),
+            _field(
+                "corpus (transformers)",
+                dbc.Input(id="jobs-corpus", value=v["corpus"], size="sm", placeholder="lee, stsb:en"),
+                "named sources, comma-separated: lee, stsb:<lang> (every split of STS-B)",
+            ),
+            _field(
+                "SAE trains on",
+                dbc.Select(
+                    id="jobs-train-on",
+                    value=v["train_on"],
+                    size="sm",
+                    options=[
+                        {"label": "default (tokens for transformers)", "value": "default"},
+                        {"label": "corpus tokens", "value": "tokens"},
+                        {"label": "word types", "value": "words"},
+                    ],
+                ),
+            ),
             _field("UMAP maps", dbc.Checkbox(id="jobs-umap", value=bool(v["umap"]), label="compute the 2D/3D maps")),
             dbc.Button("Queue run", id="jobs-submit", color="primary", n_clicks=0, className="mt-1"),
             html.Div(id="jobs-message", className="mt-2"),
@@ -215,7 +238,12 @@ def layout(from_run=None, **_):
     )
 
 
-def job_row(job: dict):
+def _viewer() -> str | None:
+    """The user whose rights apply to this request: the basic-auth name, or None without auth (no names)."""
+    return current_user() if auth_enabled() else None
+
+
+def job_row(job: dict, viewer: str | None = None, admins=()):
     jid, status = job["id"], job["status"]
     pct = round(100 * (job.get("progress") or 0))
     cfg = job.get("config") or {}
@@ -261,19 +289,22 @@ def job_row(job: dict):
             n_clicks=0,
             className="py-0",
         )
-        if status in jobstore.ACTIVE
+        if status in jobstore.ACTIVE and (viewer is None or viewer == job.get("user") or viewer in admins)
         else None
     )
-    who = f"{job.get('user') or '?'} · {(job.get('submitted') or '')[:19].replace('T', ' ')}"
+    when = f"{(job.get('submitted') or '')[:19].replace('T', ' ')}"
     if job.get("worker"):
-        who += f" · {job['worker']} ({job.get('device') or '?'})"
+        when += f" · {job['worker']} ({job.get('device') or '?'})"
     return html.Div(
         [
             html.Div(
                 [
                     dbc.Badge(status, color=STATUS_COLOURS.get(status, "secondary"), className="me-2 lx-job-status"),
                     html.B(what, className="me-2"),
-                    html.Small(who, className="text-muted"),
+                    html.Span(
+                        ["owner ", html.B(job.get("user") or "?")], className="me-2 small lx-job-owner", title="owner"
+                    ),
+                    html.Small(when, className="text-muted"),
                     html.Span(cancel, className="float-end"),
                 ]
             ),
@@ -301,7 +332,16 @@ def job_list(jobs: list[dict] | None = None):
             className="text-muted",
             id="jobs-empty",
         )
-    return [job_row(j) for j in jobs]
+    viewer = _viewer()
+    admins = _admins() if viewer is not None else ()
+    return [job_row(j, viewer, admins) for j in jobs]
+
+
+def _admins() -> list[str]:
+    try:
+        return Policy.load().admins
+    except PlanError:
+        return []
 
 
 def _signature(jobs: list[dict]) -> str:
@@ -343,8 +383,8 @@ def queue_run(n, refresh_count, *values):
         raise PreventUpdate
     try:
         cfg = form_config(dict(zip(FIELDS, values)), stored_groups=_stored_groups)
-        client.ensure_embedded_worker(_root())
         job = client.submit(cfg, _root(), user=current_user())
+        client.ensure_embedded_worker(_root())  # after the job is queued: a refused request starts nothing
     except (PlanError, StoreError, client.QueueError) as e:
         return dbc.Alert(str(e), color="danger", className="py-2 mb-0", id="jobs-error"), no_update
     return (
@@ -365,12 +405,14 @@ def queue_run(n, refresh_count, *values):
     prevent_initial_call=True,
 )
 def cancel_job(clicks, refresh_count):
-    if not ctx.triggered_id or not any(clicks or []) or not ctx.triggered[0]["value"]:
+    if not isinstance(ctx.triggered_id, dict) or not ctx.triggered[0]["value"]:
         raise PreventUpdate
-    job_id = ctx.triggered_id["job"]
+    job_id = ctx.triggered_id.get("job")
     try:
-        job = client.cancel(job_id, _root())
+        job = client.cancel(job_id, _root(), user=_viewer())
+    except (client.JobFinished, client.NotAllowed) as e:
+        return dbc.Alert(str(e), color="warning", className="py-2 mb-0", id="jobs-cancel-refused"), no_update
     except StoreError as e:
-        return dbc.Alert(str(e), color="danger", className="py-2 mb-0"), no_update
+        return dbc.Alert(str(e), color="danger", className="py-2 mb-0", id="jobs-cancel-refused"), no_update
     word = "cancelled" if job["status"] == "cancelled" else "stopping at its next step"
     return dbc.Alert(f"Job {job_id}: {word}.", color="warning", className="py-2 mb-0"), (refresh_count or 0) + 1

@@ -9,7 +9,7 @@ from dashboard import figures
 from dashboard.components.alerts import empty_store, guarded, notice
 from dashboard.components.widgets import card, graph
 from dashboard.lib import store
-from dashboard.lib.runs import family_names, records
+from dashboard.lib.runs import family_names, records, with_log_ipc
 from dashboard.lib.urls import href
 
 dash.register_page(__name__, path="/", name="Runs", title="Lexiscope · runs", order=0)
@@ -25,9 +25,10 @@ COLUMNS = [
     ("sae_fvu", "FVU"),
     ("sae_l0", "L0"),
     ("i_cos", "i_cos"),
-    ("i_pc", "i_pc"),
+    ("i_pc_log10", "log10 i_pc"),
     ("isoscore", "IsoScore"),
     ("sae_intrusion", "intrusion"),
+    ("sae_qvec", "QVEC"),
     ("created", "created"),
 ]
 # One line per measure, shown as the column's tooltip and beside its chart (docs/dashboard.md repeats them).
@@ -47,7 +48,7 @@ DEFINITIONS = {
 
 MEASURES = [
     ("i_cos", "i_cos (mean cosine)"),
-    ("i_pc", "i_pc"),
+    ("i_pc_log10", "log10 i_pc (i_pc underflows to 0 in transformer layers)"),
     ("isoscore", "IsoScore"),
     ("sae_fvu", "SAE FVU"),
     ("sae_l0", "SAE L0"),
@@ -58,7 +59,7 @@ MEASURES = [
 @guarded
 def layout(run=None, **_):
     cat = store.catalog()
-    table = store.runs_table()
+    table = with_log_ipc(store.runs_table())
     broken = [
         notice(f"Skipped an unreadable run: {msg}", color="warning", className="mt-2 mb-1 py-2")
         for msg in cat.errors.values()
@@ -73,9 +74,10 @@ def layout(run=None, **_):
         "sae_fvu",
         "sae_l0",
         "i_cos",
-        "i_pc",
+        "i_pc_log10",
         "isoscore",
         "sae_intrusion",
+        "sae_qvec",
     }
     columns = [{"id": "run", "name": "run", "presentation": "markdown"}] + [
         {"id": k, "name": name, "type": "numeric" if k in numeric else "text"} for k, name in COLUMNS

@@ -1,0 +1,231 @@
+"""Word maps of neighbouring layers fitted jointly (umap-learn's AlignedUMAP), so that a word keeps its place
+from layer to layer, and the measure of how steady a sequence of maps is.
+
+Layers are related through their shared vocabulary: relation l maps a row of layer l to the row of the same word
+in layer l+1 (the identity when every layer has the same words)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from contextlib import contextmanager
+from itertools import pairwise
+
+import numba
+import numpy as np
+from scipy.linalg import orthogonal_procrustes
+from umap.sparse import arr_intersect, arr_union
+
+from compute.config import ProjectionConfig
+
+
+def shared_rows(words_a: Sequence[str], words_b: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the words present in both vocabularies, in the order of `words_a`: (rows_a, rows_b) int64,
+    one to one (a word listed twice on either side is matched by its first row only)."""
+    where_b: dict[str, int] = {}
+    for j, w in enumerate(words_b):
+        where_b.setdefault(w, j)
+    rows_a, rows_b = [], []
+    for i, w in enumerate(words_a):
+        j = where_b.pop(w, None)
+        if j is not None:
+            rows_a.append(i)
+            rows_b.append(j)
+    return np.asarray(rows_a, dtype=np.int64), np.asarray(rows_b, dtype=np.int64)
+
+
+def layer_relations(vocabularies: Sequence[Sequence[str]]) -> list[dict[int, int]]:
+    """AlignedUMAP's relations: for each pair of neighbouring layers, {row in layer l: row in layer l+1}."""
+    out = []
+    for a, b in pairwise(vocabularies):
+        rows_a, rows_b = shared_rows(a, b)
+        out.append(dict(zip(rows_a.tolist(), rows_b.tolist())))
+    return out
+
+
+def identity_relations(n_rows: Sequence[int]) -> list[dict[int, int]]:
+    """Relations for layers that share one vocabulary, row for row."""
+    return [{i: i for i in range(min(a, b))} for a, b in pairwise(n_rows)]
+
+
+# ---------------------------------------------------------------- AlignedUMAP
+
+
+@numba.njit()
+def _neighbourhood_similarities(graphs_indptr, graphs_indices, relations):
+    """umap.aligned_umap.build_neighborhood_similarities with the same output, in O(edges) rather than
+    O(n^2) per pair of layers: umap-learn 0.5.12 rebuilds the set of related rows once per row (its in1d), which
+    took ~80 s for 7 layers of 4,000 words and grows with n^2 (hours at 20,000). The set is built once per pair
+    here, as in umap-learn's fix (lmcinnes/umap pull request 1272)."""
+    result = np.zeros(relations.shape, dtype=np.float32)
+    center = (relations.shape[1] - 1) // 2
+    n_rel = relations.shape[2]
+    for i in range(relations.shape[0]):
+        base_indptr = graphs_indptr[i]
+        base_indices = graphs_indices[i]
+        for j in range(relations.shape[1]):
+            other = i + j - center
+            if other < 0 or other >= len(graphs_indptr):
+                continue
+            comp_indptr = graphs_indptr[other]
+            comp_indices = graphs_indices[other]
+            rel = relations[i, j]
+            related = np.zeros(len(comp_indptr) - 1, dtype=np.bool_)  # rows of `other` some row maps to
+            for k in range(n_rel):
+                if rel[k] >= 0:
+                    related[rel[k]] = True
+            for k in range(n_rel):
+                c = rel[k]
+                if c < 0:
+                    continue
+                raw = base_indices[base_indptr[k] : base_indptr[k + 1]]
+                base = rel[raw[raw < n_rel]]
+                base = base[base >= 0]
+                comp = comp_indices[comp_indptr[c] : comp_indptr[c + 1]]
+                comp = comp[related[comp]]
+                inter = arr_intersect(base, comp).shape[0]
+                union = arr_union(base, comp).shape[0]
+                result[i, j, k] = inter / union if union > 0 else 1.0
+    return result
+
+
+@contextmanager
+def _fast_similarities():
+    import umap.aligned_umap as au
+
+    original = au.build_neighborhood_similarities
+    au.build_neighborhood_similarities = _neighbourhood_similarities
+    try:
+        yield
+    finally:
+        au.build_neighborhood_similarities = original
+
+
+def aligned_maps(
+    layers: Sequence[np.ndarray],
+    n_components: int,
+    cfg: ProjectionConfig,
+    relations: list[dict[int, int]] | None = None,
+    regularisation: float = 1e-2,
+    window: int = 3,
+) -> list[np.ndarray]:
+    """One word map per layer, fitted jointly: (n_l, n_components) float32 each.
+
+    `layers` are the per-layer (n_l, d) word vectors; `relations` link neighbouring layers (default: the same
+    rows in every layer). Cosine metric, n_neighbors / min_dist / umap_epochs / seed from `cfg`. A word that UMAP
+    leaves unconnected (AlignedUMAP gives it NaN) is placed at its place in the nearest layer that has one, or
+    at the map's centre."""
+    import umap
+
+    if len(layers) < 2:
+        raise ValueError(f"layers: aligned maps need at least 2 layers, got {len(layers)}")
+    relations = relations if relations is not None else identity_relations([len(X) for X in layers])
+    if len(relations) != len(layers) - 1:
+        raise ValueError(f"relations: {len(layers)} layers need {len(layers) - 1} relations, got {len(relations)}")
+    if any(not r for r in relations):
+        raise ValueError("relations: two neighbouring layers share no word")
+    smallest = min(len(X) for X in layers)
+    if smallest <= n_components + 1:
+        raise ValueError(f"layers: a layer has {smallest} words, too few for a {n_components}-D map")
+    reducer = umap.AlignedUMAP(
+        n_neighbors=min(cfg.n_neighbors, smallest - 1),
+        n_components=n_components,
+        metric="cosine",
+        min_dist=cfg.min_dist,
+        n_epochs=cfg.umap_epochs,
+        random_state=cfg.seed,
+        transform_seed=cfg.seed,
+        alignment_regularisation=regularisation,
+        alignment_window_size=window,
+        force_approximation_algorithm=True,
+    )  # below 4,096 rows umap-learn would loop over all pairs in Python
+    data = [np.ascontiguousarray(X, dtype=np.float32) for X in layers]
+    with _fast_similarities(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # umap's notes that a seed turns off its parallelism
+        maps = reducer.fit_transform(data, relations=list(relations))
+    return _fill_unplaced([np.asarray(m, dtype=np.float32) for m in maps], relations)
+
+
+def _fill_unplaced(maps: list[np.ndarray], relations: list[dict[int, int]]) -> list[np.ndarray]:
+    """Rows without a place (NaN) take the place of the same word in the layer below or above, else the centre."""
+    for layer, m in enumerate(maps):
+        bad = np.flatnonzero(~np.isfinite(m).all(axis=1))
+        if not len(bad):
+            continue
+        below = {v: k for k, v in relations[layer - 1].items()} if layer else {}
+        above = relations[layer] if layer < len(relations) else {}
+        for row in bad.tolist():
+            for other, rel in ((layer - 1, below), (layer + 1, above)):
+                r = rel.get(row)
+                if r is not None and np.isfinite(maps[other][r]).all():
+                    m[row] = maps[other][r]
+                    break
+            else:
+                m[row] = np.nanmean(m, axis=0)
+    return maps
+
+
+def independent_maps(layers: Sequence[np.ndarray], n_components: int, cfg: ProjectionConfig) -> list[np.ndarray]:
+    """Each layer's map fitted on its own, as compute.projections does for a run: the baseline for the
+    aligned maps."""
+    from compute import projections
+
+    out = []
+    for X in layers:
+        idx, dist = projections.knn_cosine(X, cfg.n_neighbors, cfg.seed)
+        out.append(projections.umap_embed(X, idx, dist, n_components, cfg))
+    return out
+
+
+# ---------------------------------------------------------------- steadiness
+
+
+def _standardise(P: np.ndarray) -> np.ndarray:
+    """Centred and scaled to a root-mean-square distance of 1 from the centre."""
+    P = np.asarray(P, dtype=np.float64)
+    P = P - P.mean(axis=0)
+    rms = np.sqrt((P**2).sum(axis=1).mean())
+    return P / rms if rms > 0 else P
+
+
+def procrustes_displacement(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Per row, how far a point moves from map A to map B once B is rotated (or reflected) onto A: the
+    Euclidean distance after both maps are centred and scaled to unit root-mean-square radius, and B is fitted
+    to A by an orthogonal Procrustes rotation. (n,) float64, in units of the maps' RMS radius."""
+    A, B = _standardise(A), _standardise(B)
+    if A.shape != B.shape:
+        raise ValueError(f"maps: shapes differ ({A.shape} vs {B.shape})")
+    R, _ = orthogonal_procrustes(B, A)
+    return np.linalg.norm(B @ R - A, axis=1)
+
+
+def steadiness(maps: Sequence[np.ndarray], relations: list[dict[int, int]] | None = None) -> np.ndarray:
+    """Mean displacement of a word between each pair of neighbouring maps, over their shared words
+    (procrustes_displacement): (n_layers - 1,) float64. Lower is steadier."""
+    relations = relations if relations is not None else identity_relations([len(m) for m in maps])
+    out = []
+    for layer, rel in enumerate(relations):
+        rows_a = np.fromiter(rel.keys(), dtype=np.int64, count=len(rel))
+        rows_b = np.fromiter(rel.values(), dtype=np.int64, count=len(rel))
+        out.append(procrustes_displacement(maps[layer][rows_a], maps[layer + 1][rows_b]).mean())
+    return np.asarray(out)
+
+
+def neighbour_preservation(X: np.ndarray, Y: np.ndarray, k: int = 15, seed: int = 0) -> float:
+    """How faithful a map is to its vectors: the mean share of a word's k nearest neighbours by cosine in X
+    (n, d) that are also among its k nearest in the map Y (n, c), Euclidean. 1 = every neighbourhood kept;
+    k / (n - 1) for a random map."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from compute import projections
+
+    idx_x, _ = projections.knn_cosine(X, k, seed)
+    _, idx_y = NearestNeighbors(n_neighbors=k + 1).fit(Y).kneighbors(Y)
+    # Drop each word itself (not always first when two words share a place).
+    not_self = idx_y != np.arange(len(Y))[:, None]
+    idx_y = np.take_along_axis(idx_y, np.argsort(~not_self, axis=1, kind="stable"), axis=1)[:, :k]
+    hits = 0
+    for s in range(0, len(X), 4096):
+        a, b = idx_x[s : s + 4096, 1 : k + 1], idx_y[s : s + 4096]
+        hits += int((a[:, :, None] == b[:, None, :]).any(axis=2).sum())
+    return hits / (len(X) * k)
