@@ -409,12 +409,12 @@ def test_runs_page_orients_and_defines_every_measure_column(mapview):
         return None
 
     props = table(page)
-    measures = {"i_cos", "i_pc", "isoscore", "sae_fvu", "sae_l0", "sae_intrusion"}
+    measures = {"i_cos", "i_pc_log10", "isoscore", "sae_fvu", "sae_l0", "sae_intrusion"}
     assert measures <= {c["id"] for c in props["columns"]}
-    for key in measures:
+    for key in measures | ({"sae_qvec"} & {c["id"] for c in props["columns"]}):
         tip = props["tooltip_header"][key]
         assert len(tip) > 30 and "\n" not in tip
     doc = (Path(__file__).resolve().parents[1] / "docs" / "dashboard.md").read_text()
     section = doc[doc.index("### What the measures mean") :]
-    for name in ("i_cos", "i_pc", "IsoScore", "FVU", "L0", "intrusion"):
+    for name in ("i_cos", "log10 i_pc", "IsoScore", "FVU", "L0", "intrusion", "QVEC"):
         assert f"\n| {name} |" in section

@@ -291,7 +291,10 @@ def test_lasso_selection_panel_and_open_as_a_concept(dash_duo, app_on, run_file,
     dash_duo.wait_for_element("#concepts-known", timeout=30)
     assert urlparse(dash_duo.driver.current_url).path == "/concepts"
     asked = [w.strip() for w in _query(dash_duo)["words"].split(",")]
-    known = [a.text for a in dash_duo.find_elements("#concepts-known a")]
-    assert known == asked[: len(known)] and len(known) == min(count, 200)
+    assert len(asked) == min(count, 200)  # the 200 most frequent selected words
+    known = [a.text for a in dash_duo.find_elements("#concepts-known a")]  # the page lists the first 150
+    assert known == asked[: len(known)] and len(known) == min(len(asked), 150)
+    titles = [h.text for h in dash_duo.find_elements(".lx-card h6")]
+    assert f"Group: {len(asked)} word(s)" in titles
     assert abs(len({words.index(w) for w in known} & set(picked)) - len(known)) <= 2
     _shot(dash_duo, tmp_path, "concepts-from-selection", graph=".js-plotly-plot")

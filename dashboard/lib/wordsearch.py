@@ -11,6 +11,7 @@ from collections import defaultdict
 import numpy as np
 
 MAX_PATTERN = 200
+WIDE_PASS_WORDS = 50_000  # the wide spelling pass looks at the most frequent words only
 _indexes: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
@@ -48,15 +49,18 @@ def matches(v, query: str | None) -> np.ndarray:
 
 
 def _spelling_index(v) -> dict:
-    """{(first letter, length): [lower-case words]}, in row order (most frequent first)."""
+    """{(first letter, length): [lower-case words]} and {length: [the most frequent lower-case words]},
+    in row order (most frequent first)."""
     idx = _indexes.get(v)
     if idx is None:
-        idx = defaultdict(list)
-        for w in v.words:
+        by_start, by_length = defaultdict(list), defaultdict(list)
+        for i, w in enumerate(v.words):
             lw = str(w).lower()
             if lw:
-                idx[(lw[0], len(lw))].append(lw)
-        _indexes[v] = idx = dict(idx)
+                by_start[(lw[0], len(lw))].append(lw)
+                if i < WIDE_PASS_WORDS:
+                    by_length[len(lw)].append(lw)
+        _indexes[v] = idx = {"start": dict(by_start), "length": dict(by_length)}
     return idx
 
 
@@ -64,15 +68,16 @@ def close_spellings(v, word: str, limit: int = 6, cutoff: float = 0.75) -> list[
     """Vocabulary words spelled like `word` (difflib's similarity ratio >= cutoff), best first.
 
     Fast path: only words with the same first letter and a length within 2 are compared (a few thousand
-    even in a 400k vocabulary); if none is close enough, every word of a length within 1 is tried."""
+    even in a 400k vocabulary); if none is close enough, the 50,000 most frequent words of a length within
+    1 are tried (a typo in the first letter)."""
     w = (word or "").strip().lower()
     if not w:
         return []
     idx = _spelling_index(v)
-    near = [c for n in range(len(w) - 2, len(w) + 3) for c in idx.get((w[0], n), ())]
+    near = [c for n in range(len(w) - 2, len(w) + 3) for c in idx["start"].get((w[0], n), ())]
     found = difflib.get_close_matches(w, near, n=limit, cutoff=cutoff)
     if not found:
-        wide = [c for (_, n), words in idx.items() if abs(n - len(w)) <= 1 for c in words]
+        wide = [c for n in range(len(w) - 1, len(w) + 2) for c in idx["length"].get(n, ())]
         found = difflib.get_close_matches(w, wide, n=limit, cutoff=cutoff)
     out = []
     for c in found:

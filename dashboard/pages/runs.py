@@ -35,8 +35,8 @@ COLUMNS = [
 DEFINITIONS = {
     "i_cos": "i_cos: the mean cosine between two different words' vectors. 0 for directions spread evenly "
     "(isotropic); near 1 when all vectors point one way.",
-    "i_pc": "i_pc: min / max over the principal directions u of F(u) = Σ exp(u·w). 1 = isotropic; near 0 when "
-    "one direction dominates.",
+    "i_pc_log10": "log10 i_pc: i_pc is min / max over the principal directions u of F(u) = Σ exp(u·w); 0 (i_pc "
+    "= 1) is isotropic, very negative when one direction dominates.",
     "isoscore": "IsoScore (Rudman et al. 2022): how evenly the variance spreads over the dimensions. 1 = all "
     "dimensions used equally; 0 = a single one.",
     "sae_fvu": "FVU: the share of the vectors' variance the SAE does not reconstruct. 0 = perfect; 1 = no "
@@ -44,6 +44,8 @@ DEFINITIONS = {
     "sae_l0": "L0: how many SAE features are active on a word, on average (lower = sparser).",
     "sae_intrusion": "intrusion (DistRatio): how far an intruder word lies from a feature's top words, relative "
     "to their spread. Higher = more interpretable; compare with the raw dimensions' score on the Features page.",
+    "sae_qvec": "QVEC (Tsvetkov et al. 2015): how well each SAE feature correlates with its best WordNet "
+    "supersense. Higher = features line up with supersenses; the Features page shows the raw dimensions' score.",
 }
 
 MEASURES = [
