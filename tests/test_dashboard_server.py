@@ -59,7 +59,7 @@ def _route(base, path, search):
             {"id": "_pages_location", "property": "search", "value": search},
         ],
         "changedPropIds": ["_pages_location.search"],
-        "state": [],
+        "state": [[]],  # ROUTING_STATE: the page markers on screen (none: a fresh page)
     }
     r = requests.post(f"{base}/_dash-update-component", json=body, timeout=60)
     r.raise_for_status()

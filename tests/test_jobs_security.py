@@ -81,8 +81,14 @@ def dash_app(tmp_path):
 
 def queue_form(http, headers=None, **values):
     """POST the Jobs form's Queue button as the browser does, with `values` over the form's defaults."""
+    from dashboard.components.jobs_form import DEFAULTS
+    from dashboard.pages.jobs import FIELDS
+
+    ours = dict(FORM_STATES)  # every field the callback reads, in its order; ours over the form's defaults
     states = [{"id": "jobs-refresh", "property": "data", "value": 0}]
-    states += [{"id": cid, "property": "value", "value": values.get(cid, v)} for cid, v in FORM_STATES]
+    for field in FIELDS:
+        cid = f"jobs-{field.replace('_', '-')}"
+        states.append({"id": cid, "property": "value", "value": values.get(cid, ours.get(cid, DEFAULTS.get(field)))})
     body = {
         "output": QUEUE_OUTPUT,
         "outputs": [{"id": "jobs-message", "property": "children"}, {"id": "jobs-refresh", "property": "data"}],
