@@ -332,8 +332,9 @@ def test_zero_shot_english_directions_change_spanish(minilm_sts):
 def _check_zero_shot(minilm_sts, data_en, data_es):
     for layer in LAYERS:
         en, es = minilm_sts["vectors"]("en", layer), minilm_sts["vectors"]("es", layer)
-        rows, _, _ = _stored(minilm_sts["files"][layer])
-        en_fit = fit_enhancement(en, 7, 12, 0)
+        rows, top, _ = _stored(minilm_sts["files"][layer])
+        removed = int(top["pcs_removed"])
+        en_fit = fit_enhancement(en, 7, removed, 0)
         es_zero_shot = en_fit.apply(es)
         # Inside its English cluster, each Spanish vector loses its part along that cluster's English directions.
         labels = en_fit.assign(es)
@@ -352,7 +353,7 @@ def _check_zero_shot(minilm_sts, data_en, data_es):
         assert rows["es"]["raw"] == pytest.approx(score(es, data_es), abs=1e-4)
         assert rows["es"]["zero_shot"] == pytest.approx(score(es_zero_shot, data_es), abs=1e-4)
         assert rows["es"]["individual"] == pytest.approx(
-            score(fit_enhancement(es, 7, 12, 0).apply(es), data_es), abs=1e-4
+            score(fit_enhancement(es, 7, removed, 0).apply(es), data_es), abs=1e-4
         )
         assert abs(rows["es"]["zero_shot"] - rows["es"]["raw"]) > 0.05
         assert rows["en"]["zero_shot"] == rows["en"]["individual"]
