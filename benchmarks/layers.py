@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from scipy.stats import ortho_group
 
 from benchmarks.common import bench_threads, row, stats, torch_threads
 
@@ -130,6 +131,21 @@ def _lineage(layers, sae_cfg) -> tuple[dict, list]:
         decoders.append(model.W_dec.detach().cpu().numpy())
         acts.append(sae.encode_numpy(model, X))
     (ups, _, lin), t_match, c_match = _timed(lambda: lineage.trace_layers(decoders, acts))
+    # Null: the upper layer's decoder turned by a random rotation (its own geometry kept, any correspondence
+    # with the lower layer lost); the share of features whose best match still reaches the threshold.
+    rotation = ortho_group.rvs(decoders[0].shape[1], random_state=0)
+    null = [lineage.decoder_matches(a, b @ rotation)[1] for a, b in zip(decoders[:-1], decoders[1:])]
+    null_share = [float(np.mean(c >= t)) for c, t in zip(null, lin.thresholds)]
+    # Controls for L0 -> L1: every layer's SAE starts from the same seeded decoder, so some of a match may be
+    # shared initialisation; refit L1 with another seed. And the ceiling: L0 refitted with another seed.
+    other_seed = sae_cfg.model_copy(update={"seed": sae_cfg.seed + 1})
+    l1_other = sae.fit(layers[1], other_seed, device="cpu").W_dec.detach().cpu().numpy()
+    l0_other = sae.fit(layers[0], other_seed, device="cpu").W_dec.detach().cpu().numpy()
+    t0 = lin.thresholds[0]
+    controls = {
+        "L0_L1_other_seed_share_above": float(np.mean(lineage.decoder_matches(decoders[0], l1_other)[1] >= t0)),
+        "L0_L0_other_seed_share_above": float(np.mean(lineage.decoder_matches(decoders[0], l0_other)[1] >= t0)),
+    }
     lengths = np.concatenate([(c >= 0).sum(axis=1) for c in lin.chains])
     cos_up = [float(np.median(u.cos)) for u in ups]
     agree = [float(np.mean(u.cos_idx == u.corr_idx)) for u in ups]
@@ -141,6 +157,9 @@ def _lineage(layers, sae_cfg) -> tuple[dict, list]:
         "carried_from_below": lin.carried_from_below.tolist(),
         "median_best_cos_up": np.round(cos_up, 4).tolist(),
         "cos_and_corr_agree_up": np.round(agree, 4).tolist(),
+        "rotated_null_share_above": null_share,
+        "rotated_null_max_cos": [float(c.max()) for c in null],
+        **controls,
         "lineage_length_mean": float(lengths.mean()),
         "full_depth_share": float(np.mean(lengths == len(layers))),
         "match_s": stats([t_match]),
@@ -153,6 +172,20 @@ def _lineage(layers, sae_cfg) -> tuple[dict, list]:
             f"lineage: features (of {F}) carried to the next layer, L0..L5 (threshold {lin.thresholds[0]:.3f})",
             " / ".join(str(c) for c in lin.carried_up[:-1]),
             None,
+        ),
+        row(
+            "7 layers",
+            "lineage: share of features matched above the threshold, L0->L1 (baseline: the upper "
+            "decoder randomly rotated)",
+            float(lin.carried_up[0] / F),
+            null_share[0],
+        ),
+        row(
+            "7 layers",
+            "lineage controls: share above the threshold, L0->L1 with L1's SAE fitted from another seed "
+            "(baseline: L0 against L0 refitted from another seed, the reproducibility ceiling)",
+            controls["L0_L1_other_seed_share_above"],
+            controls["L0_L0_other_seed_share_above"],
         ),
         row(
             "7 layers",

@@ -101,13 +101,21 @@ def _fast_similarities():
         au.build_neighborhood_similarities = original
 
 
+# AlignedUMAP's pull of a word towards its place in the neighbouring layers, and how many layers either side
+# pull. umap-learn's defaults (0.01, 3) made the default plan's MiniLM maps (20,000 words, 7 layers) only 2.4x
+# steadier than independent maps; 0.1 with one layer either side made them 3.9x steadier, for 11% lower
+# neighbour preservation and a cheaper layout (benchmarks/layers.py; docs/layers.md).
+REGULARISATION = 0.1
+WINDOW = 1
+
+
 def aligned_maps(
     layers: Sequence[np.ndarray],
     n_components: int,
     cfg: ProjectionConfig,
     relations: list[dict[int, int]] | None = None,
-    regularisation: float = 1e-2,
-    window: int = 3,
+    regularisation: float = REGULARISATION,
+    window: int = WINDOW,
 ) -> list[np.ndarray]:
     """One word map per layer, fitted jointly: (n_l, n_components) float32 each.
 

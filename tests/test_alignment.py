@@ -101,8 +101,8 @@ CFG = ProjectionConfig(n_neighbors=10, umap_epochs=40, seed=0)
 
 
 def test_aligned_maps_are_steadier_than_independent_maps_and_seeded(drifting_layers):
-    aligned = alignment.aligned_maps(drifting_layers, 2, CFG, regularisation=0.1)
-    again = alignment.aligned_maps(drifting_layers, 2, CFG, regularisation=0.1)
+    aligned = alignment.aligned_maps(drifting_layers, 2, CFG)
+    again = alignment.aligned_maps(drifting_layers, 2, CFG)
     independent = alignment.independent_maps(drifting_layers, 2, CFG)
     assert [m.shape for m in aligned] == [(300, 2)] * 4 and all(np.isfinite(m).all() for m in aligned)
     for m, n in zip(aligned, again):
@@ -122,7 +122,7 @@ def test_aligned_maps_with_differing_vocabularies(drifting_layers):
     layers = [drifting_layers[0], drifting_layers[1][50:][::-1], drifting_layers[2], drifting_layers[3]]
     relations = alignment.layer_relations(vocabs)
     assert len(relations[0]) == 250 and relations[0][299] == 0
-    maps = alignment.aligned_maps(layers, 3, CFG, relations=relations, regularisation=0.1)
+    maps = alignment.aligned_maps(layers, 3, CFG, relations=relations)
     assert [m.shape for m in maps] == [(300, 3), (250, 3), (300, 3), (300, 3)]
     assert all(np.isfinite(m).all() for m in maps)
     assert alignment.steadiness(maps, relations).shape == (3,)
