@@ -215,28 +215,13 @@ def measure(
 FEATURE_MAP_SETTINGS = ("today", "knn+spectral", "knn+pca")
 
 
-def feature_map_proposed(W_dec, seed: int = 0, init: str = "spectral") -> np.ndarray:
-    """The proposed compute.features.feature_map: the same UMAP (2-D, cosine, 15 neighbours, min_dist 0.1,
-    umap-learn's default epochs), but from an exact k-NN by matrix products (compute.projections.knn_cosine)
-    instead of umap-learn's small-data path, whose sklearn.pairwise_distances calls the numba cosine once
-    per pair from Python."""
-    from compute.config import ProjectionConfig
-    from compute.projections import knn_cosine, umap_embed
-
-    F = len(W_dec)
-    if F < 4:
-        return np.zeros((F, 2), dtype=np.float32)
-    cfg = ProjectionConfig(n_neighbors=min(15, F - 1), min_dist=0.1, seed=seed)
-    idx, dist = knn_cosine(W_dec, cfg.n_neighbors, seed)
-    return umap_embed(np.asarray(W_dec, np.float32), idx, dist, 2, cfg, init=init)
-
-
 def measure_feature_map(repeats: int = 2, d_sae: int = 2048, k: int = 16, steps: int | None = None) -> dict:
     """The SAE feature map (2-D UMAP of the decoder directions) today and as proposed, on the decoder of an
     SAE of the MiniLM runs' width trained on the GloVe 20k words: CPU time and trustworthiness."""
     from sklearn.decomposition import PCA
 
-    from compute import features, projections, sae
+    from benchmarks import before_after
+    from compute import projections, sae
     from compute.config import SAEConfig
 
     X, _ = glove_plan_vectors()
@@ -244,9 +229,9 @@ def measure_feature_map(repeats: int = 2, d_sae: int = 2048, k: int = 16, steps:
     W = sae.fit(X, SAEConfig(arch="topk", d_sae=d_sae, k=k, steps=steps, seed=0), device="cpu").W_dec.detach().numpy()
     W = np.ascontiguousarray(W, dtype=np.float32)
     fns = {
-        "today": lambda: features.feature_map(W, 0),
-        "knn+spectral": lambda: feature_map_proposed(W, 0, "spectral"),
-        "knn+pca": lambda: feature_map_proposed(W, 0, "pca"),
+        "today": lambda: before_after.feature_map_before(W, 0),
+        "knn+spectral": lambda: before_after.feature_map_proposed(W, 0, "spectral"),
+        "knn+pca": lambda: before_after.feature_map_proposed(W, 0, "pca"),
     }
     for f in fns.values():  # numba compilation
         f()

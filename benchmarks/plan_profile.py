@@ -99,54 +99,37 @@ def _is_stage_word(w: str) -> bool:
 # ---------------------------------------------------------------- before / after
 
 
-def feature_map_before(W_dec, seed: int = 0):
-    """compute.features.feature_map before this change (umap-learn's small-data path), kept for the before
-    figures."""
-    import umap
+def _maps_from(init: str):
+    """compute.projections.projections_output with its UMAP start fixed to `init`, whatever the config says."""
+    from compute import projections
 
-    F = len(W_dec)
-    if F < 4:
-        return np.zeros((F, 2), dtype=np.float32)
-    return (
-        umap.UMAP(n_components=2, metric="cosine", n_neighbors=min(15, F - 1), min_dist=0.1, random_state=seed)
-        .fit_transform(np.asarray(W_dec, np.float32))
-        .astype(np.float32)
-    )
+    real = projections.projections_output
 
+    def projections_output(X, cfg, progress=None, init_=None, n_epochs=None, **_):
+        return real(X, cfg, progress, init=init, n_epochs=n_epochs)
 
-def decoder_neighbors_before(sae, X, m: int = 20, chunk: int = 512):
-    """compute.features.decoder_neighbors before this change ((n, 512) blocks), kept for the before figures."""
-    from compute.features import _top_rows, _unit_rows
-
-    U_nD = _unit_rows(np.asarray(X, np.float32) - sae.mu.numpy())
-    W_FD = _unit_rows(sae.W_dec.detach().numpy())
-    idx = np.empty((len(W_FD), min(m, len(U_nD))), dtype=np.int32)
-    cos = np.empty(idx.shape, dtype=np.float32)
-    for s in range(0, len(W_FD), chunk):
-        idx[s : s + chunk], cos[s : s + chunk] = _top_rows(U_nD @ W_FD[s : s + chunk].T, m)
-    return idx, cos
+    return projections_output
 
 
 def variant_patches(name: str) -> dict:
-    """{(module, attribute): value} that make the code run as `name`: "before" = each map solving its own
-    spectral start and the feature statistics as they were; "after" = the maps' shared PCA start
-    (compute.projections.MAP_INIT) and the proposed compute.features changes (feature map from an exact k-NN,
-    decoder neighbours in blocks), for as long as those live here and not in compute/features.py."""
-    from benchmarks.feature_memory import decoder_neighbors_blocked
-    from benchmarks.map_quality import feature_map_proposed
+    """{(module, attribute): value} that make the code run as `name`: "before" = each UMAP map solving its own
+    spectral start (umap-learn's default) and the feature statistics as they were; "after" = the maps' shared
+    PCA start and the proposed compute.features changes (feature map from an exact k-NN, decoder neighbours
+    in blocks), for as long as those live here and not in compute/features.py."""
+    from benchmarks import before_after as ba
     from compute import features, projections
 
     if name == "before":
         return {
-            (projections, "MAP_INIT"): "spectral",
-            (features, "feature_map"): feature_map_before,
-            (features, "decoder_neighbors"): decoder_neighbors_before,
+            (projections, "projections_output"): _maps_from("spectral"),
+            (features, "feature_map"): ba.feature_map_before,
+            (features, "decoder_neighbors"): ba.decoder_neighbors_before,
         }
     if name == "after":
         return {
-            (projections, "MAP_INIT"): "shared-pca",
-            (features, "feature_map"): feature_map_proposed,
-            (features, "decoder_neighbors"): decoder_neighbors_blocked,
+            (projections, "projections_output"): _maps_from("shared-pca"),
+            (features, "feature_map"): ba.feature_map_proposed,
+            (features, "decoder_neighbors"): ba.decoder_neighbors_blocked,
         }
     raise ValueError(f"variant '{name}': expected before or after")
 
