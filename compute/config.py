@@ -154,6 +154,7 @@ class BatchTopKConfig(_KSparse):
 
     arch: Literal["batch_topk"] = "batch_topk"
     threshold_lr: float = Field(0.01, gt=0, le=1, description="step of the threshold's moving average")
+    row_norm: bool = Field(True, description="encode each centred row scaled to a common norm, codes scaled back")
 
 
 def _sae_arch(v) -> str:
