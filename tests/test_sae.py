@@ -1,6 +1,7 @@
 """Sparse autoencoders: reconstruction against independent numpy code, known-dictionary recovery, the GloVe
-default run's quality and interpretability, the relu_l1 sweep, BatchTopK's threshold inference, the store
-round trip of every architecture, and clear errors."""
+default run's quality and interpretability, the relu_l1 sweep, the k-sparse training losses and gradients
+against a dense reference, BatchTopK's threshold inference, the store round trip of every architecture, and
+clear errors."""
 
 from pathlib import Path
 
