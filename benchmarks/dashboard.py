@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import row, work_dir
+from benchmarks.common import chromium, row, work_dir
 
 TARGET_MS = 100.0
 PAGES_OUT = ".._pages_content.children..._pages_store.data.."
@@ -284,30 +284,13 @@ def _free_port() -> int:
 
 
 def browser_first_render(app, pages: list[tuple[str, str]], repeats: int) -> dict:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.remote.remote_connection import RemoteConnection
     from werkzeug.serving import make_server
 
     port = _free_port()
     server = make_server("127.0.0.1", port, app.server, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    RemoteConnection.set_timeout(120)
-    opts = Options()
-    opts.binary_location = "/usr/bin/chromium"
-    for a in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1440,1000",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-    ):
-        opts.add_argument(a)
-    driver = webdriver.Chrome(executable_path="/usr/bin/chromedriver", options=opts)
+    driver = chromium(timeout_s=120)
     out = {}
     try:
         driver.set_page_load_timeout(120)
