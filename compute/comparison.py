@@ -12,6 +12,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from compute import compare
+from compute.lineage import correlation_matches
 from compute.progress import Progress
 from store import Catalog, StoreError, default_root
 from store import comparisons as stored
@@ -21,17 +22,21 @@ from store.writer import ComparisonWriter
 log = logging.getLogger("lexiscope.compute")
 
 K = 10  # neighbours per word for the overlap
+EXTREMES = 50  # words stored as agreeing most and least
 REPEATS = 5  # shuffles of the CKA baseline
 
 
 def comparison_output(c: compare.Comparison, label_names: list[str]) -> dict:
     """A Comparison as {schema path: array} (docs/store.md "Comparisons")."""
     names = [n for n in label_names if n in c.cka_labels]
+    most, least = compare.extremes(c.jaccard, EXTREMES)
     out = {
         COMPARISON.words: list(c.words),
         COMPARISON.rows_a: c.rows_a.astype(np.int32),
         COMPARISON.rows_b: c.rows_b.astype(np.int32),
         COMPARISON.jaccard: c.jaccard.astype(np.float32),
+        COMPARISON.most_agree: most.astype(np.int32),
+        COMPARISON.least_agree: least.astype(np.int32),
         COMPARISON.neighbours_a: c.neighbours_a.astype(np.int32),
         COMPARISON.neighbours_b: c.neighbours_b.astype(np.int32),
         COMPARISON.labels.names: names,
@@ -90,6 +95,7 @@ def compare_stored(root, run_a: str, run_b: str, k: int = K, seed: int = 0, repe
             **inputs, labels_a=masks, acts_a=acts[0], acts_b=acts[1], k=k, seed=seed, repeats=repeats
         )
     attrs = {
+        **_feature_baseline(c, *acts, seed),
         COMPARISON_ROOT.created_a: a.attrs.get(ROOT.created),
         COMPARISON_ROOT.created_b: b.attrs.get(ROOT.created),
         COMPARISON_ROOT.n_shared: len(c.words),
@@ -103,6 +109,22 @@ def compare_stored(root, run_a: str, run_b: str, k: int = K, seed: int = 0, repe
     with progress.stage("compare: write"), ComparisonWriter(root, run_a, run_b, attrs) as w:
         w.write_all(comparison_output(c, names))
     return comparison_path(root, run_a, run_b)
+
+
+def _feature_baseline(c: compare.Comparison, acts_a, acts_b, seed: int) -> dict:
+    """The median over a's features of the best activation correlation with b's features, beside the same with
+    b's shared words shuffled (features of unrelated runs): the matched features' baseline."""
+    if c.features_a_to_b is None:
+        return {}
+    rows_b = np.random.default_rng(seed).permutation(c.rows_b)
+    _, r_shuffled, _, _ = correlation_matches(acts_a, acts_b, c.rows_a, rows_b)
+    r = c.features_a_to_b[1]
+    if not np.isfinite(r).any():
+        return {}
+    return {
+        COMPARISON_ROOT.feature_r_median: float(np.nanmedian(r)),
+        COMPARISON_ROOT.feature_r_shuffled: float(np.nanmedian(r_shuffled)),
+    }
 
 
 def natural_pairs(runs: list[dict], new_ids: Iterable[str]) -> list[tuple[str, str]]:

@@ -328,6 +328,8 @@ class ComparisonAttrs:
     cka_shuffled: str = "cka_shuffled"
     jaccard_mean: str = "jaccard_mean"
     jaccard_random: str = "jaccard_random"
+    feature_r_median: str = "feature_r_median"
+    feature_r_shuffled: str = "feature_r_shuffled"
     created: str = "created"
     lexiscope_version: str = "lexiscope_version"
 
@@ -356,6 +358,8 @@ class ComparisonFile(_Group):
     rows_a: str = ""
     rows_b: str = ""
     jaccard: str = ""
+    most_agree: str = ""
+    least_agree: str = ""
     neighbours_a: str = ""
     neighbours_b: str = ""
     labels: ComparisonLabels = ComparisonLabels
