@@ -312,19 +312,25 @@ def features_section(c, va, vb):
         rows = [
             html.Tr(
                 [
-                    html.Td(labelled_feature_link(v_from, f), className="text-truncate", style={"maxWidth": "22rem"}),
-                    html.Td(
-                        labelled_feature_link(v_to, int(idx[f])), className="text-truncate", style={"maxWidth": "22rem"}
-                    ),
+                    html.Td(labelled_feature_link(v_from, f), className="text-truncate"),
+                    html.Td(labelled_feature_link(v_to, int(idx[f])), className="text-truncate"),
                     html.Td(_fmt(float(r[f]), 2), className="lx-num"),
                 ]
             )
             for f in order
         ]
         head = html.Thead(
-            html.Tr([html.Th(f"feature of {v_from.label}"), html.Th(f"best match in {v_to.label}"), html.Th("r")])
+            html.Tr(
+                [
+                    html.Th(f"feature of {v_from.label}"),
+                    html.Th(f"best match in {v_to.label}"),
+                    html.Th("r", style={"width": "3.5rem"}),
+                ]
+            )
         )
-        return dbc.Table([head, html.Tbody(rows)], size="sm", className="lx-table small", id=id)
+        return dbc.Table(
+            [head, html.Tbody(rows)], size="sm", className="lx-table small", id=id, style={"tableLayout": "fixed"}
+        )
 
     return card(
         "Matched features (best activation correlation on the shared words)",
