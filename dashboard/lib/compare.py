@@ -6,14 +6,13 @@ import functools
 import numpy as np
 
 from dashboard.lib import store
-from store import comparisons
+from store import StoreError, comparisons
 
 
 def comparison(run_a: str, run_b: str):
     """The stored comparison of two runs of the catalog (either order), or None (also for ids the catalog does not
     know: only those become file names); StoreError for a broken file."""
-    known = known_runs()
-    if run_a not in known or run_b not in known:
+    if not (is_run(run_a) and is_run(run_b)):
         return None
     root = store.catalog().root
     stamp = comparisons.stamp(root, run_a, run_b)
@@ -59,17 +58,27 @@ def known_runs() -> list[str]:
     return [] if t.empty else [str(r) for r in t["run_id"]]
 
 
+def is_run(run_id) -> bool:
+    """Whether `run_id` is a complete run of the catalog (a dictionary look-up for known runs)."""
+    if not isinstance(run_id, str) or not run_id:
+        return False
+    try:
+        store.catalog().open(run_id)
+        return True
+    except StoreError:
+        return False
+
+
 def default_pair(run: str | None = None) -> tuple[str | None, str | None]:
     """The pair a page without ?a=&b= shows: a stored comparison (of `run`, when given), else `run` (or the
     newest run) and another run."""
-    runs = known_runs()
-    pairs = [p for p in comparisons.list_pairs(store.catalog().root) if p[0] in runs and p[1] in runs]
+    pairs = [p for p in comparisons.list_pairs(store.catalog().root) if is_run(p[0]) and is_run(p[1])]
     if run:
         pairs = [p if p[0] == run else (p[1], p[0]) for p in pairs if run in p]
     if pairs:
         return pairs[0]
     a = run or store.default_run_id()
-    others = [r for r in runs if r != a]
+    others = [r for r in known_runs() if r != a]
     return a, (others[0] if others else None)
 
 

@@ -82,8 +82,7 @@ def layout(a=None, b=None, word=None, run=None, **_):
         className="mb-2",
     )
     head = [dcc.Location(id="compare-nav", refresh="callback-nav"), pickers]
-    known = set(lib.known_runs())
-    bad = [r for r in (a, b) if r and r not in known]
+    bad = [r for r in (a, b) if r and not lib.is_run(r)]
     if bad:
         shown = bad[0] if len(bad[0]) <= 60 else bad[0][:57] + "..."
         return html.Div(
