@@ -154,8 +154,9 @@ def natural_pairs(runs: list[dict], new_ids: Iterable[str]) -> list[tuple[str, s
 
 
 def compare_natural_pairs(root, new_ids: Iterable[str], progress=None, force: bool = False) -> list[str]:
-    """Compare the natural pairs that involve the runs just written (and are not stored yet, unless `force`);
-    returns the paths written. A pair that cannot be compared is logged and skipped: it never fails the runs."""
+    """Compare the natural pairs that involve the runs just written (unless stored and up to date with both runs,
+    or with `force`); returns the paths written. A pair that cannot be compared is logged and skipped: it never
+    fails the runs."""
     root = default_root(root)
     catalog = Catalog(root)
     runs = []
@@ -163,8 +164,10 @@ def compare_natural_pairs(root, new_ids: Iterable[str], progress=None, force: bo
         run = catalog.open(row["run_id"])
         runs.append({**row, "vocabulary": run.config.get("vocabulary")})
     written = []
+    created = {r["run_id"]: r.get("created") for r in runs}
     for a, b in natural_pairs(runs, new_ids):
-        if not force and stored.find(root, a, b) is not None:
+        attrs = None if force else stored.read_attrs(root, a, b)
+        if attrs is not None and not stored.is_stale(attrs, created[a], created[b]):
             continue
         try:
             written.append(str(compare_stored(root, a, b, progress=progress)))

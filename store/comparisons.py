@@ -92,6 +92,31 @@ def load(root, run_a: str, run_b: str) -> StoredComparison | None:
     return StoredComparison(run_a, run_b, attrs, arrays, swapped)
 
 
+def is_stale(attrs: dict, created_a, created_b) -> bool:
+    """Whether a comparison (its attributes, oriented as asked) predates a recomputation of either run: the runs'
+    `created` stamps are no longer those it was computed from."""
+    return (attrs.get(COMPARISON_ROOT.created_a), attrs.get(COMPARISON_ROOT.created_b)) != (created_a, created_b)
+
+
+def read_attrs(root, run_a: str, run_b: str) -> dict | None:
+    """The root attributes of the stored comparison of a and b, oriented as asked (no arrays read), or None."""
+    found = find(root, run_a, run_b)
+    if found is None:
+        return None
+    path, swapped = found
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = {k: _decode(v) for k, v in f.attrs.items()}
+    except OSError as e:
+        raise StoreError(f"comparison file {os.path.basename(path)} is corrupt or truncated ({_short(e)})") from None
+    if swapped:
+        attrs[COMPARISON_ROOT.created_a], attrs[COMPARISON_ROOT.created_b] = (
+            attrs.get(COMPARISON_ROOT.created_b),
+            attrs.get(COMPARISON_ROOT.created_a),
+        )
+    return attrs
+
+
 def _swap_key(key: str) -> str:
     head, _, tail = key.rpartition(".")
     return f"{head}.{_SWAP[tail]}" if head and tail in _SWAP else _SWAP.get(key, key)

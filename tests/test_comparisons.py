@@ -4,6 +4,7 @@ nothing; the natural pairs after a precompute; compare jobs (forged ids refused,
 the page's queue button and its wait for the result, as the browser sends them."""
 
 import json
+import shutil
 
 import h5py
 import numpy as np
@@ -132,6 +133,15 @@ def test_natural_pairs_are_compared_once(compare_store, tmp_path):
     assert compare_natural_pairs(root, [l6]) == []  # already stored
     c = comparisons.load(root, l0, l6)
     assert c.attrs["n_shared"] == len(c["words"]) and c.attrs["cka"] > np.mean(c.attrs["cka_shuffled"])
+    # L0 recomputed (a copy of its file with a new `created`, the shared file untouched): compared again.
+    path = root / "runs" / f"{l0}.h5"
+    path.unlink()
+    shutil.copy(src / "runs" / f"{l0}.h5", path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["created"] = "2099-01-01T00:00:00+00:00"
+    assert comparisons.is_stale(comparisons.read_attrs(root, l0, l6), "2099-01-01T00:00:00+00:00", c.attrs["created_b"])
+    assert len(compare_natural_pairs(root, [l6])) == 1
+    assert comparisons.read_attrs(root, l6, l0)["created_b"] == "2099-01-01T00:00:00+00:00"  # either order
 
 
 def test_compare_jobs_refuse_forged_ids_and_the_job_writes_the_comparison(compare_store, tmp_path):

@@ -24,7 +24,8 @@ from dashboard.lib.runs import run_options
 from dashboard.lib.urls import href, parse
 from jobs import client
 from jobs.policy import PlanError
-from store import StoreError
+from store import StoreError, comparisons
+from store.schema import ROOT
 
 dash.register_page(__name__, path="/compare", name="Compare", title="Lexiscope · compare", order=7)
 
@@ -94,9 +95,22 @@ def layout(a=None, b=None, word=None, run=None, **_):
     if c is None:
         return html.Div([*head, not_compared(a, b)])
     va, vb = store.view(a), store.view(b)
+    stale = []
+    if comparisons.is_stale(c.attrs, va.attrs.get(ROOT.created), vb.attrs.get(ROOT.created)):
+        stale = [
+            notice(
+                [
+                    "A run was recomputed after this comparison; to refresh it: ",
+                    html.Code(f"lexiscope compare {a} {b}"),
+                ],
+                "warning",
+                id="compare-stale",
+            )
+        ]
     return html.Div(
         [
             *head,
+            *stale,
             dbc.Row([dbc.Col(summary(c, va, vb), lg=5), dbc.Col(label_table(c, va), lg=7)]),
             dbc.Row([dbc.Col(overlap_table(c), lg=5), dbc.Col(word_box(c, va, vb, word), lg=7)]),
             features_section(c, va, vb),
