@@ -112,19 +112,21 @@ def compare_stored(root, run_a: str, run_b: str, k: int = K, seed: int = 0, repe
 
 
 def _feature_baseline(c: compare.Comparison, acts_a, acts_b, seed: int) -> dict:
-    """The median over a's features of the best activation correlation with b's features, beside the same with
-    b's shared words shuffled (features of unrelated runs): the matched features' baseline."""
+    """In each direction, the median over a run's features of the best activation correlation with the other
+    run's features, beside the same with b's shared words shuffled (features of unrelated runs): the matched
+    features' baseline."""
     if c.features_a_to_b is None:
         return {}
     rows_b = np.random.default_rng(seed).permutation(c.rows_b)
-    _, r_shuffled, _, _ = correlation_matches(acts_a, acts_b, c.rows_a, rows_b)
-    r = c.features_a_to_b[1]
-    if not np.isfinite(r).any():
-        return {}
-    return {
-        COMPARISON_ROOT.feature_r_median: float(np.nanmedian(r)),
-        COMPARISON_ROOT.feature_r_shuffled: float(np.nanmedian(r_shuffled)),
-    }
+    _, ab_shuffled, _, ba_shuffled = correlation_matches(acts_a, acts_b, c.rows_a, rows_b)
+    out = {}
+    for (_, r), shuffled, median, baseline in (
+        (c.features_a_to_b, ab_shuffled, COMPARISON_ROOT.feature_r_median, COMPARISON_ROOT.feature_r_shuffled),
+        (c.features_b_to_a, ba_shuffled, COMPARISON_ROOT.feature_r_median_ba, COMPARISON_ROOT.feature_r_shuffled_ba),
+    ):
+        if np.isfinite(r).any() and np.isfinite(shuffled).any():
+            out[median], out[baseline] = float(np.nanmedian(r)), float(np.nanmedian(shuffled))
+    return out
 
 
 def natural_pairs(runs: list[dict], new_ids: Iterable[str]) -> list[tuple[str, str]]:

@@ -24,6 +24,12 @@ from store.schema import (
 
 _SWAP = {"rows_a": "rows_b", "neighbours_a": "neighbours_b", "a_to_b": "b_to_a", "a_to_b_r": "b_to_a_r"}
 _SWAP.update({v: k for k, v in _SWAP.items()})
+R = COMPARISON_ROOT
+_SWAP_ATTRS = (
+    (R.created_a, R.created_b),
+    (R.feature_r_median, R.feature_r_median_ba),
+    (R.feature_r_shuffled, R.feature_r_shuffled_ba),
+)
 
 
 @dataclass
@@ -84,11 +90,7 @@ def load(root, run_a: str, run_b: str) -> StoredComparison | None:
         raise StoreError(f"comparison file {os.path.basename(path)} is corrupt or truncated ({_short(e)})") from None
     if swapped:
         arrays = {_swap_key(k): v for k, v in arrays.items()}
-        attrs = {**attrs, COMPARISON_ROOT.run_a: run_a, COMPARISON_ROOT.run_b: run_b}
-        attrs[COMPARISON_ROOT.created_a], attrs[COMPARISON_ROOT.created_b] = (
-            attrs.get(COMPARISON_ROOT.created_b),
-            attrs.get(COMPARISON_ROOT.created_a),
-        )
+        attrs = {**_swap_attrs(attrs), COMPARISON_ROOT.run_a: run_a, COMPARISON_ROOT.run_b: run_b}
     return StoredComparison(run_a, run_b, attrs, arrays, swapped)
 
 
@@ -109,12 +111,20 @@ def read_attrs(root, run_a: str, run_b: str) -> dict | None:
             attrs = {k: _decode(v) for k, v in f.attrs.items()}
     except OSError as e:
         raise StoreError(f"comparison file {os.path.basename(path)} is corrupt or truncated ({_short(e)})") from None
-    if swapped:
-        attrs[COMPARISON_ROOT.created_a], attrs[COMPARISON_ROOT.created_b] = (
-            attrs.get(COMPARISON_ROOT.created_b),
-            attrs.get(COMPARISON_ROOT.created_a),
-        )
-    return attrs
+    return _swap_attrs(attrs) if swapped else attrs
+
+
+def _swap_attrs(attrs: dict) -> dict:
+    """The attributes of a comparison of a and b as those of b and a: the per-run and per-direction ones trade
+    places (CKA, the overlap and their baselines are symmetric or of the pair)."""
+    out = dict(attrs)
+    for x, y in _SWAP_ATTRS:
+        out.pop(x, None), out.pop(y, None)
+        if y in attrs:
+            out[x] = attrs[y]
+        if x in attrs:
+            out[y] = attrs[x]
+    return out
 
 
 def _swap_key(key: str) -> str:

@@ -328,8 +328,10 @@ class ComparisonAttrs:
     cka_shuffled: str = "cka_shuffled"
     jaccard_mean: str = "jaccard_mean"
     jaccard_random: str = "jaccard_random"
-    feature_r_median: str = "feature_r_median"
+    feature_r_median: str = "feature_r_median"  # a's features against b; _ba: b's against a
     feature_r_shuffled: str = "feature_r_shuffled"
+    feature_r_median_ba: str = "feature_r_median_ba"
+    feature_r_shuffled_ba: str = "feature_r_shuffled_ba"
     created: str = "created"
     lexiscope_version: str = "lexiscope_version"
 

@@ -72,10 +72,21 @@ def test_the_stored_comparison_equals_compare_runs_on_the_same_arrays(compare_st
             np.testing.assert_allclose(f["labels/shuffled"][i], c.cka_labels[name]["shuffled"], rtol=1e-12)
         np.testing.assert_array_equal(f["features/a_to_b"][()], c.features_a_to_b[0])
         np.testing.assert_allclose(f["features/b_to_a_r"][()], c.features_b_to_a[1], rtol=1e-6)
+        assert at["feature_r_median"] == pytest.approx(np.nanmedian(c.features_a_to_b[1]), rel=1e-6)
+        assert at["feature_r_median_ba"] == pytest.approx(np.nanmedian(c.features_b_to_a[1]), rel=1e-6)
+        assert at["feature_r_shuffled"] < at["feature_r_median"]
+        ab_ba = (at["feature_r_median"], at["feature_r_median_ba"], at["created_a"], at["created_b"])
     assert 0 < c.cka < 1 and np.mean(c.cka_shuffled) < c.cka
     # Asked the other way round, the reader swaps the sides.
     back = comparisons.load(root, l6, glove)
     assert back.swapped and back.attrs["run_a"] == l6
+    swapped = back.attrs
+    assert (
+        swapped["feature_r_median_ba"],
+        swapped["feature_r_median"],
+        swapped["created_b"],
+        swapped["created_a"],
+    ) == ab_ba
     np.testing.assert_array_equal(back["rows_a"], c.rows_b)
     np.testing.assert_array_equal(back["features.a_to_b"], c.features_b_to_a[0])
     np.testing.assert_array_equal(back["neighbours_b"], c.neighbours_a)
