@@ -107,7 +107,7 @@ def compare_new_runs(store, ids: list[str], progress: Progress | None = None):
     plan's GloVe vs MiniLM L6 and MiniLM L0 vs L6, when both runs are stored and the pair is not yet compared."""
     from compute import comparison
 
-    comparison.compare_natural_pairs(store, ids, progress=(progress or Progress()).child("compare"))
+    comparison.compare_natural_pairs(store, ids, progress=progress or Progress())
 
 
 class WordNet:
