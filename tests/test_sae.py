@@ -26,8 +26,8 @@ from compute.config import (
 )
 from compute.sae import encode_numpy, fit
 from store.reader import Run
-from store.schema import EMBEDDINGS, SAE, WORDS
-from store.writer import RunWriter, runs_dir
+from store.schema import EMBEDDINGS, SAE, WORDS, runs_dir
+from store.writer import RunWriter
 
 # --- shared: the GloVe default run (20k most frequent English words in GloVe + concept-group words) ---
 
