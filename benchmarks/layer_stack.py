@@ -1,0 +1,236 @@
+"""Benchmark 7b: the cross-layer stage of the pipeline (issue 14; compute/layer_stack.py) on the default plan's
+MiniLM run (every layer, 20,000 words, 2,048-feature TopK SAEs; corpus lee, STS left out), from a clean store.
+
+- Steadiness: the mean Procrustes displacement of a word between neighbouring layers' 2-D maps, aligned
+  (projections/aligned/umap2d) against independent (projections/umap2d), read from the stored
+  word_shift attributes and recomputed from the stored maps; target: aligned at least 3x steadier.
+- Time: every progress stage of the run, wall and CPU; the aligned word maps, the lineage stage (matching, null,
+  aligned decoder maps) and the word shift as a share of the whole run.
+- Dashboard: server-side latency of the Layers page's callbacks on the store it leaves
+  (benchmarks.dashboard.layer_scenarios), p95 target 100 ms."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from collections import defaultdict
+
+import numpy as np
+
+from benchmarks.common import bench_threads, row, stats, torch_threads, work_dir
+
+TARGET_STEADIER = 3.0
+ACROSS = ("aligned maps", "lineage", "word shift")
+QUICK = {"top_n": 600, "sae": {"d_sae": 128, "k": 4, "steps": 150}, "epochs": 30}
+
+
+def _config(quick: bool):
+    from compute.config import load_plan
+
+    cfg = next(r for r in load_plan().runs if r.model == "minilm-l6")
+    update = {"corpus": "lee", "sts": None}
+    if quick:
+        update["vocabulary"] = cfg.vocabulary.model_copy(update={"top_n": QUICK["top_n"]})
+        update["sae"] = cfg.sae.model_copy(update=QUICK["sae"])
+        update["projections"] = cfg.projections.model_copy(update={"umap_epochs": QUICK["epochs"]})
+        update["geometry"] = cfg.geometry.model_copy(update={"token_sample": 1000})
+    return cfg.model_copy(update=update)
+
+
+class StageClock:
+    """Progress callback: wall and CPU seconds of each stage, from its first report to its last."""
+
+    def __init__(self):
+        self.open: dict[str, tuple[float, float]] = {}
+        self.last: dict[str, tuple[float, float]] = {}
+
+    def __call__(self, label: str, frac: float):
+        now = (time.perf_counter(), time.process_time())
+        self.open.setdefault(label, now)
+        self.last[label] = now
+
+    def totals(self) -> dict[str, dict]:
+        out = defaultdict(lambda: {"wall_s": 0.0, "cpu_s": 0.0})
+        for label, (w0, c0) in self.open.items():
+            w1, c1 = self.last[label]
+            name = " ".join(p for p in label.split()[1:] if not re.fullmatch(r"L\d+", p)) or label
+            out[name]["wall_s"] += w1 - w0
+            out[name]["cpu_s"] += c1 - c0
+        return dict(out)
+
+
+def _timed_word_shift(acc: list):
+    from compute import layer_stack
+
+    real = layer_stack.word_shift
+
+    def word_shift(*a, **kw):
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            return real(*a, **kw)
+        finally:
+            acc.append((time.perf_counter() - t0, time.process_time() - c0))
+
+    return real, word_shift
+
+
+def _steadiness(root, ids) -> dict:
+    from compute.alignment import procrustes_displacement
+    from store import Catalog
+    from store.schema import PROJECTIONS, WORD_SHIFT
+
+    cat = Catalog(root)
+    runs = sorted((cat.open(i) for i in ids), key=lambda r: r.layer)
+    stored_a, stored_i, direct_a, direct_i = [], [], [], []
+    for below, here in zip(runs, runs[1:]):
+        a = here.attrs_of(WORD_SHIFT.path)
+        stored_a.append(float(a["steadiness_aligned"]))
+        stored_i.append(float(a["steadiness_independent"]))
+        direct_a.append(
+            float(
+                procrustes_displacement(
+                    below.array(PROJECTIONS.aligned.umap2d), here.array(PROJECTIONS.aligned.umap2d)
+                ).mean()
+            )
+        )
+        direct_i.append(
+            float(procrustes_displacement(below.array(PROJECTIONS.umap2d), here.array(PROJECTIONS.umap2d)).mean())
+        )
+    return {
+        "aligned_per_pair": np.round(stored_a, 4).tolist(),
+        "independent_per_pair": np.round(stored_i, 4).tolist(),
+        "aligned_mean": float(np.mean(stored_a)),
+        "independent_mean": float(np.mean(stored_i)),
+        "steadier": float(np.mean(stored_i) / np.mean(stored_a)),
+        "recomputed_equal": bool(
+            np.allclose(stored_a, direct_a, atol=1e-4) and np.allclose(stored_i, direct_i, atol=1e-4)
+        ),
+    }
+
+
+def _lineage_summary(root, ids) -> dict:
+    from store import Catalog
+    from store.schema import LINEAGE
+
+    cat = Catalog(root)
+    run = cat.open(ids[0])
+    return {
+        "thresholds": np.round(run.array(LINEAGE.thresholds), 4).tolist(),
+        "carried_up": run.array(LINEAGE.carried_up).tolist(),
+        "null_matched": run.array(LINEAGE.null_matched).tolist(),
+        "null_max_cos": np.round(run.array(LINEAGE.null_max_cos), 4).tolist(),
+    }
+
+
+def run(quick: bool = False, repeats: int | None = None) -> dict:
+    from compute.pipeline import precompute_run
+    from compute.progress import Progress
+
+    cfg = _config(quick)
+    root = work_dir() / ("layer-stack-quick" if quick else "layer-stack")
+    shutil.rmtree(root, ignore_errors=True)
+    clock, shifts = StageClock(), []
+    from compute import layer_stack
+
+    real, timed = _timed_word_shift(shifts)
+    layer_stack.word_shift = timed
+    t0, c0 = time.perf_counter(), time.process_time()
+    try:
+        with torch_threads(bench_threads() or None):
+            ids = precompute_run(cfg, store=root, device="cpu", progress=Progress(clock, show=False))
+    finally:
+        layer_stack.word_shift = real
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    stages = clock.totals()
+    stages["word shift"] = {"wall_s": sum(s[0] for s in shifts), "cpu_s": sum(s[1] for s in shifts)}
+    across_wall = sum(stages.get(s, {}).get("wall_s", 0.0) for s in ACROSS)
+    across_cpu = sum(stages.get(s, {}).get("cpu_s", 0.0) for s in ACROSS)
+    steady = _steadiness(root, ids)
+    latency = _latency(root, ids, repeats or (3 if quick else 20))
+    worst = max(latency["callbacks"].items(), key=lambda kv: kv[1]["p95_ms"]) if latency["callbacks"] else None
+    table = [
+        row(
+            "7b layer stack",
+            "2-D word maps, 7 layers: mean displacement of a word between neighbouring layers, aligned "
+            "(baseline: independent per-layer maps)",
+            steady["aligned_mean"],
+            steady["independent_mean"],
+            steady["steadier"],
+            f">= {TARGET_STEADIER:g}x steadier",
+            steady["steadier"] >= TARGET_STEADIER,
+        ),
+        row(
+            "7b layer stack",
+            "aligned maps + lineage + word shift: share of the MiniLM run's wall time (CPU share in the notes)",
+            across_wall / wall,
+            None,
+            unit="",
+        ),
+    ]
+    for name, c in latency["callbacks"].items():
+        table.append(
+            row(
+                "7b layer stack",
+                f"callback {name}: p50 / p95",
+                f"{c['p50_ms']:.0f} / {c['p95_ms']:.0f} ms",
+                None,
+                None,
+                "p95 < 100 ms",
+                c["p95_ms"] < 100 and not c["errors"],
+            )
+        )
+    return {
+        "params": {
+            "config": cfg.model_dump(mode="json"),
+            "store": str(root),
+            "runs": ids,
+            "threads": bench_threads(),
+        },
+        "figures": {
+            "steadiness_2d": steady,
+            "run_wall_s": wall,
+            "run_cpu_s": cpu,
+            "stages": {k: {kk: round(vv, 2) for kk, vv in v.items()} for k, v in sorted(stages.items())},
+            "across_wall_s": across_wall,
+            "across_cpu_s": across_cpu,
+            "across_wall_share": across_wall / wall,
+            "across_cpu_share": across_cpu / cpu if cpu else None,
+            "lineage": _lineage_summary(root, ids),
+            "dashboard": latency,
+            "worst_callback": worst[0] if worst else None,
+            "worst_p95_ms": worst[1]["p95_ms"] if worst else None,
+            "stage_timing": stats([across_wall]),
+        },
+        "table": table,
+        "notes": [
+            "one run from a clean store on 2 CPU cores shared with other jobs: the wall times are inflated by their "
+            "load; the shares compare stages of the same run",
+            "corpus lee only and no STS stage (the default plan adds stsb:en and STS when an STS folder is configured)",
+            "steadiness: 2-D maps, displacement in units of each map's RMS radius after an orthogonal Procrustes fit",
+        ],
+    }
+
+
+def _latency(root, ids, repeats: int) -> dict:
+    import logging
+
+    from benchmarks.dashboard import DashClient, layer_scenarios, server_latency
+    from dashboard.lib import store
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    store.configure(root)
+    from dashboard.app import app
+
+    run_id = next((i for i in ids if "-L3-" in i), ids[len(ids) // 2])
+    return server_latency(DashClient(app), store.view(run_id), run_id, repeats, layer_scenarios)
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    print(json.dumps(run(args.quick)["figures"], indent=1, default=str))
