@@ -32,9 +32,9 @@ def split_node_id(value) -> tuple[int, int] | None:
 
 def _scene(z_title: str, layers) -> dict:
     return dict(
-        xaxis=dict(title="map 1", showticklabels=False),
-        yaxis=dict(title="map 2", showticklabels=False),
-        zaxis=dict(title=z_title, tickvals=list(layers), ticktext=[f"L{x}" for x in layers]),
+        xaxis=dict(title=dict(text="map 1"), showticklabels=False),
+        yaxis=dict(title=dict(text="map 2"), showticklabels=False),
+        zaxis=dict(title=dict(text=z_title), tickvals=list(layers), ticktext=[f"L{x}" for x in layers]),
         aspectmode="manual",
         aspectratio=dict(x=1.2, y=1.2, z=1.0),
         camera=dict(eye=dict(x=1.6, y=1.6, z=0.7)),

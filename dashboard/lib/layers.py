@@ -143,7 +143,7 @@ def carry_over(st: Stack) -> list[dict]:
         lin = v.run.attrs_of(LINEAGE.path)
         up, below = v.run.get(LINEAGE.up.cos), v.run.get(LINEAGE.down.cos)
         density = v.run.get(SAE.density)
-        nulls = v.run.get(LINEAGE.null_matched)
+        nulls, null_cos = v.run.get(LINEAGE.null_matched), v.run.get(LINEAGE.null_max_cos)
         t_up = lin.get("threshold_up")
         rows.append(
             dict(
@@ -155,6 +155,9 @@ def carry_over(st: Stack) -> list[dict]:
                 born=int(v.run.get(LINEAGE.born).sum()),
                 ending=int(v.run.get(LINEAGE.ending).sum()),
                 null_up=int(nulls[i]) if nulls is not None and i < len(nulls) and up is not None else None,
+                null_max_cos=float(null_cos[i])
+                if null_cos is not None and i < len(null_cos) and up is not None
+                else None,
                 threshold_up=float(t_up) if up is not None else None,
             )
         )

@@ -64,8 +64,8 @@ WORD_DEFINITIONS = [
 
 
 def definitions(rows, id):
-    return html.Dl(
-        [x for name, text in rows for x in (html.Dt(name, className="d-inline"), html.Dd([" — ", text]))],
+    return html.Div(
+        [html.Div([html.B(name), " — ", text], className="mb-1") for name, text in rows],
         className="lx-muted small mb-0",
         id=id,
     )
@@ -210,7 +210,7 @@ def lineage_list(v, feature, steps):
                     ),
                     html.Td(score, className="lx-num small"),
                 ],
-                className="table-warning" if s["selected"] else "",
+                style={"backgroundColor": "#fff3bf"} if s["selected"] else None,
             )
         )
     head = html.Div(
@@ -241,6 +241,7 @@ def carry_table(st):
         ("from_below", "carried from below"),
         ("carried_up", "carried up"),
         ("null_up", "carried up, rotated null"),
+        ("null_max_cos", "best cos, rotated null"),
         ("threshold_up", "threshold to the layer above"),
         ("born", "born here"),
         ("ending", "ending here"),
@@ -371,7 +372,7 @@ def word_table(rows, changed):
                     html.Td(inline_list([word_link(v.run_id, w) for w in r["neighbours"]]), className="small"),
                     html.Td(inline_list(feats, sep=" · "), className="small"),
                 ],
-                className="table-warning" if changed is not None and r is changed else "",
+                style={"backgroundColor": "#fff3bf"} if changed is not None and r is changed else None,
             )
         )
     head = [
