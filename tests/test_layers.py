@@ -199,3 +199,37 @@ def test_aligned_maps_and_word_shift_equal_a_direct_computation(layer_runs):
     # The aligned maps are steadier than the independent ones (the acceptance's 3x is measured on the default
     # plan's run in benchmarks/layers.py; this tiny run only has to go the same way).
     assert np.mean(shifts_a) < np.mean(shifts_i)
+
+
+def test_layers_view_draws_the_strongest_matches_above_the_threshold_only(minilm_store):
+    from dashboard import figures, layer_figures
+    from dashboard.lib import layers as lib
+    from dashboard.lib import store
+
+    root, ids = minilm_store
+    store.configure(root)
+    try:
+        st = lib.stack(store.view(next(i for i in ids if "-L3-" in i)))
+        assert st.layers == list(range(7))
+        lines = lib.match_lines(st, max_lines=60)
+        for layer, feats, above, cos, upper in lines:
+            run = st.views[layer].run
+            stored_cos, t = run.array("lineage/up/cos"), run.attrs_of("lineage")["threshold_up"]
+            assert upper == layer + 1 and len(feats) <= 60 // 6
+            np.testing.assert_array_equal(above, run.array("lineage/up/cos_idx")[feats])
+            assert (cos >= t).all()
+            # the strongest: nothing left out is stronger than what is drawn
+            left_out = np.setdiff1d(np.flatnonzero(stored_cos >= t), feats)
+            assert not len(left_out) or stored_cos[left_out].max() <= cos.min()
+        nodes = lib.nodes(st)
+        place = {(int(a), int(b)): tuple(xy) for a, b, xy in zip(nodes.layer, nodes.feature, nodes.xy)}
+        fig = layer_figures.layers_3d(nodes, lines, place)
+        segments = sum(len(figures.decode(t["x"])) // 3 for t in fig["data"] if t["mode"] == "lines")
+        drawn = sum(
+            (layer, int(f)) in place and (upper, int(g)) in place
+            for layer, fs, gs, _, upper in lines
+            for f, g in zip(fs, gs)
+        )
+        assert segments == drawn > 0
+    finally:
+        store.configure(None)

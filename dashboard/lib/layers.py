@@ -16,8 +16,8 @@ from store.schema import EMBEDDINGS, GEOMETRY, LINEAGE, NEIGHBORS, PROJECTIONS, 
 # Lines drawn between matched features, at most (the strongest matches first, shared out over the pairs of
 # layers), and feature nodes per layer (the most frequently firing first, the selected lineage always).
 MAX_LINES = 1500
-MAX_NODES_PER_LAYER = 1500
-LABEL_CHARS = 48
+MAX_NODES_PER_LAYER = 1000
+LABEL_CHARS = 32
 
 
 @dataclass
