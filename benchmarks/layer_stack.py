@@ -11,6 +11,7 @@ MiniLM run (every layer, 20,000 words, 2,048-feature TopK SAEs; corpus lee, STS 
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -147,6 +148,8 @@ def run(quick: bool = False, repeats: int | None = None) -> dict:
     across_wall = sum(stages.get(s, {}).get("wall_s", 0.0) for s in ACROSS)
     across_cpu = sum(stages.get(s, {}).get("cpu_s", 0.0) for s in ACROSS)
     steady = _steadiness(root, ids)
+    partial = {"runs": ids, "wall_s": wall, "cpu_s": cpu, "stages": stages, "steadiness_2d": steady}
+    (root / "figures.json").write_text(json.dumps(partial, indent=1, default=str))  # kept if the next step fails
     latency = _latency(root, ids, repeats or (3 if quick else 20))
     worst = max(latency["callbacks"].items(), key=lambda kv: kv[1]["p95_ms"]) if latency["callbacks"] else None
     table = [
@@ -228,7 +231,6 @@ def _latency(root, ids, repeats: int) -> dict:
 
 if __name__ == "__main__":
     import argparse
-    import json
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
