@@ -51,7 +51,7 @@ def _segments(a_xyz: np.ndarray, b_xyz: np.ndarray) -> np.ndarray:
 def layers_3d(nodes, lines, place: dict, lineage=None, height: int = 640) -> dict:
     """The 3-D view: `nodes` (dashboard.lib.layers.Nodes) at (map x, map y, layer), marked by kind; `lines`
     [(lower layer, features, matches above, cosine)] drawn between matched features, binned by cosine;
-    `place` {(layer, feature): (x, y)} of every drawn node; `lineage` [(layer, feature)] drawn as one
+    `place` {(layer, feature): (x, y)} of every drawn node; `lineage` [(layer, feature, x, y)] drawn as one
     highlighted path."""
     data = []
     for lo, colour, width in LINE_BINS:
@@ -97,8 +97,7 @@ def layers_3d(nodes, lines, place: dict, lineage=None, height: int = 640) -> dic
             )
         )
     if lineage:
-        pts = [(*place[(lay, f)], lay) for lay, f in lineage if (lay, f) in place]
-        xyz = np.asarray(pts, np.float32).reshape(-1, 3)
+        xyz = np.asarray([(x, y, lay) for lay, _, x, y in lineage], np.float32).reshape(-1, 3)
         data.append(
             dict(
                 type="scatter3d",
@@ -107,8 +106,8 @@ def layers_3d(nodes, lines, place: dict, lineage=None, height: int = 640) -> dic
                 x=_f32(xyz[:, 0]),
                 y=_f32(xyz[:, 1]),
                 z=_f32(xyz[:, 2]),
-                customdata=_ids([node_id(lay, f) for lay, f in lineage if (lay, f) in place]),
-                text=_strs([f"L{lay} #{f}" for lay, f in lineage if (lay, f) in place]),
+                customdata=_ids([node_id(lay, f) for lay, f, _, _ in lineage]),
+                text=_strs([f"L{lay} #{f}" for lay, f, _, _ in lineage]),
                 hovertemplate="%{text}<extra></extra>",
                 line=dict(color=HIGHLIGHT, width=9),
                 marker=dict(size=7, color=HIGHLIGHT),

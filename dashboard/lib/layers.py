@@ -4,6 +4,7 @@ matching, chains and maps were computed by compute/layer_stack.py."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,26 +79,30 @@ class Nodes:
     text: np.ndarray
 
 
-def _drawn_features(v, keep_extra) -> np.ndarray:
+def _drawn_features(v) -> np.ndarray:
     density = v.run.get(SAE.density)
-    F = v.n_features
     if density is None:
-        return np.arange(min(F, MAX_NODES_PER_LAYER))
+        return np.arange(min(v.n_features, MAX_NODES_PER_LAYER))
     alive = np.flatnonzero(density > 0)
     if len(alive) > MAX_NODES_PER_LAYER:
         alive = np.sort(alive[np.argsort(-density[alive], kind="stable")[:MAX_NODES_PER_LAYER]])
-    return np.union1d(alive, np.asarray(list(keep_extra), np.int64)).astype(np.int64)
+    return alive.astype(np.int64)
 
 
-def nodes(st: Stack, keep: dict[int, set] | None = None) -> Nodes:
-    """Every drawn feature of every layer (see MAX_NODES_PER_LAYER); `keep` {layer: features} always drawn."""
-    keep = keep or {}
+def nodes(st: Stack) -> Nodes:
+    """The drawn features of every layer (the firing ones, at most MAX_NODES_PER_LAYER a layer), built once
+    per set of run views (they are cached per run file, so a rewritten run gives new ones)."""
+    return _nodes(tuple(st.views), tuple(st.layers))
+
+
+@functools.lru_cache(maxsize=4)
+def _nodes(views: tuple, layers: tuple) -> Nodes:
     cols = {k: [] for k in ("layer", "feature", "xy", "born", "ending", "text")}
-    for layer, v in zip(st.layers, st.views):
+    for layer, v in zip(layers, views):
         xy = feature_xy(v)
         if xy is None or not v.has_sae:
             continue
-        f = _drawn_features(v, keep.get(layer, ()))
+        f = _drawn_features(v)
         born, ending = v.run.get(LINEAGE.born), v.run.get(LINEAGE.ending)
         names = v.run.get(SAE.feature_label)
         cols["layer"].append(np.full(len(f), layer, np.int64))
@@ -109,10 +114,32 @@ def nodes(st: Stack, keep: dict[int, set] | None = None) -> Nodes:
             np.array([f"L{layer} #{g} " + short(str(names[g]) if names is not None else "") for g in f], dtype=str)
         )
     if not cols["layer"]:
+        empty = np.zeros(0, np.int64)
         return Nodes(
-            *(np.zeros(0, np.int64),) * 2, np.zeros((0, 2), np.float32), *(np.zeros(0, bool),) * 2, np.zeros(0, str)
+            empty, empty, np.zeros((0, 2), np.float32), empty.astype(bool), empty.astype(bool), empty.astype(str)
         )
     return Nodes(**{k: np.concatenate(parts) for k, parts in cols.items()})
+
+
+def places(st: Stack) -> dict[tuple[int, int], tuple[float, float]]:
+    """{(layer, feature): (x, y)} of every drawn feature."""
+    return _places(tuple(st.views), tuple(st.layers))
+
+
+@functools.lru_cache(maxsize=4)
+def _places(views: tuple, layers: tuple) -> dict:
+    n = _nodes(views, layers)
+    return {(int(a), int(b)): (float(x), float(y)) for a, b, (x, y) in zip(n.layer, n.feature, n.xy)}
+
+
+def lineage_places(st: Stack, steps: list[dict]) -> list[tuple[int, int, float, float]]:
+    """(layer, feature, x, y) of each step of a lineage, from the layers' feature maps (drawn or not)."""
+    out = []
+    for s in steps:
+        xy = feature_xy(st.views[st.index(s["layer"])])
+        if xy is not None:
+            out.append((s["layer"], s["feature"], float(xy[s["feature"], 0]), float(xy[s["feature"], 1])))
+    return out
 
 
 def match_lines(st: Stack, max_lines: int = MAX_LINES) -> list[tuple]:
@@ -170,7 +197,7 @@ def lineage_steps(st: Stack, layer: int, f: int, top: int = 5) -> list[dict]:
     i = st.index(layer)
     if i is None:
         return []
-    chain = st.views[i].run.rows(LINEAGE.chain, [f])[0]
+    chain = st.views[i].run.array(LINEAGE.chain)[f]
     stored_layers = st.views[i].run.get(LINEAGE.layers)
     col = {int(lay): c for c, lay in enumerate(stored_layers)} if stored_layers is not None else {}
     steps, prev = [], None
@@ -183,9 +210,9 @@ def lineage_steps(st: Stack, layer: int, f: int, top: int = 5) -> list[dict]:
         cos = corr = None
         if prev is not None:  # the lower step's match upwards is this feature
             lower_v, lower_g = st.views[j - 1], prev
-            cos = float(lower_v.run.rows(LINEAGE.up.cos, [lower_g])[0])
-            corr = float(lower_v.run.rows(LINEAGE.up.cos_idx_corr, [lower_g])[0])
-        top_words = v.run.rows(SAE.top_words, [g])[0] if v.run.has(SAE.top_words) else np.zeros(0, np.int64)
+            cos = float(lower_v.run.array(LINEAGE.up.cos)[lower_g])
+            corr = float(lower_v.run.array(LINEAGE.up.cos_idx_corr)[lower_g])
+        top_words = v.run.array(SAE.top_words)[g] if v.run.has(SAE.top_words) else np.zeros(0, np.int64)
         steps.append(
             dict(
                 layer=lay,
@@ -195,8 +222,8 @@ def lineage_steps(st: Stack, layer: int, f: int, top: int = 5) -> list[dict]:
                 top_words=[str(v.words[r]) for r in top_words[:top] if r >= 0],
                 cos=cos,
                 corr=None if corr is None or not np.isfinite(corr) else corr,
-                born=bool(v.run.rows(LINEAGE.born, [g])[0]),
-                ending=bool(v.run.rows(LINEAGE.ending, [g])[0]),
+                born=bool(v.run.array(LINEAGE.born)[g]),
+                ending=bool(v.run.array(LINEAGE.ending)[g]),
                 selected=lay == layer,
             )
         )
@@ -213,18 +240,18 @@ def word_layers(st: Stack, word: str, n_neighbours: int = 8, n_features: int = 3
         row = v.find(word)
         if row is None:
             return None
-        x = v.run.rows(EMBEDDINGS, [row])[0].astype(np.float64)
-        mean = v.run.get(GEOMETRY.mean)
-        norm = float(np.linalg.norm(x))
-        cos_mean = None
-        if mean is not None and norm > 0 and np.linalg.norm(mean) > 0:
-            cos_mean = float(x @ mean / (norm * np.linalg.norm(mean)))
+        norms, cos_means = _norms(v)
+        norm, cos_mean = float(norms[row]), float(cos_means[row])
+        cos_mean = cos_mean if np.isfinite(cos_mean) else None
         aligned = v.run.has(PROJECTIONS.aligned.umap2d)
         map_path = PROJECTIONS.aligned.umap2d if aligned else PROJECTIONS.umap2d
-        nb = v.neighbors(row)
-        nb_rows, nb_cos = (nb[0][:n_neighbours], nb[1][:n_neighbours]) if nb is not None else ([], [])
-        place = v.run.rows(map_path, [row])[0] if v.run.has(map_path) else None
-        nb_place = v.run.rows(map_path, nb_rows) if place is not None and len(nb_rows) else None
+        nb_rows, nb_cos = [], []
+        if v.run.has(NEIGHBORS.indices):
+            idx, cos = v.run.array(NEIGHBORS.indices)[row], v.run.array(NEIGHBORS.cos)[row]
+            nb_rows, nb_cos = idx[idx >= 0][:n_neighbours], cos[idx >= 0][:n_neighbours]
+        coords = v.run.get(map_path)
+        place = coords[row] if coords is not None else None
+        nb_place = coords[nb_rows] if coords is not None and len(nb_rows) else None
         feats = v.word_features(row, n_features) if v.has_sae else (np.zeros(0, np.int64), np.zeros(0))
 
         out.append(
@@ -248,10 +275,24 @@ def word_layers(st: Stack, word: str, n_neighbours: int = 8, n_features: int = 3
     return out
 
 
+@functools.lru_cache(maxsize=16)
+def _norms(v) -> tuple[np.ndarray, np.ndarray]:
+    """Every word's vector norm and cosine to the layer's mean vector (NaN without a stored mean), computed once
+    per run view; the embeddings are read once and not kept."""
+    X = np.asarray(v.run.array(EMBEDDINGS, cache=False), np.float32)
+    norms = np.linalg.norm(X, axis=1)
+    mean = v.run.get(GEOMETRY.mean)
+    if mean is None or not np.linalg.norm(mean) > 0:
+        return norms, np.full(len(X), np.nan, np.float32)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = (X @ mean.astype(np.float32)) / (norms * np.linalg.norm(mean))
+    return norms, cos.astype(np.float32)
+
+
 def _stored(v, path: str, row: int) -> float | None:
     if not v.run.has(path):
         return None
-    val = float(v.run.rows(path, [row])[0])
+    val = float(v.run.array(path)[row])
     return val if np.isfinite(val) else None
 
 

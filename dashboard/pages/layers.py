@@ -130,12 +130,10 @@ def features_tab(v, st, feature, click):
         if not 0 <= feature < v.n_features:
             return notice(f"Feature {feature} does not exist in layer {v.layer} (0–{v.n_features - 1}).", id="lay-bad")
         selected = lib.lineage_steps(st, v.layer, feature)
-    keep = {s["layer"]: {s["feature"]} for s in selected or []}
-    nodes = lib.nodes(st, keep)
-    place = {(int(a), int(b)): (float(x), float(y)) for a, b, (x, y) in zip(nodes.layer, nodes.feature, nodes.xy)}
+    nodes = lib.nodes(st)
     lines = lib.match_lines(st)
-    path = [(s["layer"], s["feature"]) for s in selected or []]
-    fig = layer_figures.layers_3d(nodes, lines, place, path)
+    path = lib.lineage_places(st, selected) if selected else None
+    fig = layer_figures.layers_3d(nodes, lines, lib.places(st), path)
     n_lines = sum(len(p[1]) for p in lines)
     click = "trace" if click == "trace" else "open"
     controls = html.Div(
