@@ -114,6 +114,7 @@ def test_lineage_is_listed_and_drawn_and_a_word_is_followed(dash_duo, minilm_app
     dash_duo.start_server(app)
     dash_duo.driver.get(f"{dash_duo.server_url}/layers?run={run_id}&feature={feature}&click=trace")
     dash_duo.wait_for_element("#lay-lineage-table", timeout=30)
+    dash_duo.wait_for_element(VIEW, timeout=30)
     rows = dash_duo.find_elements("#lay-lineage-table tbody tr")
     assert len(rows) == expected_steps
     linked = [a.get_attribute("href") for a in dash_duo.find_elements("#lay-lineage-table a")]
