@@ -1,4 +1,4 @@
-"""The `lexiscope` command, assembled from the commands each package owns: compute (precompute, runs),
+"""The `lexiscope` command, assembled from the commands each package owns: compute (precompute, runs, compare),
 jobs (jobs, worker, queueing a plan) and dashboard (serve). This module is the only one above them all."""
 
 from typing import Annotated
@@ -34,6 +34,7 @@ def precompute(
 app.command()(jobs_cli.jobs)
 app.command()(jobs_cli.worker)
 app.command()(compute_cli.runs)
+app.command()(compute_cli.compare)
 
 
 @app.command()

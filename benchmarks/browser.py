@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import chromium as common_chromium
 from benchmarks.common import row, work_dir
 
 BEFORE_REF = "7617235"  # main before issue 15 (the Words page rebuilt on every click)
@@ -195,26 +196,7 @@ class Server:
 
 
 def chromium():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.remote.remote_connection import RemoteConnection
-
-    RemoteConnection.set_timeout(300)
-    opts = Options()
-    opts.binary_location = "/usr/bin/chromium"
-    for a in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1440,1000",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-    ):
-        opts.add_argument(a)
-    opts.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(executable_path="/usr/bin/chromedriver", options=opts)
+    driver = common_chromium(timeout_s=300, performance_log=True)
     driver.set_page_load_timeout(300)
     driver.set_script_timeout(300)
     return driver

@@ -305,6 +305,45 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def chromium(timeout_s: int = 300, performance_log: bool = False):
+    """A headless Chromium (Debian's chromium and chromium-driver) for the browser benchmarks."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.remote.remote_connection import RemoteConnection
+
+    RemoteConnection.set_timeout(timeout_s)
+    opts = Options()
+    opts.binary_location = "/usr/bin/chromium"
+    for a in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1440,1000",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ):
+        opts.add_argument(a)
+    if performance_log:
+        opts.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    return webdriver.Chrome(executable_path="/usr/bin/chromedriver", options=opts)
+
+
+def bench_thread_limits():
+    """A context that holds torch and BLAS/OpenMP to $LEXISCOPE_BENCH_THREADS threads (none set: as they are)."""
+    import contextlib
+
+    threads = bench_threads()
+    if not threads:
+        return contextlib.nullcontext()
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    return threadpool_limits(limits=threads)
+
+
 @contextmanager
 def torch_threads(n: int | None):
     """Run a block with n torch intra-op threads (None: leave as is)."""

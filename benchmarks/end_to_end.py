@@ -10,7 +10,6 @@ wrapped with timers too (e.g. UMAP 3D and 2D separately, the two k-NN graphs).""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import os
@@ -20,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import PeakMemory, bench_threads, row, ru_maxrss_bytes, work_dir
+from benchmarks.common import PeakMemory, bench_thread_limits, bench_threads, row, ru_maxrss_bytes, work_dir
 from store.settings import settings
 
 FULL_SIZES = (10_000, 50_000, 200_000, 400_000)
@@ -125,14 +124,7 @@ def worker(n: int, quick: bool, out: Path):
     cfg = run_config(n, quick, word_list)
 
     calls, stages = [], {}
-    threads = bench_threads()
-    limits = contextlib.nullcontext()
-    if threads:
-        import torch
-        from threadpoolctl import threadpool_limits
-
-        torch.set_num_threads(threads)
-        limits = threadpool_limits(limits=threads)
+    limits = bench_thread_limits()
     with PeakMemory(0.05) as mem, limits:
         _instrument(calls, mem)
 
@@ -163,7 +155,7 @@ def worker(n: int, quick: bool, out: Path):
         ru_maxrss_gib=round(ru_maxrss_bytes() / 2**30, 3),
         store_mib=round(path.stat().st_size / 2**20, 1),
         cores=os.cpu_count(),
-        torch_blas_threads=threads or "library defaults",
+        torch_blas_threads=bench_threads() or "library defaults",
     )
     out.write_text(json.dumps(result, indent=1))
 

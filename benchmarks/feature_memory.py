@@ -9,7 +9,6 @@ trained for few steps: the statistics' memory depends on n, F and k, not on how 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import gc
 import sys
@@ -18,7 +17,7 @@ import time
 import numpy as np
 
 from benchmarks import before_after
-from benchmarks.common import PeakMemory, bench_threads, row
+from benchmarks.common import PeakMemory, bench_thread_limits, bench_threads, row
 
 PARTS = (
     "encode_numpy",
@@ -50,14 +49,7 @@ def run(quick: bool = False, steps: int | None = None) -> dict:
     from compute.config import SAEConfig
     from compute.embeddings import load_static
 
-    threads = bench_threads()
-    limits = contextlib.nullcontext()
-    if threads:
-        import torch
-        from threadpoolctl import threadpool_limits
-
-        torch.set_num_threads(threads)
-        limits = threadpool_limits(limits=threads)
+    limits = bench_thread_limits()
     n = 20_000 if quick else None
     X = np.ascontiguousarray(load_static("glove-6b-50d").vectors[:n], dtype=np.float32)
     cfg = SAEConfig(arch="topk", d_sae=128 if quick else 4096, k=16, steps=steps or (20 if quick else 300))
@@ -170,7 +162,7 @@ def run(quick: bool = False, steps: int | None = None) -> dict:
         ),
         table=table,
         notes=[
-            f"torch/BLAS threads = {threads or 'library defaults'}",
+            f"torch/BLAS threads = {bench_threads() or 'library defaults'}",
             "peak = largest RSS sampled every 20 ms during the call, above the RSS at its "
             "start; the machine was shared with other jobs",
         ],

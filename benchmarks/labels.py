@@ -317,6 +317,38 @@ def run_minilm(layers, log=print) -> dict:
     return out
 
 
+BASES = ("", "_raw", "_rotated", "_random_decoder")
+
+
+def stored_figures(store_root: Path) -> dict:
+    """What the pipeline stored, per run of a store: QVEC and intrusion of the SAE and its baselines, the FVUs,
+    and the median top-10 label share of the top-20 features by the stored concept score and by the old one."""
+    from store import Catalog
+    from store.schema import LABELS, SAE, WORDS
+
+    out, catalog = {}, Catalog(store_root)
+    for run_id in catalog.run_ids():
+        run = catalog.open(run_id)
+        if not run.has(SAE.mono_score):
+            continue
+        a = run.attrs_of(SAE.path)
+        acts, member = run.csr(SAE.acts), run.csr(LABELS.member)
+        top, best, score = run.array(SAE.top_words), run.array(SAE.best_label), run.array(SAE.mono_score)
+        groups = run.array(WORDS.group)
+        share = concepts.top_label_share(top, member, best)
+        mono, best_group = old_mono_score(acts, groups, int(groups.max()) + 1)
+        old_share = concepts.top_label_share(top, labels.group_labels(groups, run.group_names).member, best_group)
+        out[run_id] = {
+            "model": run.model,
+            "layer": run.layer,
+            "new_median_top10_share": float(np.nanmedian(share[np.argsort(-score, kind="stable")[:TOP_FEATURES]])),
+            "old_median_top10_share": float(np.nanmedian(old_share[np.argsort(-mono, kind="stable")[:TOP_FEATURES]])),
+            **{f"{m}{b}": float(a[f"{m}{b}"]) for b in BASES for m in ("qvec", "intrusion") if f"{m}{b}" in a},
+            **{k: float(a[k]) for k in ("fvu", "fvu_random_decoder") if k in a},
+        }
+    return out
+
+
 def _summary(entry: dict) -> dict:
     return {
         "new_median_top10_share": entry["features"]["new_score"]["median_top10_share"],
@@ -338,6 +370,7 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--minilm-layers", type=int, nargs="*", default=[], help="MiniLM layers to measure too")
     ap.add_argument("--out", type=Path, default=None, help="results JSON; other parts already in it are kept")
+    ap.add_argument("--store", type=Path, default=None, help="read the figures every run of this store holds")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -362,6 +395,10 @@ def main(argv=None) -> int:
         )
         results["minilm"] = run_minilm(args.minilm_layers)
         print(json.dumps({f"L{k}": _summary(e) for k, e in results["minilm"]["layers"].items()}, indent=1))
+    if args.store:
+        commands["stored"] = f"python -m benchmarks.labels --seeds --store {args.store}"
+        results["stored"] = stored_figures(args.store)
+        print(json.dumps(results["stored"], indent=1))
     common.save_results(out, results)
     print(f"wrote {out}")
     return 0

@@ -333,7 +333,8 @@ def _latency(root, ids, repeats: int) -> dict:
     from dashboard.app import app
 
     run_id = next((i for i in ids if "-L3-" in i), ids[len(ids) // 2])
-    return server_latency(DashClient(app), store.view(run_id), run_id, repeats, layer_scenarios)
+    v = store.view(run_id)
+    return server_latency(DashClient(app), v, run_id, repeats, items=layer_scenarios(v, run_id))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ seconds, measured side by side in one process, the settings interleaved."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -23,7 +22,7 @@ import time
 
 import numpy as np
 
-from benchmarks.common import bench_threads, now_iso, row, stats, work_dir
+from benchmarks.common import bench_thread_limits, bench_threads, now_iso, row, stats, work_dir
 
 TODAY = "spectral"
 CHOSEN = "shared-pca"  # compute.projections.MAP_INIT: what the pipeline uses now
@@ -326,14 +325,7 @@ def run(
     import warnings
 
     warnings.filterwarnings("ignore")
-    threads = bench_threads()
-    limits = contextlib.nullcontext()
-    if threads:
-        import torch
-        from threadpoolctl import threadpool_limits
-
-        torch.set_num_threads(threads)
-        limits = threadpool_limits(limits=threads)
+    limits = bench_thread_limits()
     if quick:
         plan = {"glove-2k": (lambda: glove_plan_vectors(2000), [TODAY, CHOSEN], repeats or 1, 30)}
     else:
@@ -373,7 +365,7 @@ def run(
         figures=figures,
         table=table,
         notes=[
-            f"torch/BLAS threads = {threads or 'library defaults'}; numba threads: "
+            f"torch/BLAS threads = {bench_threads() or 'library defaults'}; numba threads: "
             f"{os.environ.get('NUMBA_NUM_THREADS', 'numba default')} (set NUMBA_NUM_THREADS=1 for "
             "comparable CPU times); umap-learn optimises single-threaded anyway when seeded",
             "times: process CPU s of the two maps (k-NN excluded: computed once and shared), "

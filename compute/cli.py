@@ -68,6 +68,32 @@ def compute_plan(p, store=None, device: str = "auto", force: bool = False) -> li
     return ids
 
 
+def compare(
+    run_a: Annotated[str, typer.Argument(help="run id (see `lexiscope runs`)")],
+    run_b: Annotated[str, typer.Argument(help="the other run id")],
+    store: StoreOpt = None,
+):
+    """Compare two stored runs on their shared words (linear CKA, neighbour overlap, matched features) into
+    <store>/comparisons/, where the dashboard's Compare page reads it."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        from compute.comparison import compare_stored
+        from compute.progress import Progress
+        from store import comparisons
+
+        start = time.perf_counter()
+        path = compare_stored(store, run_a, run_b, progress=Progress())
+        c = comparisons.load(store, run_a, run_b)
+    except user_errors() as e:
+        fail(message_of(e))
+    a = c.attrs
+    typer.echo(
+        f"{run_a} vs {run_b}: {a['n_shared']:,} shared words; linear CKA {a['cka']:.4f} "
+        f"(shuffled rows {sum(a['cka_shuffled']) / len(a['cka_shuffled']):.4f}); top-{a['k']} neighbour overlap "
+        f"{a['jaccard_mean']:.4f} (random {a['jaccard_random']:.4f}); {time.perf_counter() - start:.0f} s -> {path}"
+    )
+
+
 def runs(store: StoreOpt = None):
     """Print the catalog of complete runs."""
     import pandas as pd

@@ -155,10 +155,11 @@ class ReluL1Config(_SAEBase):
 
 class BatchTopKConfig(_KSparse):
     """BatchTopK (Bussmann et al. 2024): the k x B largest pre-activations of a batch in training; at
-    inference the features above a learned threshold."""
+    inference the features above a learned threshold; each row encoded at a common norm (row_norm)."""
 
     arch: Literal["batch_topk"] = "batch_topk"
     threshold_lr: float = Field(0.01, gt=0, le=1, description="step of the threshold's moving average")
+    row_norm: bool = Field(True, description="encode each centred row scaled to a common norm, codes scaled back")
 
 
 def _sae_arch(v) -> str:

@@ -88,6 +88,7 @@ def precompute(
     for cfg in sts.prepare_runs(plan.runs, plan.sts_dir):
         cfg = prepare_corpus(cfg, sts.folder_of(cfg.sts, plan.sts_dir))
         ids += _precompute_prepared(cfg, store, device, force, progress, wordnet, sts_dir=plan.sts_dir)
+    compare_new_runs(store, ids, progress)
     return ids
 
 
@@ -96,7 +97,17 @@ def precompute_run(
 ) -> list[str]:
     """All layers of one run config. Layers whose config hash is already stored are skipped."""
     cfg = sts.prepare_runs([cfg])[0]
-    return _precompute_prepared(prepare_corpus(cfg, sts.folder_of(cfg.sts)), store, device, force, progress, WordNet())
+    ids = _precompute_prepared(prepare_corpus(cfg, sts.folder_of(cfg.sts)), store, device, force, progress, WordNet())
+    compare_new_runs(store, ids, progress)
+    return ids
+
+
+def compare_new_runs(store, ids: list[str], progress: Progress | None = None):
+    """After runs are written: compare the natural pairs they belong to (compute/comparison.py), e.g. the default
+    plan's GloVe vs MiniLM L6 and MiniLM L0 vs L6, when both runs are stored and the pair is not yet compared."""
+    from compute import comparison
+
+    comparison.compare_natural_pairs(store, ids, progress=progress or Progress())
 
 
 class WordNet:

@@ -387,21 +387,10 @@ def contextual_outputs(tokenizer, model, cfg, layers, device: str = "cpu", progr
         offsets[lang] = slice(len(sentences), len(sentences) + len(d.sentences))
         sentences += d.sentences
     x_LSD = encode_sentences(tokenizer, model, sentences, layers, cfg.batch_size, device, progress)
-    g = cfg.geometry
     outputs = {}
     for li, layer in enumerate(layers):
         vectors = {lang: x_LSD[li, sl] for lang, sl in offsets.items()}
-        removed = g.removed(x_LSD.shape[-1])
-        results = evaluate(vectors, data, g.clusters, removed, g.seed, languages=cfg.sts.languages)
-        outputs[layer] = sts_output(
-            results,
-            cfg.sts.split,
-            g.clusters,
-            removed,
-            g.seed,
-            source=SOURCE_LANGUAGE if SOURCE_LANGUAGE in data else None,
-            pooling="mean of token vectors, special tokens excluded",
-        )
+        outputs[layer] = _scored(cfg, data, vectors, pooling="mean of token vectors, special tokens excluded")
         if progress:
             progress("sts: scores", (li + 1) / len(layers))
     return outputs
@@ -410,19 +399,24 @@ def contextual_outputs(tokenizer, model, cfg, layers, device: str = "cpu", progr
 def static_output(cfg, vectors) -> dict:
     """STS stage output for a static-vector run (layer 0): sentence vector = mean of its word vectors."""
     data = load_data(cfg.sts)
-    g = cfg.geometry
     sentence_vectors = {lang: static_sentence_vectors(d.sentences, vectors) for lang, d in data.items()}
-    removed = g.removed(vectors.vectors.shape[1])
-    results = evaluate(sentence_vectors, data, g.clusters, removed, g.seed, languages=cfg.sts.languages)
-    for lang, x_SD in sentence_vectors.items():
-        if lang in results:
-            results[lang]["coverage"] = float(np.mean(np.any(x_SD != 0, axis=1)))
-    return sts_output(
-        results,
-        cfg.sts.split,
-        g.clusters,
-        removed,
-        g.seed,
-        source=SOURCE_LANGUAGE if SOURCE_LANGUAGE in data else None,
+    coverage = {lang: float(np.mean(np.any(x_SD != 0, axis=1))) for lang, x_SD in sentence_vectors.items()}
+    return _scored(
+        cfg,
+        data,
+        sentence_vectors,
         pooling="mean of word vectors (lowercased letter/digit runs; unknown words skipped)",
+        coverage=coverage,
     )
+
+
+def _scored(cfg, data, vectors: dict[str, np.ndarray], pooling: str, coverage: dict | None = None) -> dict:
+    """The STS stage output of one layer's sentence vectors, with the plan's geometry settings."""
+    g = cfg.geometry
+    removed = g.removed(next(iter(vectors.values())).shape[-1])
+    results = evaluate(vectors, data, g.clusters, removed, g.seed, languages=cfg.sts.languages)
+    for lang, value in (coverage or {}).items():
+        if lang in results:
+            results[lang]["coverage"] = value
+    source = SOURCE_LANGUAGE if SOURCE_LANGUAGE in data else None
+    return sts_output(results, cfg.sts.split, g.clusters, removed, g.seed, source=source, pooling=pooling)

@@ -10,7 +10,7 @@ from compute.config import PlanError
 from jobs import liveness
 from jobs.celery_app import QUEUE, TASK_NAME, broker_url, celery_app, is_embedded, safe_url
 from jobs.embedded import embedded_worker_pid, ensure_embedded_worker
-from jobs.policy import Policy, check_run
+from jobs.policy import Policy, check_compare, check_run
 from store import jobs as jobstore
 from store.jobs import JobFinished
 from store.schema import default_root
@@ -21,6 +21,7 @@ __all__ = [
     "NotAllowed",
     "JobFinished",
     "submit",
+    "submit_compare",
     "cancel",
     "list_jobs",
     "count_active",
@@ -76,9 +77,37 @@ def submit(
             raise PlanError("force: only trusted submissions (the CLI) may recompute stored runs")
         policy = policy or Policy.load()
         cfg = check_run(data, policy)
+    return _queue(cfg.model_dump(mode="json"), root, user, trusted, policy, broker, source, force)
+
+
+def submit_compare(
+    run_a: str,
+    run_b: str,
+    root=None,
+    user: str = "anonymous",
+    trusted: bool = False,
+    broker: str | None = None,
+    source: str = "dashboard",
+    policy: Policy | None = None,
+) -> dict:
+    """Queue the comparison of two stored runs (a job of kind `compare`, run by the worker with
+    compute/comparison.py); returns its record, or the record of a queued or running job for the same pair.
+    Untrusted submissions count towards the per-user cap. Raises PlanError (nothing queued) or QueueError."""
+    root = Path(default_root(root)).resolve()
+    a, b = check_compare({"run_a": run_a, "run_b": run_b}, root)
+    for job in list_jobs(root):
+        if job.get("kind") == "compare" and job["status"] in jobstore.ACTIVE:
+            if {job["config"].get("run_a"), job["config"].get("run_b")} == {a, b}:
+                return job
+    if not trusted:
+        policy = policy or Policy.load()
+    return _queue({"run_a": a, "run_b": b}, root, user or "anonymous", trusted, policy, broker, source, kind="compare")
+
+
+def _queue(config: dict, root, user, trusted, policy, broker, source, force=False, kind="run") -> dict:
+    """Count, create and publish as one step: parallel submits (threads, processes, gunicorn workers) can neither
+    pass the per-user cap nor race each other setting up the embedded queue's SQLite file."""
     url = broker_url(root, broker)
-    # Count, create and publish as one step: parallel submits (threads, processes, gunicorn workers) can neither
-    # pass the per-user cap nor race each other setting up the embedded queue's SQLite file.
     with jobstore.submit_lock(root):
         if not trusted:
             active = count_active(root, user)
@@ -87,7 +116,7 @@ def submit(
                     f"user '{user}' already has {active} queued or running jobs "
                     f"(limit {policy.max_jobs_per_user}); wait or cancel one"
                 )
-        job = jobstore.create_job(cfg.model_dump(mode="json"), root, user=user, source=source, force=force)
+        job = jobstore.create_job(config, root, user=user, source=source, force=force, kind=kind)
         try:
             publish(job["id"], root, broker)
         except Exception as e:

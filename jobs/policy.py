@@ -3,6 +3,7 @@ $LEXISCOPE_JOBS_POLICY (the model's keys), then the LEXISCOPE_MODELS / LEXISCOPE
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -10,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from compute.config import PlanError, RunConfig, corpus_sources, parse_run  # PlanError: the dashboard takes it here
 from compute.embeddings import is_static
+from store.schema import COMPARISON_SEP, run_path
 from store.settings import SettingsError, settings
 
 DEFAULT_MODELS = ("glove-6b-50d", "minilm-l6")
@@ -21,6 +23,7 @@ MAX_LAYERS = 128  # layer numbers 0..127
 MAX_NAME_CHARS = 100  # a run name, a concept group's name
 MAX_WORD_CHARS = 100  # one pasted word
 MAX_GROUPS = 200  # pasted concept groups
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 _CAPS = ("max_vocabulary", "max_sae_steps", "max_d_sae", "max_jobs_per_user")
 
 
@@ -120,6 +123,27 @@ def _check_words(words: list[str], where: str):
     long = next((w for w in words if len(w) > MAX_WORD_CHARS), None)
     if long is not None:
         raise PlanError(f"{where}: a word of {len(long):,} characters ('{long[:20]}…'); at most {MAX_WORD_CHARS}")
+
+
+def check_compare(data, root=None) -> tuple[str, str]:
+    """Validate a compare job's config {"run_a": id, "run_b": id}: two different runs of this store's catalog
+    (so a forged id never reaches a file name). Returns (run_a, run_b); PlanError (one line) otherwise."""
+    if not isinstance(data, dict) or set(data) != {"run_a", "run_b"}:
+        raise PlanError("compare: give exactly two run ids, run_a and run_b")
+    ids = []
+    for key in ("run_a", "run_b"):
+        value = data[key]
+        if not isinstance(value, str) or not value or len(value) > MAX_NAME_CHARS + 20:
+            raise PlanError(f"compare.{key}: not a run id")
+        ids.append(value)
+    if ids[0] == ids[1]:
+        raise PlanError(f"compare: run {ids[0]} against itself; pick two different runs")
+    for key, value in zip(("run_a", "run_b"), ids):
+        # A run id as run_id_for makes it; checked before it becomes part of a path.
+        if not RUN_ID.fullmatch(value) or COMPARISON_SEP in value or not run_path(root, value).is_file():
+            shown = value if len(value) <= 60 else value[:57] + "..."
+            raise PlanError(f"compare.{key}: run '{shown}' is not in the store")
+    return ids[0], ids[1]
 
 
 def check_run(data, policy: Policy | None = None, source: str = "run") -> RunConfig:

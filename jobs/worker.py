@@ -22,7 +22,7 @@ import h5py
 import torch
 from celery import bootsteps
 
-from compute import pipeline
+from compute import comparison, pipeline
 from compute.config import PlanError, RunConfig, parse_run
 from compute.embeddings import ModelError
 from compute.progress import Cancelled, Progress
@@ -30,6 +30,7 @@ from jobs import liveness
 from jobs.celery_app import QUEUE, TASK_NAME, celery_app
 from jobs.client import publish
 from jobs.liveness import heartbeat_timeout, pid_alive
+from jobs.policy import check_compare
 from store import StoreError
 from store import jobs as jobstore
 from store.schema import RUN_SUFFIX, default_root, runs_dir
@@ -231,6 +232,13 @@ def run_job(job_id: str, root=None, device: str = "auto", worker: str | None = N
     log.info("job %s: started by %s", job_id, job["worker"])
     beat = _Heartbeat(job_id, root)
     beat.start()
+    if job.get("kind") == "compare":
+        try:
+            final = _compare(job_id, root, job)
+        finally:
+            beat.stop.set()
+            beat.join()
+        return jobstore.update_job(job_id, root, ended=jobstore.now_iso(), heartbeat=jobstore.now_iso(), **final)
     before = _run_files(root)
     try:
         cfg = parse_run(job["config"], "config")
@@ -259,6 +267,27 @@ def run_job(job_id: str, root=None, device: str = "auto", worker: str | None = N
     job = jobstore.update_job(job_id, root, ended=jobstore.now_iso(), heartbeat=jobstore.now_iso(), **final)
     _free_gpu()
     return job
+
+
+def _compare(job_id: str, root, job: dict) -> dict:
+    """A compare job: two stored runs compared into a comparison file (compute/comparison.py); its final fields.
+    The file is written atomically, so a cancelled or failed job leaves nothing."""
+
+    def report(label: str, frac: float):
+        if jobstore.cancel_requested(job_id, root):
+            raise Cancelled(f"job {job_id} was cancelled")
+        jobstore.update_job(job_id, root, stage=label, progress=round(0.95 * frac, 4), heartbeat=jobstore.now_iso())
+
+    try:
+        run_a, run_b = check_compare(job["config"], root)
+        jobstore.update_job(job_id, root, device="cpu")
+        comparison.compare_stored(root, run_a, run_b, progress=Progress(report, show=False))
+        return dict(status="done", stage="done", progress=1.0, run_ids=[run_a, run_b], error=None)
+    except Cancelled:
+        return dict(status="cancelled", stage="cancelled", error=None)
+    except Exception as e:
+        log.exception("job %s failed", job_id)
+        return dict(status="failed", error=_one_line(e))
 
 
 # -- the worker process ----------------------------------------------------------------------------

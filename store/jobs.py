@@ -6,7 +6,7 @@ Fields of a record (a plain dict):
   id, config (the validated run config, JSON), status (queued|running|done|failed|cancelled), stage,
   progress (0..1), worker, device, host, pid, user, source, submitted, started, ended, heartbeat (ISO UTC),
   error (one line or None), run_ids (list), task_id, cancel_requested (bool), force (bool: recompute runs
-  already in the store; only for trusted submissions).
+  already in the store; only for trusted submissions), kind (`run`, or `compare`: config {run_a, run_b}).
 
 Whether a job's worker is still alive is not decided here: jobs/liveness.py does that, and marks a dead
 worker's job failed through `update_if`. Imports neither torch nor celery.
@@ -52,7 +52,11 @@ FIELDS = (
     "task_id",
     "cancel_requested",
     "force",
+    "kind",
 )
+# What a job does: a run config computed into runs (`run`), or two stored runs compared (`compare`: its config is
+# {"run_a": id, "run_b": id}; compute/comparison.py). Records written before `kind` existed are runs.
+KINDS = ("run", "compare")
 # What new_job_id makes: 20261121-061502-ab12cd. Anything else is refused before it reaches a file name.
 JOB_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
 
@@ -130,9 +134,11 @@ def submit_lock(root=None):
 
 
 def create_job(
-    config: dict, root=None, user: str = "anonymous", source: str = "dashboard", force: bool = False
+    config: dict, root=None, user: str = "anonymous", source: str = "dashboard", force: bool = False, kind: str = "run"
 ) -> dict:
-    """Write a new queued job for a validated run config (a JSON-able dict) and return its record."""
+    """Write a new queued job for a validated config (a JSON-able dict) of one of KINDS and return its record."""
+    if kind not in KINDS:
+        raise ValueError(f"job kind '{kind}' is not one of {', '.join(KINDS)}")
     jobs_dir(root).mkdir(parents=True, exist_ok=True)
     job = {f: None for f in FIELDS}
     job.update(
@@ -147,6 +153,7 @@ def create_job(
         run_ids=[],
         cancel_requested=False,
         force=bool(force),
+        kind=kind,
     )
     with _locked(root, job["id"]):
         _write(root, job)

@@ -16,6 +16,7 @@ from store.settings import settings
 SCHEMA_VERSION = 1
 RUN_SUFFIX = ".h5"
 TMP_PREFIX = ".tmp-"
+COMPARISON_SEP = "__"
 
 
 class StoreError(Exception):
@@ -33,6 +34,16 @@ def runs_dir(root=None) -> Path:
 
 def run_path(root, run_id: str) -> Path:
     return runs_dir(root) / f"{run_id}{RUN_SUFFIX}"
+
+
+def comparisons_dir(root=None) -> Path:
+    return default_root(root) / "comparisons"
+
+
+def comparison_path(root, run_a: str, run_b: str) -> Path:
+    """`<store>/comparisons/<run_a>__<run_b>.h5`: runs a and b compared (compute/comparison.py). Run ids hold no
+    `__` (run_id_for makes them of letters, digits and single dashes); callers pass ids the catalog knows."""
+    return comparisons_dir(root) / f"{run_a}{COMPARISON_SEP}{run_b}{RUN_SUFFIX}"
 
 
 def corpus_path(root, corpus_hash: str) -> Path:
@@ -351,6 +362,69 @@ CONTEXTS = Contexts("contexts")
 LINEAGE = LineageGroup("lineage")
 WORD_SHIFT = WordShift("word_shift")
 CORPUS = CorpusFile("")  # paths inside a corpus file, not a run file
+
+# -- comparison files (not run files): two runs compared on their shared words ---------------------
+
+
+@dataclass(frozen=True)
+class ComparisonAttrs:
+    """Root attributes of a comparison file, written last (a file without them is not a comparison)."""
+
+    schema_version: str = "schema_version"
+    run_a: str = "run_a"
+    run_b: str = "run_b"
+    created_a: str = "created_a"  # the runs' `created` stamps: a recomputed run makes the comparison stale
+    created_b: str = "created_b"
+    n_shared: str = "n_shared"
+    k: str = "k"
+    seed: str = "seed"
+    cka: str = "cka"
+    cka_shuffled: str = "cka_shuffled"
+    jaccard_mean: str = "jaccard_mean"
+    jaccard_random: str = "jaccard_random"
+    feature_r_median: str = "feature_r_median"  # a's features against b; _ba: b's against a
+    feature_r_shuffled: str = "feature_r_shuffled"
+    feature_r_median_ba: str = "feature_r_median_ba"
+    feature_r_shuffled_ba: str = "feature_r_shuffled_ba"
+    created: str = "created"
+    lexiscope_version: str = "lexiscope_version"
+
+
+@dataclass(frozen=True)
+class ComparisonLabels(_Group):
+    names: str = ""
+    n: str = ""
+    cka: str = ""
+    shuffled: str = ""
+
+
+@dataclass(frozen=True)
+class ComparisonFeatures(_Group):
+    a_to_b: str = ""
+    a_to_b_r: str = ""
+    b_to_a: str = ""
+    b_to_a_r: str = ""
+
+
+@dataclass(frozen=True)
+class ComparisonFile(_Group):
+    """The datasets of a comparison file (`comparison_path`); docs/store.md "Comparisons"."""
+
+    words: str = ""
+    rows_a: str = ""
+    rows_b: str = ""
+    jaccard: str = ""
+    most_agree: str = ""
+    least_agree: str = ""
+    neighbours_a: str = ""
+    neighbours_b: str = ""
+    labels: ComparisonLabels = ComparisonLabels
+    features: ComparisonFeatures = ComparisonFeatures
+
+
+COMPARISON_ROOT = ComparisonAttrs()
+COMPARISON_ROOT_ATTRS = tuple(getattr(COMPARISON_ROOT, f.name) for f in fields(ComparisonAttrs))
+COMPARISON = ComparisonFile("")  # paths inside a comparison file, not a run file
 
 GROUPS_IN_FILE = (
     WORDS,

@@ -77,6 +77,26 @@ def minilm_store(tmp_path_factory, minilm_corpus):
     return root, ids
 
 
+@pytest.fixture(scope="session")
+def compare_store(tmp_path_factory, glove_store, minilm_store):
+    """The session's small GloVe run and MiniLM L0 and L6 (hard links, read only) in one store, with the
+    comparisons of GloVe vs MiniLM L6 and of MiniLM L0 vs L6 (compute/comparison.py). Returns (root, glove id,
+    L0 id, L6 id)."""
+    from helpers import linked_store
+
+    from compute.comparison import compare_stored
+    from store import Catalog
+
+    glove_root, glove = glove_store
+    minilm_root, minilm = minilm_store
+    by_layer = {Catalog(minilm_root).open(i).layer: i for i in minilm}
+    l0, l6 = by_layer[0], by_layer[max(by_layer)]
+    root = linked_store(tmp_path_factory.mktemp("compare-store"), {glove_root: [glove], minilm_root: [l0, l6]})
+    compare_stored(root, glove, l6)
+    compare_stored(root, l0, l6)
+    return root, glove, l0, l6
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_setup_options():
     """dash[testing]'s browser: headless Chromium (tests/test_dashboard.py). Selenium 3.141 passes a

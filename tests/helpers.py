@@ -20,6 +20,26 @@ SMALL_GLOVE_RUN = {
 }
 
 
+def linked_store(root, runs: dict):
+    """A store at `root` holding hard links (copies across file systems) of stored runs: {store root: [run ids]}.
+    Tests that add files (comparisons, jobs) to a store of shared runs use one, so the shared stores stay as
+    built."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    root = Path(root)
+    (root / "runs").mkdir(parents=True, exist_ok=True)
+    for src, ids in runs.items():
+        for run_id in ids:
+            a, b = Path(src) / "runs" / f"{run_id}.h5", root / "runs" / f"{run_id}.h5"
+            try:
+                os.link(a, b)
+            except OSError:
+                shutil.copy(a, b)
+    return root
+
+
 # -- a stand-in SAE --------------------------------------------------------------------------
 
 

@@ -1,6 +1,7 @@
 """Sparse autoencoders: reconstruction against independent numpy code, known-dictionary recovery, the GloVe
-default run's quality and interpretability, the relu_l1 sweep, BatchTopK's threshold inference, the store
-round trip of every architecture, and clear errors."""
+default run's quality and interpretability, the relu_l1 sweep, the k-sparse training losses and gradients
+against a dense reference, BatchTopK's threshold inference, the store round trip of every architecture, and
+clear errors."""
 
 from pathlib import Path
 
@@ -271,12 +272,15 @@ def test_batch_topk_trains_on_glove_and_infers_with_its_threshold(glove_small):
     thr = float(sae.threshold)
     assert thr > 0
 
-    # independent inference: normalise, ReLU pre-activations, keep those above the threshold, decode
+    # independent inference: normalise, centre on b_dec, scale each row to norm sqrt(D), ReLU pre-activations,
+    # keep those above the threshold, scale back by the row's norm, decode
     mu, scale = sae.mu.numpy().astype(np.float64), float(sae.scale)
     W_enc, b_enc = sae.W_enc.detach().numpy().astype(np.float64), sae.b_enc.detach().numpy().astype(np.float64)
     W_dec, b_dec = sae.W_dec.detach().numpy().astype(np.float64), sae.b_dec.detach().numpy().astype(np.float64)
-    pre = np.maximum(((X - mu) * scale - b_dec) @ W_enc + b_enc, 0)
-    acts = np.where(pre > thr, pre, 0.0)
+    xc = (X - mu) * scale - b_dec
+    r = np.linalg.norm(xc, axis=1, keepdims=True) / np.sqrt(X.shape[1])
+    pre = np.maximum((xc / r) @ W_enc + b_enc, 0)
+    acts = np.where(pre > thr, pre, 0.0) * r
     x_hat = (acts @ W_dec + b_dec) / scale + mu
     assert ((pre > 0) & (pre <= thr)).any()  # the threshold removes activations a plain ReLU would keep
     with torch.no_grad():
@@ -289,6 +293,77 @@ def test_batch_topk_trains_on_glove_and_infers_with_its_threshold(glove_small):
     # a useful dictionary: rows keep about k features, and reconstruction is far better than the mean
     assert 4 <= stored.getnnz(1).mean() <= 16
     assert fvu < 0.5
+    # which features a word keeps does not depend on its size: a row scaled by 3 about the decoder bias
+    # keeps the same features, with codes 3x as large
+    X3 = (mu + (b_dec + 3 * xc) / scale).astype(np.float32)
+    stored3 = encode_numpy(sae, X3)
+    assert ((stored3 != 0) != (stored != 0)).nnz == 0
+    np.testing.assert_allclose(stored3.toarray(), 3 * stored.toarray(), rtol=1e-3, atol=1e-3)
+
+
+def _dense_reference_loss(sae, xn, dead, batch_level: bool, row_norm: bool):
+    """Independent float64 autograd of one training loss: dense codes (B, F), the k largest pre-activations
+    kept per row (TopK) or over the whole batch (BatchTopK), the encoder fed each centred row at norm sqrt(D)
+    when row_norm (codes scaled back), AuxK on the dead columns. -> (loss, params, kept positive values)."""
+    P = {n: p.detach().double().requires_grad_() for n, p in sae.named_parameters()}
+    xn = xn.double()
+    xc = xn - P["b_dec"]
+    r = xc.norm(dim=1, keepdim=True) / np.sqrt(xc.shape[1]) if row_norm else torch.ones(len(xc), 1, dtype=xc.dtype)
+    pre = torch.relu((xc / r) @ P["W_enc"] + P["b_enc"])
+    k, B = sae.cfg.k, len(xn)
+    order = np.argsort(-pre.detach().numpy(), axis=None if batch_level else 1)
+    mask = np.zeros(pre.shape, bool)
+    if batch_level:
+        mask.flat[order[: k * B]] = True
+    else:
+        np.put_along_axis(mask, order[:, :k], True, axis=1)
+    x_hat = (pre * torch.from_numpy(mask) * r) @ P["W_dec"] + P["b_dec"]
+    err = xn - x_hat
+    loss = err.pow(2).sum() / (xn - xn.mean(0)).pow(2).sum()
+    aux_k = sae.cfg.aux_k or sae.d // 2
+    pre_dead = pre[:, dead]
+    keep = torch.zeros_like(pre_dead, dtype=torch.bool)
+    keep.scatter_(1, pre_dead.detach().topk(min(aux_k, int(dead.sum())), dim=1).indices, True)
+    e = (err / r).detach()  # the target: no gradient
+    e_hat = (pre_dead * keep) @ P["W_dec"][dead]
+    aux = (e_hat - e).pow(2).sum() / (e - e.mean(0)).pow(2).sum()
+    loss = loss + sae.cfg.aux_coef * min(int(dead.sum()) / aux_k, 1.0) * aux
+    kept = pre.detach().numpy()[mask]
+    return loss, P, kept[kept > 0]
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        TopKConfig(d_sae=24, k=3, seed=2),
+        BatchTopKConfig(d_sae=24, k=3, seed=2),
+        BatchTopKConfig(d_sae=24, k=3, seed=2, row_norm=False),
+    ],
+    ids=["topk", "batch_topk", "batch_topk-no-row-norm"],
+)
+def test_training_loss_and_gradients_match_a_dense_reference(cfg):
+    from compute.sae.base import StepContext
+
+    rng = np.random.default_rng(3)
+    X = (rng.standard_normal((64, 6)) * rng.lognormal(0, 0.7, (64, 1))).astype(np.float32)  # norms vary ~4x
+    sae = sae_lib.ARCHS[cfg.arch](6, 24, cfg)
+    sae.init_weights(torch.Generator().manual_seed(0))
+    sae.fit_normalisation(torch.from_numpy(X))
+    with torch.no_grad():  # off-zero biases, so the b_dec and b_enc paths count
+        sae.b_dec.copy_(torch.from_numpy(rng.normal(0, 0.3, 6).astype(np.float32)))
+        sae.b_enc.copy_(torch.from_numpy(rng.normal(-0.2, 0.2, 24).astype(np.float32)))
+    xn = sae.normalise(torch.from_numpy(X))
+    dead = torch.from_numpy(rng.random(24) < 0.4)
+    out = sae.training_loss(xn, StepContext(0, 1, dead))
+    out.loss.backward()
+    ref, P, kept = _dense_reference_loss(sae, xn, dead, cfg.arch == "batch_topk", getattr(cfg, "row_norm", False))
+    ref.backward()
+    assert float(out.loss.detach()) == pytest.approx(float(ref.detach()), rel=1e-5)
+    for name, p in sae.named_parameters():
+        np.testing.assert_allclose(p.grad.numpy(), P[name].grad.numpy(), rtol=1e-4, atol=1e-6, err_msg=name)
+    assert float(out.l0) == pytest.approx(len(kept) / len(X))
+    if cfg.arch == "batch_topk":  # the threshold starts at the smallest positive activation the batch kept
+        assert float(sae.threshold) == pytest.approx(kept.min(), rel=1e-5)
 
 
 @pytest.mark.parametrize("arch", SAE_ARCHS)

@@ -38,6 +38,10 @@ class TopKSAE(SAE):
         rows_BKD = self.W_dec[idx_BK]
         return torch.bmm(vals_BK.unsqueeze(1), rows_BKD).squeeze(1) + self.b_dec
 
+    def selection_pre_acts(self, xc_BD: torch.Tensor) -> torch.Tensor:
+        """ReLU pre-activations (B, F) of the centred batch that `sparse_forward` selects from."""
+        return torch.addmm(self.b_enc, xc_BD, self.W_enc).relu_()
+
     def sparse_forward(self, xc_BD: torch.Tensor, pre_BF: torch.Tensor):
         """Reconstruction of the centred batch from the features `pre_BF` (no grad) selects:
         (x_hat_BD, l0, fired_F)."""
@@ -54,7 +58,7 @@ class TopKSAE(SAE):
     def training_loss(self, xn_BD: torch.Tensor, ctx: StepContext) -> StepOutput:
         xc_BD = xn_BD - self.b_dec
         with torch.no_grad():  # choose the active features with one dense matmul, no graph
-            pre_BF = torch.addmm(self.b_enc, xc_BD, self.W_enc).relu_()
+            pre_BF = self.selection_pre_acts(xc_BD)
         x_hat_BD, l0, fired_F = self.sparse_forward(xc_BD, pre_BF)
         err_BD = xn_BD - x_hat_BD
         fvu = batch_fvu(xn_BD, err_BD)

@@ -16,6 +16,7 @@ PAGES = [
     ("Dimensions", "/dimensions"),
     ("Geometry", "/geometry"),
     ("Layers", "/layers"),
+    ("Compare", "/compare"),
     ("Jobs", "/jobs"),
 ]
 

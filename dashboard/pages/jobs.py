@@ -252,6 +252,9 @@ def job_row(job: dict, viewer: str | None = None, admins=()):
     what = f"{title} · layers {cfg.get('layers')}" + (
         f" · SAE {sae.get('arch')} {sae.get('d_sae') or ''}" if sae else ""
     )
+    compare = job.get("kind") == "compare"
+    if compare:  # two stored runs compared (jobs.client.submit_compare)
+        what = f"compare {cfg.get('run_a')} with {cfg.get('run_b')}"
     bar = dbc.Progress(
         value=pct,
         label=f"{pct}%",
@@ -268,7 +271,15 @@ def job_row(job: dict, viewer: str | None = None, admins=()):
         details.append(html.Span(job.get("stage") or "", className="text-muted lx-job-stage"))
     if job.get("error"):
         details.append(html.Span(job["error"], className="text-danger lx-job-error"))
-    if job.get("run_ids"):
+    if compare and status == "done":
+        details.append(
+            dcc.Link(
+                "open the comparison",
+                href=href("/compare", a=cfg.get("run_a"), b=cfg.get("run_b")),
+                className="lx-link lx-job-compare me-2",
+            )
+        )
+    elif job.get("run_ids"):
         details.append(
             html.Span(
                 [
