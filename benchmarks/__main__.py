@@ -27,6 +27,7 @@ BENCHMARKS = {  # name -> module, in run order: the long 400k run first (the das
     "sae": "benchmarks.sae",
     "sae_archs": "benchmarks.sae_archs",
     "layers": "benchmarks.layers",
+    "layer_stack": "benchmarks.layer_stack",  # issue 14 in the pipeline: steadiness, stage share, Layers page
     "contexts": "benchmarks.contexts",
     "first_light": "benchmarks.first_light",  # `lexiscope demo` on a clean store (issue 17, target 1)
     "scaling": "benchmarks.scaling",

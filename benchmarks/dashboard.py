@@ -232,6 +232,40 @@ def scenarios(v, run_id: str) -> list[tuple[str, str, dict, str]]:
     return out
 
 
+def layer_scenarios(v, run_id: str) -> list[tuple[str, str, dict, str]]:
+    """The Layers page's callbacks (issue 14) on a run of a contextual family with stored lineage: the page with
+    its 3-D view, with a feature's lineage, the word tab, and the click and word-search navigation."""
+    from urllib.parse import urlencode
+
+    word = "bank" if v.find("bank") is not None else str(v.words[0])
+    f = int(np.argmax(v.feature_counts)) if v.has_sae else 0
+    q = lambda **kw: "?" + urlencode({"run": run_id, **kw})  # noqa: E731
+    page = lambda path, search: {"_pages_location.pathname": path, "_pages_location.search": search}  # noqa
+    node = {"points": [{"customdata": int(v.layer) * 1_000_000 + f}]}
+    return [
+        ("page /layers (3-D view)", PAGES_OUT, page("/layers", q()), "_pages_location.search"),
+        (
+            "page /layers?feature (lineage)",
+            PAGES_OUT,
+            page("/layers", q(feature=f, click="trace")),
+            "_pages_location.search",
+        ),
+        ("page /layers?tab=word&word", PAGES_OUT, page("/layers", q(tab="word", word=word)), "_pages_location.search"),
+        (
+            "layers: feature click",
+            "lay-nav.href",
+            {"lay-3d.clickData": node, "lay-click.value": "open", **page("/layers", q())},
+            "lay-3d.clickData",
+        ),
+        (
+            "layers: word search",
+            "lay-nav.href@",
+            {"lay-word.value": word, "lay-word-go.n_clicks": 0, **page("/layers", q(tab="word"))},
+            "lay-word.value",
+        ),
+    ]
+
+
 def compare_scenarios(a: str, b: str, word: str, not_compared: tuple[str, str]) -> list[tuple[str, str, dict, str]]:
     """The Compare page's callbacks (its queue button is left out: it queues a real job)."""
     from urllib.parse import urlencode
@@ -426,6 +460,18 @@ def browser_first_render(app, pages: list[tuple[str, str]], repeats: int) -> dic
     return out
 
 
+def _layered_run(store) -> str | None:
+    """A run of the store with a stored feature lineage (the middle layer of its family), or None."""
+    from store.schema import LINEAGE
+
+    table = store.runs_table()
+    for run_id in table["run_id"] if not table.empty else []:
+        v = store.view(run_id)
+        if v.run.has(LINEAGE.chain):
+            return run_id
+    return None
+
+
 def run(quick: bool = False, repeats: int | None = None) -> dict:
     import logging
 
@@ -441,6 +487,11 @@ def run(quick: bool = False, repeats: int | None = None) -> dict:
     v = store.view(run_id)
     repeats = repeats or (3 if quick else 20)
     server = server_latency(client, v, run_id, repeats)
+    layered = _layered_run(store)
+    if layered is not None:  # the Layers page, on a contextual family with stored lineage (else layer_stack.py)
+        server["layers"] = server_latency(
+            client, store.view(layered), layered, repeats, items=layer_scenarios(store.view(layered), layered)
+        )
 
     word = "king" if v.find("king") is not None else str(v.words[0])
     f = int(np.argmax(v.feature_counts)) if v.has_sae else 0

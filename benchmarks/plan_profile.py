@@ -89,6 +89,8 @@ _STAGES = (
     "sae",
     "features",
     "write",
+    "aligned",  # the cross-layer stage (compute/layer_stack.py)
+    "lineage",
 )
 
 

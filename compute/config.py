@@ -82,6 +82,11 @@ class ProjectionConfig(_Strict):
     umap_epochs: int | None = Field(None, ge=10)
     neighbors: int = Field(20, ge=1, description="nearest neighbours by cosine stored per word")
     seed: int = 0
+    aligned: bool = Field(
+        True,
+        description="contextual runs of 2+ layers: also fit every layer's word maps jointly (AlignedUMAP), and the "
+        "SAE features' decoder maps for the Layers page",
+    )
 
 
 class _SAEBase(_Strict):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compute import embeddings, geometry, labels, projections, similarity, sts, vocabulary
+from compute import embeddings, geometry, labels, layer_stack, projections, similarity, sts, vocabulary
 from compute.config import Plan, PlanError, RunConfig, corpus_sources
 from compute.device import resolve_device
 from compute.embeddings import ModelError
@@ -190,22 +190,58 @@ def _precompute_prepared(cfg: RunConfig, store, device, force, progress, wordnet
                 w.write_all(out)
         return run_id
 
+    across = across_layers(cfg, inputs, device, progress.child(name)) if kind == "contextual" else {}
     written, next_decoder, pending = [], None, None
     # Last layer first, so each layer's SAE features can be matched to those of the layer above. A layer
     # is written once the layer below it is analysed, so that its match into layer L-1 can go in too.
     for item in sorted(inputs, key=lambda i: -i.layer):
         p = progress.child(f"{name} L{item.layer}")
         out, decoder = analyse_layer(cfg, item, vocab, labs, full_words, full_X, device, p, next_decoder)
+        out.update(across.get(item.layer, {}))
         next_decoder = decoder
         if pending is not None:
             above, above_out = pending
             if above == item.layer + 1:
                 above_out.update(previous_layer_output(above_out, decoder))
+            if across:
+                above_out.update(layer_stack.word_shift(above_out, out, item.layer))
             written.append(write(above, above_out))
         pending = (item.layer, out)
     if pending is not None:
         written.append(write(*pending))
     return written
+
+
+def across_layers(cfg: RunConfig, inputs: list[LayerInput], device, progress: Progress) -> dict[int, dict]:
+    """The cross-layer outputs of the layers of one call ({layer: {path: value}}; compute/layer_stack.py): the
+    aligned word maps and, with an SAE, the feature lineage. Trains each layer's SAE here when the token pass did
+    not (analyse_layer then uses it), since the lineage needs every layer's decoder before any layer is written."""
+    items = sorted(inputs, key=lambda i: i.layer)
+    if len(items) < 2:
+        return {}
+    layers = [i.layer for i in items]
+    out: dict[int, dict] = {layer: {} for layer in layers}
+    with progress.stage("aligned maps") as update, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for layer, o in layer_stack.aligned_word_maps(cfg, layers, [i.X for i in items], update).items():
+            out[layer].update(o)
+    if cfg.sae is None:
+        return out
+    from compute import sae
+
+    for item in items:
+        if item.sae_model is None:
+            with progress.child(f"L{item.layer}").stage("sae") as update:
+                X = item.train if item.train is not None else item.X
+                item.sae_model = sae.fit(np.ascontiguousarray(X, np.float32), cfg.sae, device=device, progress=update)
+            item.train = None
+    with progress.stage("lineage") as update, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        decoders = [i.sae_model.W_dec.detach().cpu().numpy().astype(np.float32) for i in items]
+        acts = [sae.encode_numpy(i.sae_model, np.ascontiguousarray(i.X, np.float32)) for i in items]
+        for layer, o in layer_stack.feature_lineage(cfg, layers, decoders, acts, update).items():
+            out[layer].update(o)
+    return out
 
 
 def previous_layer_output(out: dict, decoder_below: np.ndarray | None) -> dict:

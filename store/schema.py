@@ -143,10 +143,19 @@ class Neighbors(_Group):
 
 
 @dataclass(frozen=True)
+class AlignedProjections(_Group):
+    """The word maps of all layers of a contextual run fitted jointly (compute/layer_stack.py)."""
+
+    umap3d: str = ""
+    umap2d: str = ""
+
+
+@dataclass(frozen=True)
 class Projections(_Group):
     umap3d: str = ""
     umap2d: str = ""
     pca2: str = ""
+    aligned: AlignedProjections = AlignedProjections
 
 
 @dataclass(frozen=True)
@@ -292,6 +301,49 @@ class LabelsGroup(_Group):
     weights: CSR = CSR
 
 
+# -- across layers (issue 14; compute/layer_stack.py, docs/layers.md) ------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerMatches(_Group):
+    """Each feature of this layer matched to the features of one neighbouring layer (compute.lineage.Matches)."""
+
+    cos_idx: str = ""
+    cos: str = ""
+    cos_idx_corr: str = ""
+    corr_idx: str = ""
+    corr: str = ""
+
+
+@dataclass(frozen=True)
+class LineageGroup(_Group):
+    """The run's SAE features traced through the layers computed with it."""
+
+    ATTRS: ClassVar[bool] = True
+    layers: str = ""
+    up: LayerMatches = LayerMatches
+    down: LayerMatches = LayerMatches
+    chain: str = ""
+    born: str = ""
+    ending: str = ""
+    thresholds: str = ""
+    carried_up: str = ""
+    carried_from_below: str = ""
+    null_max_cos: str = ""
+    null_matched: str = ""
+    feature_map: str = ""
+
+
+@dataclass(frozen=True)
+class WordShift(_Group):
+    """How each word changes from the layer below to this one."""
+
+    ATTRS: ClassVar[bool] = True
+    neighbour_jaccard: str = ""
+    shift_aligned: str = ""
+    shift_independent: str = ""
+
+
 EMBEDDINGS = "embeddings"
 WORDS = Words("words")
 GROUPS = ConceptGroups("groups")
@@ -307,6 +359,8 @@ TOKENS = Tokens("tokens")
 STS = STSGroup("sts")
 SAE = SAEGroup("sae")
 CONTEXTS = Contexts("contexts")
+LINEAGE = LineageGroup("lineage")
+WORD_SHIFT = WordShift("word_shift")
 CORPUS = CorpusFile("")  # paths inside a corpus file, not a run file
 
 # -- comparison files (not run files): two runs compared on their shared words ---------------------
@@ -387,6 +441,8 @@ GROUPS_IN_FILE = (
     STS,
     SAE,
     CONTEXTS,
+    LINEAGE,
+    WORD_SHIFT,
 )
 
 

@@ -15,6 +15,7 @@ PAGES = [
     ("Concepts", "/concepts"),
     ("Dimensions", "/dimensions"),
     ("Geometry", "/geometry"),
+    ("Layers", "/layers"),
     ("Compare", "/compare"),
     ("Jobs", "/jobs"),
 ]

@@ -23,7 +23,7 @@ from store.settings import settings
 
 DEFAULT_MAX_POINTS = 20_000
 POINTS_2D_FACTOR = 10  # a 2-D map (WebGL scattergl) draws ten times the points of a 3-D one
-MAX_CACHED_RUNS = 4
+MAX_CACHED_RUNS = 8  # the Layers page reads every layer of a family (7 for MiniLM) on each request
 _lock = threading.RLock()
 _config = {"root": None, "max_points": None, "max_points_2d": None}
 

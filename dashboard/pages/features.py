@@ -27,7 +27,7 @@ from dashboard.lib.labels import (
 from dashboard.lib.runs import neighbour_run
 from dashboard.lib.table_query import table_page
 from dashboard.lib.urls import as_int, href, parse, with_params
-from store.schema import SAE
+from store.schema import LINEAGE, SAE
 
 dash.register_page(__name__, path="/features", name="Features", title="Lexiscope · features", order=2)
 
@@ -518,6 +518,13 @@ def neighbour_layers(v, f):
             ]
             if links:
                 out.append(html.Div([f"layer {down.layer} (features matched to this one):", *links]))
+    if v.run.has(LINEAGE.chain):  # the whole chain on the Layers page (issue 14)
+        trace = href("/layers", run=v.run_id, feature=int(f), click="trace")
+        out.append(
+            html.Div(
+                dcc.Link("its lineage through every layer →", href=trace, className="lx-link", id="features-lineage")
+            )
+        )
     return out
 
 
