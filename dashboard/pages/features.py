@@ -47,7 +47,9 @@ DEFINITIONS = {
     "mean of precision (share of the feature's activation on the label's words) and recall (share of the "
     "label's words it fires on); the table shows the best label's.",
     "QVEC": "QVEC (Tsvetkov et al. 2015): each dimension's best correlation with a WordNet noun or verb supersense "
-    "over the words, averaged; higher = the basis lines up with word senses.",
+    "over the words, averaged; higher = the basis lines up with word senses. Compare like with like: the SAE with "
+    "its random decoder, raw dimensions with the rotation; sparse features correlate less with dense supersense "
+    "columns, so an SAE scores below dense dimensions on QVEC even when its features are cleaner.",
     "DistRatio": "DistRatio word intrusion (Sun et al. 2016): how far an intruder word lies from a dimension's top 5 "
     "words, over how far they lie from each other; higher = more coherent top words.",
     "random decoder": "Frozen random decoder: the same SAE config trained with its decoder fixed at random "
