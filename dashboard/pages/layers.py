@@ -208,7 +208,7 @@ def lineage_list(v, feature, steps):
                     ),
                     html.Td(score, className="lx-num small"),
                 ],
-                className="table-warning" if s["selected"] else None,
+                className="lx-marked-row" if s["selected"] else None,
             )
         )
     head = html.Div(
@@ -370,7 +370,7 @@ def word_table(rows, changed):
                     html.Td(inline_list([word_link(v.run_id, w) for w in r["neighbours"]]), className="small"),
                     html.Td(inline_list(feats, sep=" · "), className="small"),
                 ],
-                className="table-warning" if changed is not None and r is changed else None,
+                className="lx-marked-row" if changed is not None and r is changed else None,
             )
         )
     head = [
