@@ -310,3 +310,44 @@ def run(quick: bool = False) -> dict:
         "table": maps_t + lin_t + cmp_t,
         "notes": notes,
     }
+
+
+def stored_steadiness(store_root) -> dict:
+    """Aligned 2-D word maps of a store's MiniLM run (all layers), fitted here with the pipeline's settings, against
+    the independent per-layer 2-D maps the store holds: steadiness and neighbour preservation of each."""
+    from compute import alignment
+    from compute.config import ProjectionConfig
+    from store import Catalog
+    from store.schema import EMBEDDINGS, PROJECTIONS
+
+    catalog = Catalog(store_root)
+    runs = sorted((catalog.open(r) for r in catalog.run_ids() if r.startswith("minilm")), key=lambda r: r.layer)
+    X = [r.array(EMBEDDINGS) for r in runs]
+    independent = [r.array(PROJECTIONS.umap2d) for r in runs]
+    pcfg = ProjectionConfig(**runs[0].config.get("projections", {}))
+    aligned, seconds = _timed(lambda: alignment.aligned_maps(X, 2, pcfg))[:2]
+    s_al, s_in = alignment.steadiness(aligned), alignment.steadiness(independent)
+    return {
+        "runs": [r.run_id for r in runs],
+        "aligned_per_pair": np.round(s_al, 4).tolist(),
+        "independent_per_pair": np.round(s_in, 4).tolist(),
+        "steadier": float(np.mean(s_in) / np.mean(s_al)),
+        "preservation_aligned": [round(alignment.neighbour_preservation(x, m), 4) for x, m in zip(X, aligned)],
+        "preservation_independent": [round(alignment.neighbour_preservation(x, m), 4) for x, m in zip(X, independent)],
+        "aligned_fit_s": round(seconds, 1),
+    }
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+    from pathlib import Path
+
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.layers", description="steadiness on a stored default plan")
+    ap.add_argument("--store", type=Path, required=True, help="a store holding the default plan's MiniLM run")
+    ap.add_argument("--out", type=Path, default=None, help="write the figures here as JSON")
+    args = ap.parse_args()
+    figures = stored_steadiness(args.store)
+    print(json.dumps(figures))
+    if args.out:
+        args.out.write_text(json.dumps(figures, indent=1))
