@@ -183,6 +183,7 @@ def token_pass(
                 if on_batch is not None:
                     on_batch(layer, int(h_LND.shape[1]))
                 _encode_batch(saes[layer], x_ND, gid, states[layer], seed)
+                del x_ND  # a loop variable would keep the batch's last layer alive through the next forward pass
                 if len(occ_rt):
                     _encode_contexts(saes[layer], h_LND[li], occ_rt, slot_of, ctx_feat[layer], ctx_act[layer], J)
             del h_LND
