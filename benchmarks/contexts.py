@@ -21,6 +21,7 @@ python -m benchmarks --only contexts [--quick]
 from __future__ import annotations
 
 import gc
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -33,6 +34,7 @@ from compute.config import load_plan
 HELD_OUT = 20_000  # corpus tokens the SAEs are scored on, never trained on
 SYNTHETIC_SIZES = (10_000, 30_000, 100_000)
 QUICK_SIZES = (1_000, 5_000)
+MMAP_ENV = "MALLOC_MMAP_THRESHOLD_"
 
 
 def _minilm_run():
@@ -114,22 +116,62 @@ def run(quick: bool = False, threads: int | None = None) -> dict:
     # 3. the token pass, each in a fresh process: the default corpus with every layer's SAE, then synthetic sizes
     del ext
     gc.collect()
-    spawn = get_context("spawn")
     job = dict(threads=n_threads, batch_size=cfg.batch_size, contexts=cfg.contexts.model_dump())
+    out.update(_token_pass_memory(job, sentences, vocab.words, saes, QUICK_SIZES if quick else SYNTHETIC_SIZES))
+    out["note"] = "2-core VM shared with other helpers; torch threads = 1; times are indicative"
+    out["table"] = _table(out)
+    return out
+
+
+def _token_pass_memory(job: dict, sentences, words, saes, sizes) -> dict:
+    """Peak memory of the token pass on `sentences` with `saes` ({layer: (arrays, config)}) and on synthetic
+    corpora of `sizes` sentences, each in a fresh process."""
+    spawn = get_context("spawn")
+    out = {}
+    default = dict(job, model="minilm-l6", sentences=sentences, words=words, saes=saes)
     with ProcessPoolExecutor(1, mp_context=spawn) as pool:
-        out["token_pass_default"] = pool.submit(
-            _pass_child, dict(job, model=cfg.model, sentences=sentences, words=vocab.words, saes=saes)
-        ).result()
-    pool_words = [w for w in vocab.words[:5000] if w.isalpha()]
+        out["token_pass_default"] = pool.submit(_pass_child, default).result()
+    print(f"[contexts] default: {out['token_pass_default']}", flush=True)
+    # glibc keeps freed heap memory (its mmap threshold rises with the large per-batch arrays): the same pass with
+    # a fixed threshold shows how much of the peak is the allocator's retention, not memory the pass holds
+    os.environ[MMAP_ENV] = str(2**20)
+    try:
+        with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+            r = pool.submit(_pass_child, default).result()
+    finally:
+        os.environ.pop(MMAP_ENV)
+    out["token_pass_default_fixed_mmap_threshold"] = dict(r, env=f"{MMAP_ENV}={2**20}")
+    print(f"[contexts] default, {MMAP_ENV}: {r}", flush=True)
+    pool_words = [w for w in words[:5000] if w.isalpha()]
     out["token_pass_synthetic"] = []
-    for n in QUICK_SIZES if quick else SYNTHETIC_SIZES:
+    for n in sizes:
         with ProcessPoolExecutor(1, mp_context=spawn) as pool:
             r = pool.submit(_pass_child, dict(job, model="synthetic", n=n, words=pool_words)).result()
         out["token_pass_synthetic"].append(r)
         print(f"[contexts] synthetic {n:,}: {r}", flush=True)
     out["synthetic_model"] = "random-init BERT, 2 layers, width 64, MiniLM tokenizer; SAEs 512 features, k 8"
-    out["note"] = "2-core VM shared with other helpers; torch threads = 1; times are indicative"
-    out["table"] = _table(out)
+    return out
+
+
+def memory(quick: bool = False) -> dict:
+    """Step 3 alone (the token pass's peak memory), with SAEs of the default plan's shape fitted 50 steps on
+    Gaussian data instead of step 2's: the pass holds the same arrays whatever the weights (a TopK SAE fires
+    exactly k features per token)."""
+    import torch
+
+    from compute import contextual, sae, vocabulary
+
+    n_threads = bench_threads()
+    torch.set_num_threads(n_threads)
+    cfg, folder = _minilm_run()
+    sentences = contextual.read_corpora(cfg.corpus, folder)[: 1200 if quick else None]
+    vocab = vocabulary.build(cfg.vocabulary)
+    X = np.random.default_rng(0).standard_normal((4096, 384)).astype(np.float32)
+    m = sae.fit(X, cfg.sae.model_copy(update={"steps": 50}))
+    saes = {layer: (m.to_arrays(), m.config) for layer in ([0, 3, 6] if quick else range(7))}
+    job = dict(threads=n_threads, batch_size=cfg.batch_size, contexts=cfg.contexts.model_dump())
+    out = _token_pass_memory(job, sentences, vocab.words, saes, QUICK_SIZES if quick else SYNTHETIC_SIZES)
+    out["saes"] = "default shape (2,048 features, k 16) fitted 50 steps on Gaussian data"
     return out
 
 
@@ -263,7 +305,14 @@ def _table(out: dict) -> list[dict]:
                 r["words:word_concept_f1"],
             )
         )
-    for p in [out["token_pass_default"], *out["token_pass_synthetic"]]:
+    before = [dict(p, model=f"{p['model']}, before the flat token arrays") for p in out.get("token_pass_before", [])]
+    fixed = out.get("token_pass_default_fixed_mmap_threshold")
+    for p in [
+        out["token_pass_default"],
+        *([dict(fixed, model="minilm-l6, fixed mmap threshold")] if fixed else []),
+        *out["token_pass_synthetic"],
+        *before,
+    ]:
         rows.append(
             _row(
                 f"token pass ({p['model']}, {p['sentences']:,} sentences): peak RSS above start vs one batch of all layers",
