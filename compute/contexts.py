@@ -231,6 +231,8 @@ def token_pass(
         valid = ids >= 0
         s = np.where(valid, sent_of[np.where(valid, ids, 0)], -1) if sent_of is not None else np.full(ids.shape, -1)
         t = np.where(valid, ids - sent_start[np.clip(s, 0, None)], -1)
+        if not len(tokens.offsets):  # an empty corpus: nothing to locate
+            return s.astype(np.int32), t.astype(np.int32), np.full(ids.shape + (2,), -1, np.int32)
         span = np.where(valid[..., None], tokens.offsets[np.where(valid, ids, 0)], -1).astype(np.int32)
         return s.astype(np.int32), t.astype(np.int32), span
 
