@@ -12,6 +12,7 @@ sub-token vectors, the vector averaged into the word-type vector).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 import torch
@@ -73,14 +74,55 @@ class _LayerState:
     nnz: int = 0
 
 
-def _occurrences(enc, sentences, key, type_of):
+@dataclass
+class _Tokens:
+    """The corpus's tokens as flat arrays (sentence s is rows start[s]:start[s+1]; a row is a global token id):
+    a few bytes per token, where the tokenizer's own output keeps Python lists and per-token strings."""
+
+    ids: np.ndarray  # (T,) int32
+    offsets: np.ndarray  # (T, 2) int32 character spans
+    special: np.ndarray  # (T,) bool
+    start: np.ndarray  # (n + 1,) int64
+
+    def of(self, s: int) -> slice:
+        return slice(int(self.start[s]), int(self.start[s + 1]))
+
+
+def _tokenize(tokenizer, sentences, max_length: int, chunk: int = 4096) -> _Tokens:
+    """Tokenize chunk by chunk, keeping only the flat arrays."""
+    ids, offsets, special, lengths = [], [], [], []
+    for a in range(0, len(sentences), chunk):
+        enc = tokenizer(
+            list(sentences[a : a + chunk]),
+            add_special_tokens=True,
+            truncation=True,
+            max_length=max_length,
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        lengths += [len(x) for x in enc["input_ids"]]
+        ids.append(np.fromiter(chain.from_iterable(enc["input_ids"]), np.int32))
+        offsets.append(np.fromiter(chain.from_iterable(chain.from_iterable(enc["offset_mapping"])), np.int32))
+        special.append(np.fromiter(chain.from_iterable(enc["special_tokens_mask"]), bool))
+        del enc
+    start = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
+    ids, offsets, special = (
+        np.concatenate(p) if p else np.zeros(0, t) for p, t in zip((ids, offsets, special), (np.int32, np.int32, bool))
+    )
+    return _Tokens(ids, offsets.reshape(-1, 2), special, start)
+
+
+def _occurrences(tokens: _Tokens, sentences, key, type_of):
     """Every corpus occurrence of a vocabulary type: (type, sentence, first token, char start, char end) and
-    per sentence an array mapping each token to its occurrence number (-1 none)."""
-    occ_rows, tok_occ = [], []
+    per token (global id) its occurrence number (-1 none)."""
+    occ_rows = []
+    tok_occ = np.full(len(tokens.ids), -1, np.int64)
     for s, text in enumerate(sentences):
-        offs = np.asarray(enc["offset_mapping"][s], np.int64).reshape(-1, 2)
-        special = np.asarray(enc["special_tokens_mask"][s], bool)
-        occ_of = np.full(len(offs), -1, np.int64)
+        offs = tokens.offsets[tokens.of(s)].astype(np.int64)
+        special = tokens.special[tokens.of(s)]
+        occ_of = tok_occ[tokens.of(s)]  # a view: filled in place
         spans = [(m.start(), m.end(), m.group()) for m in _WORD.finditer(text)]
         if spans:
             starts = np.array([a for a, _, _ in spans])
@@ -93,7 +135,6 @@ def _occurrences(enc, sentences, key, type_of):
                     continue
                 occ_of[inside & (k == w)] = len(occ_rows)
                 occ_rows.append((t, s, int(np.flatnonzero(inside & (k == w))[0]), spans[w][0], spans[w][1]))
-        tok_occ.append(occ_of)
     occ = np.array(occ_rows, np.int64).reshape(-1, 5)
     return occ, tok_occ
 
@@ -131,17 +172,9 @@ def token_pass(
     type_of: dict[str, int] = {}
     row_type = np.array([type_of.setdefault(key(w), len(type_of)) for w in words], np.int64)
     max_length = _max_length(tokenizer, model)
-    enc = tokenizer(
-        list(sentences),
-        add_special_tokens=True,
-        truncation=True,
-        max_length=max_length,
-        return_offsets_mapping=True,
-        return_special_tokens_mask=True,
-    )
-    lengths = np.array([len(x) for x in enc["input_ids"]])
-    sent_start = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    occ, tok_occ = _occurrences(enc, sentences, key, type_of)
+    tokens = _tokenize(tokenizer, sentences, max_length)
+    lengths, sent_start = np.diff(tokens.start), tokens.start
+    occ, tok_occ = _occurrences(tokens, sentences, key, type_of)
     chosen = _choose_contexts(occ, cfg.per_word, seed)
     slot_of = np.full(len(occ), -1, np.int64)
     slot_of[chosen] = np.arange(len(chosen))
@@ -163,15 +196,15 @@ def token_pass(
     total = max(1, int(lengths.sum()))
     with torch.inference_mode():
         for idx in _batches(lengths, batch_size):
-            inputs, T = _pad([enc["input_ids"][i] for i in idx], pad_id, with_types, device)
+            inputs, T = _pad([tokens.ids[tokens.of(i)] for i in idx], pad_id, with_types, device)
             h_LND = _forward(model, inputs, layers, device).reshape(len(layers), len(idx) * T, d)
             rows, gids, occ_rows = [], [], []
             for r, i in enumerate(idx):
-                special = np.asarray(enc["special_tokens_mask"][i], bool)
+                special = tokens.special[tokens.of(i)]
                 t = np.flatnonzero(~special)
                 rows.append(r * T + t)
                 gids.append(sent_start[i] + t)
-                o = tok_occ[i]
+                o = tok_occ[tokens.of(i)]
                 occ_rows.append(np.stack([r * T + np.flatnonzero(o >= 0), o[o >= 0]], 1))
             rows_t = torch.as_tensor(np.concatenate(rows), device=h_LND.device)
             gid = np.concatenate(gids)
@@ -183,6 +216,7 @@ def token_pass(
                 if on_batch is not None:
                     on_batch(layer, int(h_LND.shape[1]))
                 _encode_batch(saes[layer], x_ND, gid, states[layer], seed)
+                del x_ND  # a loop variable would keep the batch's last layer alive through the next forward pass
                 if len(occ_rt):
                     _encode_contexts(saes[layer], h_LND[li], occ_rt, slot_of, ctx_feat[layer], ctx_act[layer], J)
             del h_LND
@@ -190,7 +224,6 @@ def token_pass(
             if progress:
                 progress("contexts", done / total)
 
-    offsets = enc["offset_mapping"]
     sent_of = np.searchsorted(sent_start, np.arange(sent_start[-1]), side="right") - 1 if n_tokens else None
 
     def locate(ids: np.ndarray):
@@ -198,9 +231,9 @@ def token_pass(
         valid = ids >= 0
         s = np.where(valid, sent_of[np.where(valid, ids, 0)], -1) if sent_of is not None else np.full(ids.shape, -1)
         t = np.where(valid, ids - sent_start[np.clip(s, 0, None)], -1)
-        span = np.full(ids.shape + (2,), -1, np.int32)
-        for pos in zip(*np.nonzero(valid)):
-            span[pos] = offsets[s[pos]][t[pos]]
+        if not len(tokens.offsets):  # an empty corpus: nothing to locate
+            return s.astype(np.int32), t.astype(np.int32), np.full(ids.shape + (2,), -1, np.int32)
+        span = np.where(valid[..., None], tokens.offsets[np.where(valid, ids, 0)], -1).astype(np.int32)
         return s.astype(np.int32), t.astype(np.int32), span
 
     # Per vocabulary row: the chosen contexts of its type (rows sharing a type share them).

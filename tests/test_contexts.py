@@ -2,7 +2,6 @@
 the one-batch memory bound, planted word senses, the running top-k, and the corpus sources of a run."""
 
 import gc
-import weakref
 
 import h5py
 import numpy as np
@@ -116,42 +115,58 @@ def test_word_contexts_hold_the_word(runs, minilm_corpus):
     assert (feats[:, 0] >= 0).all()
 
 
-def test_token_pass_holds_one_batch_of_hidden_states(monkeypatch, minilm_corpus):
-    """Every batch's hidden states are released before the next forward pass, and no batch is larger than
-    the configured padded-token bound."""
+def _activation_rows(d: int, weights: set[int]) -> int:
+    """Rows of every live torch tensor whose last dimension is the hidden size d, model and SAE weights
+    excluded: a census of the hidden states (and any copy or slice of them) the process holds."""
+    gc.collect()
+    rows = 0
+    for obj in gc.get_objects():
+        if torch.is_tensor(obj) and obj.dim() >= 2 and obj.shape[-1] == d and id(obj) not in weights:
+            rows += obj.numel() // d
+    return rows
+
+
+def test_token_pass_holds_one_batch_of_hidden_states(monkeypatch, minilm_corpus, direct_model):
+    """A census of every live tensor of width d: before each forward pass no hidden state (nor copy, slice or
+    per-layer input of one) is left from the batch before; while a layer is encoded, what is alive is at
+    most that batch's hidden states of each SAE layer and one layer's token rows; no batch is larger than the
+    configured padded-token bound."""
     from compute import sae as sae_pkg
 
     sentences, _ = minilm_corpus
-    tok, model = contextual.load_transformer("minilm-l6")
-    alive, peaks, sizes = [], [], []
-    forward = contexts._forward
-
-    def tracked(*a, **kw):
-        gc.collect()
-        peaks.append(sum(r() is not None for r in alive))
-        h = forward(*a, **kw)
-        alive.append(weakref.ref(h))
-        return h
-
-    monkeypatch.setattr(contexts, "_forward", tracked)
+    tok, model = direct_model
+    d = model.config.hidden_size
     rng = np.random.default_rng(0)
     saes = {}
     for layer in (2, 5):
-        X = rng.standard_normal((300, 384)).astype(np.float32)
+        X = rng.standard_normal((300, d)).astype(np.float32)
         saes[layer] = sae_pkg.fit(X, parse_run({"model": "x", "sae": {"d_sae": 32, "k": 2, "steps": 5}}).sae)
+    weights = {id(t) for m in (model, *saes.values()) for t in (*m.parameters(), *m.buffers())}
+    before, during, batch_rows = [], [], []
+    forward = contexts._forward
+
+    def tracked(*a, **kw):
+        before.append(_activation_rows(d, weights))
+        h = forward(*a, **kw)
+        batch_rows.append(h.shape[1] * h.shape[2])
+        return h
+
+    def on_batch(layer, n):
+        assert n == batch_rows[-1]
+        if layer == 2:  # the first layer of each batch: its hidden states are alive, and nothing more
+            during.append(_activation_rows(d, weights))
+
+    monkeypatch.setattr(contexts, "_forward", tracked)
+    base = _activation_rows(d, weights)  # whatever other tests left alive
     contexts.token_pass(
-        tok,
-        model,
-        sentences[:80],
-        ["the", "of"],
-        saes,
-        ContextsConfig(),
-        batch_size=8,
-        on_batch=lambda layer, n: sizes.append((layer, n)),
+        tok, model, sentences[:32], ["the", "of"], saes, ContextsConfig(), batch_size=8, on_batch=on_batch
     )
-    assert len(peaks) > 5 and max(peaks) == 0
-    assert max(n for _, n in sizes) <= 8 * 128
-    assert {layer for layer, _ in sizes} == {2, 5}
+    before, during = np.array(before) - base, np.array(during) - base
+    assert len(before) >= 4 and (before == 0).all(), before
+    # alive while a layer is encoded: the batch's hidden states of the SAEs' 2 layers, and that layer's
+    # non-special token rows (fewer than the batch's padded rows): one batch per layer, nothing more
+    assert all(2 * b <= n < 3 * b for n, b in zip(during, batch_rows)), (during, batch_rows)
+    assert max(batch_rows) <= 8 * 128
 
 
 def test_two_planted_senses_split_by_dominant_feature(direct_model):

@@ -110,10 +110,13 @@ def word_contexts_card(v, row: int):
         )
     feats = np.array([[f for f, _ in c.features[:1]] or [-1] for c in ctxs])
     acts = np.array([[x for _, x in c.features[:1]] or [0.0] for c in ctxs])
+    n = lib.n_contexts(v, row) or len(ctxs)
+    shown = f"{len(ctxs)} of its {n:,} corpus contexts (a seeded sample)" if n > len(ctxs) else f"{n} corpus contexts"
     body = [
         html.Div(
-            f"{len(ctxs)} corpus contexts, grouped by the feature most active on the word there (the mean of its "
-            "sub-token vectors): each group is one sense as the SAE sees it.",
+            f"{shown}, grouped by the feature most active on the word there (the mean of its sub-token vectors): "
+            "each group is one sense as the SAE sees it. Beside each context, its 3 most active features "
+            "(hover for their labels).",
             className="lx-muted mb-2",
         )
     ]
@@ -142,7 +145,13 @@ def word_contexts_card(v, row: int):
                             [
                                 " ",
                                 *[
-                                    feature_link(v.run_id, ff, f"#{ff} {x:.1f}", className="lx-link lx-ctx-feat")
+                                    feature_link(
+                                        v.run_id,
+                                        ff,
+                                        f"#{ff} {x:.1f}",
+                                        className="lx-link lx-ctx-feat",
+                                        title=f"#{ff} {feature_label(v, ff)} (activation {x:.2f})",
+                                    )
                                     for ff, x in c.features[:3]
                                 ],
                             ],
