@@ -388,7 +388,7 @@ def feature_detail(v, f: int):
             rows.append(
                 html.Div(
                     [
-                        html.B(f"{lo:.2f}–{hi:.2f} ({inside:,} words)"),
+                        html.B(f"{lo:.2f}–{hi:.2f} ({inside:,} word{'' if inside == 1 else 's'})"),
                         *inline_list([word_link(rid, v.words[r]) for r in ws]),
                     ],
                     className="lx-quantile",
