@@ -117,8 +117,11 @@ def absolute_paths(cfg):
             update={"word_lists": [_absolute(w) for w in v.word_lists], "concept_groups": groups}
         ),
     }
-    if cfg.corpus is not None and cfg.corpus != "lee" and not cfg.corpus.startswith("stsb:"):
-        update["corpus"] = _absolute(cfg.corpus)
+    if cfg.corpus is not None:
+        from compute.config import corpus_sources
+
+        sources = [s if s == "lee" or s.startswith("stsb:") else _absolute(s) for s in corpus_sources(cfg.corpus)]
+        update["corpus"] = sources[0] if isinstance(cfg.corpus, str) else sources
     if cfg.sts is not None and cfg.sts.path is not None:
         update["sts"] = cfg.sts.model_copy(update={"path": _absolute(cfg.sts.path)})
     return cfg.model_copy(update=update)

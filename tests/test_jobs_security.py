@@ -327,6 +327,18 @@ def _vector_file(path):
     path.write_text("".join(f"{w} {' '.join(f'{v:.5f}' for v in rng.normal(size=6))}\n" for w in words))
 
 
+def test_queued_corpus_lists_keep_named_sources_and_make_files_absolute(tmp_path, monkeypatch):
+    """The default plan's corpus is a list (`[lee, "stsb:en"]`): `demo` and `--queue` must take it as it is."""
+    from jobs.cli import absolute_paths
+
+    (tmp_path / "mine.txt").write_text("A sentence of my own.\n")
+    monkeypatch.chdir(tmp_path)
+    listed = absolute_paths(parse_run({"model": "minilm-l6", "corpus": ["lee", "stsb:en", "mine.txt"]}))
+    assert listed.corpus == ["lee", "stsb:en", str(tmp_path / "mine.txt")]
+    assert absolute_paths(parse_run({"model": "minilm-l6", "corpus": "mine.txt"})).corpus == str(tmp_path / "mine.txt")
+    assert absolute_paths(parse_run({"model": "minilm-l6", "corpus": "stsb:en"})).corpus == "stsb:en"
+
+
 def test_a_queued_plan_with_relative_paths_runs_like_precompute(tmp_path, monkeypatch):
     from lexiscope import app
 
