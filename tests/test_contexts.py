@@ -2,6 +2,7 @@
 the one-batch memory bound, planted word senses, the running top-k, and the corpus sources of a run."""
 
 import gc
+import weakref
 
 import h5py
 import numpy as np
@@ -121,6 +122,8 @@ def _activation_rows(d: int, weights: set[int]) -> int:
     gc.collect()
     rows = 0
     for obj in gc.get_objects():
+        if isinstance(obj, weakref.ProxyTypes):  # a dead proxy raises on any look; a live one is counted direct
+            continue
         if torch.is_tensor(obj) and obj.dim() >= 2 and obj.shape[-1] == d and id(obj) not in weights:
             rows += obj.numel() // d
     return rows

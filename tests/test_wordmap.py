@@ -382,7 +382,7 @@ def test_activation_intervals_are_labelled_by_their_bounds(mapview):
         lo, hi = top * (4 - q) / 5, top * (5 - q) / 5
         n = np.count_nonzero((col > lo) & (col <= hi))
         label, *links = div["props"]["children"]
-        assert label["props"]["children"] == f"{lo:.2f}–{hi:.2f} ({n:,} words)"
+        assert label["props"]["children"] == f"{lo:.2f}–{hi:.2f} ({n:,} word{'' if n == 1 else 's'})"
         shown = [link["props"]["children"] for link in links if isinstance(link, dict)]
         assert len(shown) == min(n, 5) and all(lo < col[out["words/text"].index(w)] <= hi for w in shown)
 
