@@ -76,18 +76,19 @@ def load(root, run_a: str, run_b: str) -> StoredComparison | None:
     if found is None:
         return None
     path, swapped = found
-    try:
-        with h5py.File(path, "r") as f:
-            attrs = {k: _decode(v) for k, v in f.attrs.items()}
-            if attrs.get(COMPARISON_ROOT.schema_version) != SCHEMA_VERSION or COMPARISON_ROOT.cka not in attrs:
-                raise StoreError(f"comparison file {os.path.basename(path)} is incomplete or of another schema")
-            arrays = {}
-            for key, p in _fields().items():
-                if p in f:
-                    ds = f[p]
-                    arrays[key] = ds.asstr()[()].astype(object) if h5py.check_string_dtype(ds.dtype) else ds[()]
-    except OSError as e:
-        raise StoreError(f"comparison file {os.path.basename(path)} is corrupt or truncated ({_short(e)})") from None
+
+    def whole(f):
+        attrs = _attrs(f)
+        if attrs.get(COMPARISON_ROOT.schema_version) != SCHEMA_VERSION or COMPARISON_ROOT.cka not in attrs:
+            raise StoreError(f"comparison file {os.path.basename(path)} is incomplete or of another schema")
+        arrays = {}
+        for key, p in _fields().items():
+            if p in f:
+                ds = f[p]
+                arrays[key] = ds.asstr()[()].astype(object) if h5py.check_string_dtype(ds.dtype) else ds[()]
+        return attrs, arrays
+
+    attrs, arrays = _read(path, whole)
     if swapped:
         arrays = {_swap_key(k): v for k, v in arrays.items()}
         attrs = {**_swap_attrs(attrs), COMPARISON_ROOT.run_a: run_a, COMPARISON_ROOT.run_b: run_b}
@@ -106,12 +107,21 @@ def read_attrs(root, run_a: str, run_b: str) -> dict | None:
     if found is None:
         return None
     path, swapped = found
+    attrs = _read(path, _attrs)
+    return _swap_attrs(attrs) if swapped else attrs
+
+
+def _attrs(f: h5py.File) -> dict:
+    return {k: _decode(v) for k, v in f.attrs.items()}
+
+
+def _read(path: str, read):
+    """read(open file) of a comparison file; StoreError (one line) when the file cannot be opened or read."""
     try:
         with h5py.File(path, "r") as f:
-            attrs = {k: _decode(v) for k, v in f.attrs.items()}
+            return read(f)
     except OSError as e:
         raise StoreError(f"comparison file {os.path.basename(path)} is corrupt or truncated ({_short(e)})") from None
-    return _swap_attrs(attrs) if swapped else attrs
 
 
 def _swap_attrs(attrs: dict) -> dict:
