@@ -77,6 +77,18 @@ def minilm_store(tmp_path_factory, minilm_corpus):
     return root, ids
 
 
+@pytest.fixture
+def minilm_app(minilm_store):
+    """The dashboard app reading the session MiniLM store: (app, root, run ids)."""
+    from dashboard.app import app
+    from dashboard.lib import store
+
+    root, ids = minilm_store
+    store.configure(root)
+    yield app, root, ids
+    store.configure(None)
+
+
 @pytest.fixture(scope="session")
 def compare_store(tmp_path_factory, glove_store, minilm_store):
     """The session's small GloVe run and MiniLM L0 and L6 (hard links, read only) in one store, with the

@@ -11,17 +11,6 @@ import pytest
 pytest.importorskip("selenium")
 
 
-@pytest.fixture
-def minilm_app(minilm_store):
-    from dashboard.app import app
-    from dashboard.lib import store
-
-    root, ids = minilm_store
-    store.configure(root)
-    yield app, root, ids
-    store.configure(None)
-
-
 def _shot(dash_duo, tmp_path, name):
     time.sleep(0.5)
     dash_duo.driver.save_screenshot(str(tmp_path / f"{name}.png"))

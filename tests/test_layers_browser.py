@@ -17,17 +17,6 @@ pytestmark = pytest.mark.browser
 VIEW = "#lay-3d .js-plotly-plot"
 
 
-@pytest.fixture
-def minilm_app(minilm_store):
-    from dashboard.app import app
-    from dashboard.lib import store
-
-    root, ids = minilm_store
-    store.configure(root)
-    yield app, root, ids
-    store.configure(None)
-
-
 def _file(root, run_id):
     return h5py.File(root / "runs" / f"{run_id}.h5", "r")
 
