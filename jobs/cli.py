@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from compute.cli import StoreOpt, fail, message_of, user_errors
+from compute.config import corpus_sources
 
 app = typer.Typer(
     add_completion=False,
@@ -118,8 +119,6 @@ def absolute_paths(cfg):
         ),
     }
     if cfg.corpus is not None:
-        from compute.config import corpus_sources
-
         sources = [s if s == "lee" or s.startswith("stsb:") else _absolute(s) for s in corpus_sources(cfg.corpus)]
         update["corpus"] = sources[0] if isinstance(cfg.corpus, str) else sources
     if cfg.sts is not None and cfg.sts.path is not None:
