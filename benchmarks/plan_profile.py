@@ -121,6 +121,8 @@ def variant_patches(name: str) -> dict:
     from benchmarks import before_after as ba
     from compute import features, projections
 
+    if name == "current":
+        return {}
     if name == "before":
         return {
             (projections, "projections_output"): _maps_from("spectral"),
@@ -153,19 +155,17 @@ def _warm_up():
     functions, torch's first steps, the GloVe file read into the process cache, the model files into the page
     cache."""
     from compute import contextual, embeddings, features, projections, sae
-    from compute.config import ProjectionConfig, SAEConfig
+    from compute.config import ProjectionConfig, TopKConfig
 
     embeddings.load_static("glove-6b-50d")
     contextual.load_transformer("minilm-l6", "cpu")
     X = np.random.default_rng(0).normal(size=(300, 20)).astype(np.float32)
-    sae.fit(X, SAEConfig(arch="topk", d_sae=32, k=4, steps=5), device="cpu")
+    sae.fit(X, TopKConfig(d_sae=32, k=4, steps=5), device="cpu")
     cfg = ProjectionConfig(umap_epochs=10)
     idx, dist = projections.knn_cosine(X, 15)
     for init in ("spectral", "shared-pca"):
         projections.umap_maps(X, idx, dist, cfg, (3, 2), init=init, n_epochs=10)
-    for name in ("before", "after"):
-        with patched(variant_patches(name)):
-            features.feature_map(X[:100])
+    features.feature_map(X[:100])
 
 
 def _summary(labels: dict, calls: list) -> dict:
@@ -361,7 +361,7 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--cprofile", action="store_true")
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--variants", nargs="+", default=["before", "after"], choices=["before", "after"])
+    ap.add_argument("--variants", nargs="+", default=["before", "after"], choices=["before", "after", "current"])
     args = ap.parse_args()
     if args.worker:
         worker(args.quick, args.out or result_file(args.quick), args.cprofile, args.variants)

@@ -6,9 +6,7 @@ in layer l+1 (the identity when every layer has the same words)."""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
-from contextlib import contextmanager
 from itertools import pairwise
 
 import numba
@@ -51,7 +49,7 @@ def identity_relations(n_rows: Sequence[int]) -> list[dict[int, int]]:
 # ---------------------------------------------------------------- AlignedUMAP
 
 
-@numba.njit()
+@numba.njit(cache=True)
 def _neighbourhood_similarities(graphs_indptr, graphs_indices, relations):
     """umap.aligned_umap.build_neighborhood_similarities with the same output, in O(edges) rather than
     O(n^2) per pair of layers: umap-learn 0.5.12 rebuilds the set of related rows once per row (its in1d), which
@@ -89,18 +87,6 @@ def _neighbourhood_similarities(graphs_indptr, graphs_indices, relations):
     return result
 
 
-@contextmanager
-def _fast_similarities():
-    import umap.aligned_umap as au
-
-    original = au.build_neighborhood_similarities
-    au.build_neighborhood_similarities = _neighbourhood_similarities
-    try:
-        yield
-    finally:
-        au.build_neighborhood_similarities = original
-
-
 # AlignedUMAP's pull of a word towards its place in the neighbouring layers, and how many layers either side
 # pull. umap-learn's defaults (0.01, 3) made the default plan's MiniLM maps (20,000 words, 7 layers) only 2.4x
 # steadier than independent maps; 0.1 with one layer either side made them 3.9x steadier, for 11% lower
@@ -116,14 +102,26 @@ def aligned_maps(
     relations: list[dict[int, int]] | None = None,
     regularisation: float = REGULARISATION,
     window: int = WINDOW,
+    knns: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+    starts: Sequence[np.ndarray] | None = None,
 ) -> list[np.ndarray]:
     """One word map per layer, fitted jointly: (n_l, n_components) float32 each.
 
     `layers` are the per-layer (n_l, d) word vectors; `relations` link neighbouring layers (default: the same
-    rows in every layer). Cosine metric, n_neighbors / min_dist / umap_epochs / seed from `cfg`. A word that UMAP
-    leaves unconnected (AlignedUMAP gives it NaN) is placed at its place in the nearest layer that has one, or
-    at the map's centre."""
-    import umap
+    rows in every layer). Cosine metric, n_neighbors / min_dist / umap_epochs / seed from `cfg`. `knns`: each
+    layer's cosine k-NN (compute.projections.knn_cosine), when the caller has it already; `starts`: each layer's
+    starting layout (its first n_components columns are used; default: its PCA, as the per-layer maps start).
+    A word that UMAP leaves unconnected is placed at its place in the nearest layer that has one, or at the map's
+    centre.
+
+    This is umap-learn's AlignedUMAP optimisation (its graphs, neighbourhood similarities, Procrustes-chained
+    starts and aligned layout), without what AlignedUMAP.fit also does and throws away: a complete UMAP fit
+    per layer (layout included) just for its graph, and a spectral layout per layer per map."""
+    from umap.aligned_umap import expand_relations, procrustes_align
+    from umap.layouts import optimize_layout_aligned_euclidean
+    from umap.umap_ import find_ab_params, make_epochs_per_sample
+
+    from compute import projections
 
     if len(layers) < 2:
         raise ValueError(f"layers: aligned maps need at least 2 layers, got {len(layers)}")
@@ -135,23 +133,58 @@ def aligned_maps(
     smallest = min(len(X) for X in layers)
     if smallest <= n_components + 1:
         raise ValueError(f"layers: a layer has {smallest} words, too few for a {n_components}-D map")
-    reducer = umap.AlignedUMAP(
-        n_neighbors=min(cfg.n_neighbors, smallest - 1),
-        n_components=n_components,
-        metric="cosine",
-        min_dist=cfg.min_dist,
-        n_epochs=cfg.umap_epochs,
-        random_state=cfg.seed,
-        transform_seed=cfg.seed,
-        alignment_regularisation=regularisation,
-        alignment_window_size=window,
-        force_approximation_algorithm=True,
-    )  # below 4,096 rows umap-learn would loop over all pairs in Python
+    n_neighbors = min(cfg.n_neighbors, smallest - 1)
+    n_epochs = cfg.umap_epochs or 200  # AlignedUMAP's default
     data = [np.ascontiguousarray(X, dtype=np.float32) for X in layers]
-    with _fast_similarities(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # umap's notes that a seed turns off its parallelism
-        maps = reducer.fit_transform(data, relations=list(relations))
-    return _fill_unplaced([np.asarray(m, dtype=np.float32) for m in maps], relations)
+    knns = knns or [projections.knn_cosine(X, n_neighbors, cfg.seed) for X in data]
+    graphs = [projections.umap_graph(X, idx, dist, n_neighbors, cfg.seed) for X, (idx, dist) in zip(data, knns)]
+    if starts is None:
+        starts = [projections.initial_layout(X, None, n_components, "pca", cfg.seed) for X in data]
+
+    R = expand_relations(list(relations), window)
+    indptr, indices = numba.typed.List(), numba.typed.List()
+    heads, tails, epochs_per_sample = numba.typed.List(), numba.typed.List(), numba.typed.List()
+    for g in graphs:
+        coo = g.tocoo()
+        indptr.append(g.indptr.astype(np.int32))
+        indices.append(g.indices.astype(np.int32))
+        heads.append(coo.row.astype(np.int32))
+        tails.append(coo.col.astype(np.int32))
+        epochs_per_sample.append(make_epochs_per_sample(coo.data, n_epochs).astype(np.float64))
+    weights = _neighbourhood_similarities(indptr, indices, R)
+
+    embeddings = numba.typed.List()
+    for i, start in enumerate(starts):
+        emb = np.asarray(start, dtype=np.float32)[:, :n_components]
+        emb = emb * (10.0 / np.abs(emb).max())
+        if i:  # rotated onto the layer below through the words they share
+            anchors = R[i][window - 1]
+            emb = procrustes_align(embeddings[-1], emb, np.vstack([anchors[anchors >= 0], np.where(anchors >= 0)[0]]))
+        embeddings.append(np.ascontiguousarray(emb, dtype=np.float32))
+    a, b = find_ab_params(1.0, cfg.min_dist)
+    rng = np.random.RandomState(cfg.seed)
+    maps = optimize_layout_aligned_euclidean(
+        embeddings,
+        embeddings,
+        heads,
+        tails,
+        n_epochs,
+        epochs_per_sample,
+        weights,
+        R,
+        rng.randint(np.iinfo(np.int32).min, np.iinfo(np.int32).max, 3).astype(np.int64),
+        a=float(a),
+        b=float(b),
+        lambda_=regularisation,
+        parallel=False,  # its epochs are one sequential loop
+        move_other=True,
+    )
+    out = []
+    for m, g in zip(maps, graphs):
+        m = np.asarray(m, dtype=np.float32).copy()
+        m[np.asarray(g.sum(axis=1)).ravel() == 0] = np.nan  # words without any neighbour edge
+        out.append(m)
+    return _fill_unplaced(out, relations)
 
 
 def _fill_unplaced(maps: list[np.ndarray], relations: list[dict[int, int]]) -> list[np.ndarray]:

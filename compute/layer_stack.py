@@ -21,20 +21,23 @@ from store.schema import LINEAGE, NEIGHBORS, PROJECTIONS, WORD_SHIFT, LayerMatch
 ALIGNED_DIMS = ((3, "umap3d", PROJECTIONS.aligned.umap3d), (2, "umap2d", PROJECTIONS.aligned.umap2d))
 
 
-def aligned_word_maps(cfg: RunConfig, layers: list[int], vectors: list[np.ndarray], progress=None) -> dict:
-    """{layer: {projections/aligned/umap3d|umap2d: (n, d) float32}} for the dims the run's per-layer maps have;
-    empty when `projections.aligned` is off, there are fewer than 2 layers or too few words for a map."""
+def aligned_word_maps(
+    cfg: RunConfig, layers: list[int], vectors: list[np.ndarray], progress=None, knns=None, dims=(3, 2)
+) -> dict:
+    """{layer: {projections/aligned/umap3d|umap2d: (n, d) float32}} for those of `dims` the run's per-layer maps
+    have; empty when `projections.aligned` is off, there are fewer than 2 layers or too few words for a map.
+    `knns`: each layer's cosine k-NN (compute.projections.word_knn), when the caller has them."""
     p = cfg.projections
     smallest = min((len(X) for X in vectors), default=0)
     if not p.aligned or len(layers) < 2 or smallest <= p.n_neighbors + 1:
         return {}
     out = {layer: {} for layer in layers}
     for dim, switch, path in ALIGNED_DIMS:
-        if not getattr(p, switch):
+        if not getattr(p, switch) or dim not in dims:
             continue
         if progress:
             progress(f"aligned {dim}d", 0.0)
-        for layer, m in zip(layers, alignment.aligned_maps(vectors, dim, p)):
+        for layer, m in zip(layers, alignment.aligned_maps(vectors, dim, p, knns=knns)):
             out[layer][path] = m
     return out
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compute import embeddings, geometry, labels, layer_stack, projections, similarity, sts, vocabulary
+from compute import embeddings, geometry, labels, layer_stack, parallel, projections, similarity, sts, vocabulary
 from compute.config import Plan, PlanError, RunConfig, corpus_sources
 from compute.device import resolve_device
 from compute.embeddings import ModelError
@@ -44,6 +44,9 @@ class LayerInput:
     tokens: np.ndarray | None = None  # (m, d) token sample for the token-level geometry
     train: np.ndarray | None = None  # (t, d) token vectors the SAE trains on (sae.train_on: tokens)
     sae_model: object | None = None  # the layer's SAE when it was trained before the token pass
+    knn: tuple | None = None  # the word vectors' cosine k-NN graph (compute.projections.word_knn)
+    baseline: object | None = None  # pending piece: the SAE's random-decoder baseline (submit_pieces)
+    maps: list = field(default_factory=list)  # pending pieces whose results are {schema path: word map}
 
 
 def prepare_corpus(cfg: RunConfig, sts_dir=None) -> RunConfig:
@@ -145,88 +148,124 @@ def _precompute_prepared(cfg: RunConfig, store, device, force, progress, wordnet
             )
         kind = "contextual"
 
-    if kind == "static":
-        if cfg.layers != "all" and cfg.layers != [0]:
-            raise PlanError(f"layers: static model '{cfg.model}' has only layer 0")
-        if not force and (found := catalog.find_hash(cfg.config_hash(0))):
-            log.info("%s: already in the store as %s", name, found)
-            return [found]
-        with progress.child(name).stage("vocabulary"):
-            vocab = vocabulary.build(cfg.vocabulary)
-            source = embeddings.load_static(cfg.model)
-            rows = source.lookup(vocab.words)
-            keep = np.flatnonzero(rows >= 0)
-            if len(keep) < 10:
-                raise PlanError(f"vocabulary: only {len(keep)} words are in model '{cfg.model}'")
-            vocab = vocab.subset(keep)
-            X = source.vectors[rows[keep]]
-        inputs, n_layers = [LayerInput(0, X, sts.static_output(cfg, source) if cfg.sts else {})], 1
-        full_words, full_X = source.words, source.vectors
-    else:
-        inputs, n_layers, vocab = _contextual_inputs(cfg, catalog, device, force, progress.child(name), sts_dir)
-        if not inputs:
-            return [catalog.find_hash(cfg.config_hash(layer)) for layer in _requested_layers(cfg, n_layers)]
-        full_words = full_X = None
+    with parallel.Pieces() as pieces:
+        if kind == "static":
+            if cfg.layers != "all" and cfg.layers != [0]:
+                raise PlanError(f"layers: static model '{cfg.model}' has only layer 0")
+            if not force and (found := catalog.find_hash(cfg.config_hash(0))):
+                log.info("%s: already in the store as %s", name, found)
+                return [found]
+            with progress.child(name).stage("vocabulary"):
+                vocab = vocabulary.build(cfg.vocabulary)
+                source = embeddings.load_static(cfg.model)
+                rows = source.lookup(vocab.words)
+                keep = np.flatnonzero(rows >= 0)
+                if len(keep) < 10:
+                    raise PlanError(f"vocabulary: only {len(keep)} words are in model '{cfg.model}'")
+                vocab = vocab.subset(keep)
+                X = source.vectors[rows[keep]]
+            inputs, n_layers = [LayerInput(0, X, sts.static_output(cfg, source) if cfg.sts else {})], 1
+            aligned = submit_pieces(cfg, inputs, pieces, device)
+            full_words, full_X = source.words, source.vectors
+        else:
+            inputs, n_layers, vocab, aligned = _contextual_inputs(
+                cfg, catalog, device, force, progress.child(name), pieces, sts_dir
+            )
+            if not inputs:
+                return [catalog.find_hash(cfg.config_hash(layer)) for layer in _requested_layers(cfg, n_layers)]
+            full_words = full_X = None
 
-    with progress.child(name).stage("labels"):
-        labs = wordnet.labels(vocab)
-    config = cfg.model_dump(mode="json")
-    family = family_of(cfg.model, config)
+        with progress.child(name).stage("labels"):
+            labs = wordnet.labels(vocab)
+        config = cfg.model_dump(mode="json")
+        family = family_of(cfg.model, config)
 
-    def write(layer: int, out: dict) -> str:
-        run_id = run_id_for(cfg, layer)
-        with progress.child(f"{name} L{layer}").stage("write"):
-            with RunWriter(
-                root,
-                run_id,
-                model=cfg.model,
-                layer=layer,
-                n_layers=n_layers,
-                source=kind,
-                config=config,
-                config_hash=cfg.config_hash(layer),
-                family=family,
-            ) as w:
-                w.write_all(out)
-        return run_id
+        def write(layer: int, out: dict) -> str:
+            run_id = run_id_for(cfg, layer)
+            with progress.child(f"{name} L{layer}").stage("write"):
+                with RunWriter(
+                    root,
+                    run_id,
+                    model=cfg.model,
+                    layer=layer,
+                    n_layers=n_layers,
+                    source=kind,
+                    config=config,
+                    config_hash=cfg.config_hash(layer),
+                    family=family,
+                ) as w:
+                    w.write_all(out)
+            return run_id
 
-    across = across_layers(cfg, inputs, device, progress.child(name)) if kind == "contextual" else {}
-    written, next_decoder, pending = [], None, None
-    # Last layer first, so each layer's SAE features can be matched to those of the layer above. A layer
-    # is written once the layer below it is analysed, so that its match into layer L-1 can go in too.
-    for item in sorted(inputs, key=lambda i: -i.layer):
-        p = progress.child(f"{name} L{item.layer}")
-        out, decoder = analyse_layer(cfg, item, vocab, labs, full_words, full_X, device, p, next_decoder)
-        out.update(across.get(item.layer, {}))
-        next_decoder = decoder
+        across = across_layers(cfg, inputs, device, progress.child(name), aligned) if kind == "contextual" else {}
+        written, next_decoder, pending = [], None, None
+        # Last layer first, so each layer's SAE features can be matched to those of the layer above. A layer
+        # is written once the layer below it is analysed, so that its match into layer L-1 can go in too.
+        for item in sorted(inputs, key=lambda i: -i.layer):
+            p = progress.child(f"{name} L{item.layer}")
+            out, decoder = analyse_layer(cfg, item, vocab, labs, full_words, full_X, device, p, next_decoder)
+            out.update(across.get(item.layer, {}))
+            next_decoder = decoder
+            if pending is not None:
+                above, above_out = pending
+                if above == item.layer + 1:
+                    above_out.update(previous_layer_output(above_out, decoder))
+                if across:
+                    above_out.update(layer_stack.word_shift(above_out, out, item.layer))
+                written.append(write(above, above_out))
+            pending = (item.layer, out)
         if pending is not None:
-            above, above_out = pending
-            if above == item.layer + 1:
-                above_out.update(previous_layer_output(above_out, decoder))
-            if across:
-                above_out.update(layer_stack.word_shift(above_out, out, item.layer))
-            written.append(write(above, above_out))
-        pending = (item.layer, out)
-    if pending is not None:
-        written.append(write(*pending))
-    return written
+            written.append(write(*pending))
+        return written
 
 
-def across_layers(cfg: RunConfig, inputs: list[LayerInput], device, progress: Progress) -> dict[int, dict]:
+def across_layers(
+    cfg: RunConfig, inputs: list[LayerInput], device, progress: Progress, aligned: list
+) -> dict[int, dict]:
     """The cross-layer outputs of the layers of one call ({layer: {path: value}}; compute/layer_stack.py): the
-    aligned word maps and, with an SAE, the feature lineage. Trains each layer's SAE here when the token pass did
-    not (analyse_layer then uses it), since the lineage needs every layer's decoder before any layer is written."""
+    aligned word maps (`aligned`: the pending pieces submit_pieces started) and, with an SAE, the feature lineage.
+    Trains each layer's SAE here when the token pass did not (analyse_layer then uses it), since the lineage needs
+    every layer's decoder before any layer is written."""
     items = sorted(inputs, key=lambda i: i.layer)
     if len(items) < 2:
         return {}
     layers = [i.layer for i in items]
     out: dict[int, dict] = {layer: {} for layer in layers}
-    with progress.stage("aligned maps") as update, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for layer, o in layer_stack.aligned_word_maps(cfg, layers, [i.X for i in items], update).items():
-            out[layer].update(o)
-    if cfg.sae is None:
-        return out
+    if cfg.sae is not None:
+        out = _lineage(cfg, items, device, progress)
+    with progress.stage("aligned maps"):
+        for pending in aligned:
+            for layer, o in pending.get().items():
+                out[layer].update(o)
+    return out
+
+
+def submit_pieces(cfg: RunConfig, inputs: list[LayerInput], pieces: parallel.Pieces, device: str = "cpu") -> list:
+    """Starts the single-threaded pieces of every layer (compute.parallel), longest first: the aligned word maps
+    across the layers (returned, pending), each layer's own maps (`item.maps`), and on the CPU each layer's SAE
+    random-decoder baseline (`item.baseline`). Computes each layer's k-NN graph here, once, for its maps, its
+    aligned maps and its stored neighbours."""
+    p = cfg.projections
+    for item in inputs:
+        item.X = np.ascontiguousarray(item.X, dtype=np.float32)
+        item.knn = projections.word_knn(item.X, p)
+    items = sorted(inputs, key=lambda i: i.layer)
+    layers, vectors, knns = [i.layer for i in items], [i.X for i in items], [i.knn for i in items]
+    submit = pieces.submit if parallel.worth_workers(max(len(X) for X in vectors)) else pieces.run_here
+    aligned = []
+    if p.aligned and len(items) > 1:
+        for dim in projections.map_dims(p, min(len(X) for X in vectors)):
+            aligned.append(submit(layer_stack.aligned_word_maps, cfg, layers, vectors, None, knns, (dim,)))
+    for item in items:
+        item.maps = [
+            submit(projections.word_maps, item.X, item.knn, p, (d,)) for d in projections.map_dims(p, len(item.X))
+        ]
+    return aligned
+
+
+def _lineage(cfg: RunConfig, items: list[LayerInput], device, progress: Progress) -> dict[int, dict]:
+    out: dict[int, dict] = {i.layer: {} for i in items}
+    layers = [i.layer for i in items]
     from compute import sae
 
     for item in items:
@@ -264,7 +303,7 @@ def _requested_layers(cfg: RunConfig, n_layers: int) -> list[int]:
     return sorted(set(cfg.layers))
 
 
-def _contextual_inputs(cfg, catalog, device, force, progress, sts_dir=None):
+def _contextual_inputs(cfg, catalog, device, force, progress, pieces, sts_dir=None):
     from compute import contexts, contextual, sae
 
     with progress.stage("load model"):
@@ -273,7 +312,7 @@ def _contextual_inputs(cfg, catalog, device, force, progress, sts_dir=None):
     layers = _requested_layers(cfg, n_layers)
     todo = [layer for layer in layers if force or not catalog.find_hash(cfg.config_hash(layer))]
     if not todo:
-        return [], n_layers, None
+        return [], n_layers, None, []
     with progress.stage("vocabulary"):
         vocab = vocabulary.build(cfg.vocabulary)
         sentences = contextual.read_corpora(cfg.corpus, sts_dir=sts.folder_of(cfg.sts, sts_dir))
@@ -312,6 +351,7 @@ def _contextual_inputs(cfg, catalog, device, force, progress, sts_dir=None):
         train = ext.token_vectors[i] if on_tokens else None
         inputs.append(LayerInput(layer, ext.word_vectors[i], extra, ext.token_vectors[i][geo], train))
     del ext
+    aligned = submit_pieces(cfg, inputs, pieces, device)
     if cfg.sae is not None and cfg.contexts is not None:
         # SAEs first, then one more pass over the corpus streams every token through every layer's SAE.
         for item in inputs:
@@ -335,7 +375,7 @@ def _contextual_inputs(cfg, catalog, device, force, progress, sts_dir=None):
         for item in inputs:
             outs[item.layer][CONTEXTS.path]["corpus"] = corpus_key
             item.extra.update(outs[item.layer])
-    return inputs, n_layers, vocab
+    return inputs, n_layers, vocab, aligned
 
 
 def analyse_layer(
@@ -363,12 +403,11 @@ def analyse_layer(
         before = similarity.word_similarity(sim_words, sim_X)
         after = similarity.word_similarity(sim_words, sim_X, transform=enh.apply)
         out.update(similarity.similarity_output(before, after))
-    with progress.stage("projections") as update, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # umap's notes about seeds and precomputed graphs
-        # The word-map PCA is the frequency-bias PCA the geometry stage already computed.
-        proj_cfg = cfg.projections.model_copy(update={"pca2": False})
-        out.update(projections.projections_output(X, proj_cfg, progress=update))
-        if cfg.projections.pca2:
+    with progress.stage("projections"):  # the maps submit_pieces started
+        out.update(projections.neighbors_output(*item.knn, cfg.projections.neighbors))
+        for pending in item.maps:
+            out.update(pending.get())
+        if cfg.projections.pca2:  # the word-map PCA is the frequency-bias PCA the geometry stage computed
             out[PROJECTIONS.pca2] = out[GEOMETRY.pca2]
     decoder = None
     if cfg.sae is not None:
@@ -383,7 +422,10 @@ def analyse_layer(
         baseline = None
         if cfg.sae.random_baseline:  # on the word vectors, where the scores it is the baseline of are measured
             with progress.stage("sae random-decoder baseline") as update:
-                baseline = sae.fit(X, cfg.sae, device=device, progress=update, freeze_decoder=True)
+                if item.baseline is not None:
+                    baseline = item.baseline.get()
+                else:
+                    baseline = sae.fit(X, cfg.sae, device=device, progress=update, freeze_decoder=True)
         with progress.stage("features") as update:
             out.update(
                 features.sae_output(

@@ -175,6 +175,26 @@ def umap_maps(
     return maps
 
 
+def word_knn(X, cfg: ProjectionConfig, progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """The one cosine k-NN graph of a word set that its stored neighbours and its UMAP maps share."""
+    return knn_cosine(X, max(cfg.neighbors, cfg.n_neighbors), cfg.seed, progress=progress)
+
+
+def map_dims(cfg: ProjectionConfig, n: int) -> list[int]:
+    """The UMAP maps a word set of n rows gets: 3 and/or 2, none when it is too small for its k-NN graph."""
+    if n <= cfg.n_neighbors + 1:
+        return []
+    return [d for d, on in ((3, cfg.umap3d), (2, cfg.umap2d)) if on]
+
+
+def word_maps(X, knn, cfg: ProjectionConfig, dims, init: str | None = None, n_epochs=None, progress=None) -> dict:
+    """{schema path: UMAP map} for `dims`, from the word set's k-NN graph `knn` (word_knn). A module-level
+    function of plain arrays, so that compute.parallel can run it in a worker."""
+    idx, dist = knn
+    maps = umap_maps(X, idx, dist, cfg, list(dims), init, n_epochs, progress=progress)
+    return {{3: PROJECTIONS.umap3d, 2: PROJECTIONS.umap2d}[d]: emb for d, emb in maps.items()}
+
+
 def projections_output(
     X, cfg: ProjectionConfig, progress=None, init: str | None = None, n_epochs: int | None = None
 ) -> dict:
@@ -184,14 +204,9 @@ def projections_output(
         if progress:
             progress(name, frac)
 
-    out = {}
-    k = max(cfg.neighbors, cfg.n_neighbors)
-    idx, dist = knn_cosine(X, k, cfg.seed, progress=lambda f: step("neighbours", f))
-    out.update(neighbors_output(idx, dist, cfg.neighbors))
-    if len(X) > cfg.n_neighbors + 1:
-        dims = [d for d, on in ((3, cfg.umap3d), (2, cfg.umap2d)) if on]
-        for d, emb in umap_maps(X, idx, dist, cfg, dims, init, n_epochs, progress=step).items():
-            out[{3: PROJECTIONS.umap3d, 2: PROJECTIONS.umap2d}[d]] = emb
+    knn = word_knn(X, cfg, progress=lambda f: step("neighbours", f))
+    out = neighbors_output(*knn, cfg.neighbors)
+    out.update(word_maps(X, knn, cfg, map_dims(cfg, len(X)), init, n_epochs, progress=step))
     if cfg.pca2:
         out[PROJECTIONS.pca2] = (
             PCA(2, random_state=cfg.seed).fit_transform(np.asarray(X, dtype=np.float64)).astype(np.float32)

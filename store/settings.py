@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     max_sae_steps: int | None = Field(None, ge=1, description="cap: SAE training steps per queued run")
     max_d_sae: int | None = Field(None, ge=1, description="cap: SAE width per queued run")
     max_jobs_per_user: int | None = Field(None, ge=1, description="cap: queued or running jobs per user")
+    # compute
+    processes: int = Field(
+        0, ge=0, description="worker processes a run's independent pieces use (0: the usable cores; 1: none)"
+    )
     # benchmarks
     bench_dir: Path | None = Field(None, description="benchmark cache (default ~/.cache/lexiscope-bench)")
     bench_threads: int = Field(1, ge=0, description="torch/BLAS threads in the benchmarks (0: library defaults)")

@@ -1,0 +1,118 @@
+"""compute/parallel.py: a run's pieces in worker processes give the same store as in-process, errors come back,
+and no worker outlives its run (an error, a cancelled job, a killed parent)."""
+
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+from compute import parallel, pipeline
+from compute.config import ProjectionConfig, RunConfig, VocabularyConfig
+from compute.pipeline import LayerInput
+
+
+def _fail(message):
+    raise ValueError(message)
+
+
+def _sleep(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def _workers(pid=None) -> list:
+    """The pool's worker processes (not multiprocessing's resource tracker, which outlives pools by design)."""
+    return [c for c in psutil.Process(pid).children() if "resource_tracker" not in " ".join(c.cmdline())]
+
+
+def test_a_piece_error_comes_back_and_the_workers_stop():
+    with pytest.raises(ValueError, match="bad piece"), parallel.Pieces(2) as pieces:
+        pending = pieces.submit(_fail, "bad piece")
+        slow = pieces.submit(_sleep, 60)
+        children = _workers()
+        assert len(children) == 2
+        pending.get()
+    assert slow is not None
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, "workers outlived the run"
+    with parallel.Pieces(1) as here:
+        with pytest.raises(ValueError, match="in-process"):
+            here.submit(_fail, "in-process").get()
+        assert here.submit(_sleep, 0).get() == 0
+
+
+def test_workers_exit_when_their_parent_is_killed(tmp_path):
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from compute import parallel
+        from tests.test_parallel import _sleep
+        with parallel.Pieces(2) as pieces:
+            pending = [pieces.submit(_sleep, 300) for _ in range(2)]
+            print("ready", flush=True)
+            time.sleep(300)
+        """
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout.readline().strip() == "ready"
+        workers = _workers(parent.pid)
+        assert len(workers) == 2
+        parent.kill()
+        parent.wait(10)
+        _, alive = psutil.wait_procs(workers, timeout=15)
+        assert not alive, "a worker outlived its killed parent"
+    finally:
+        parent.kill()
+
+
+def _layers(n=400, d=16, n_layers=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    out = []
+    for _ in range(n_layers):
+        X = 0.9 * X + 0.3 * rng.normal(size=X.shape)
+        out.append(X.astype(np.float32))
+    return out
+
+
+def _maps(processes: int, monkeypatch) -> dict:
+    monkeypatch.setenv("LEXISCOPE_PROCESSES", str(processes))
+    cfg = RunConfig(
+        model="minilm-l6",
+        vocabulary=VocabularyConfig(top_n=400),
+        projections=ProjectionConfig(n_neighbors=10, umap_epochs=20),
+        sae=None,
+    )
+    inputs = [LayerInput(layer, X) for layer, X in enumerate(_layers())]
+    out = {}
+    with parallel.Pieces() as pieces:
+        assert pieces.processes == processes
+        aligned = pipeline.submit_pieces(cfg, inputs, pieces)
+        for item in inputs:
+            for pending in item.maps:
+                out.update({(item.layer, k): v for k, v in pending.get().items()})
+        for pending in aligned:
+            for layer, maps in pending.get().items():
+                out.update({(layer, k): v for k, v in maps.items()})
+        if processes > 1:
+            assert len(_workers()) == processes
+    return out
+
+
+def test_word_maps_from_workers_equal_the_in_process_maps(monkeypatch):
+    """Every per-layer and aligned map of a 3-layer run, computed in 2 workers and in-process: bit for bit."""
+    here, workers = _maps(1, monkeypatch), _maps(2, monkeypatch)
+    assert set(here) == set(workers)
+    assert {k for _, k in here} == {
+        "projections/umap3d",
+        "projections/umap2d",
+        "projections/aligned/umap3d",
+        "projections/aligned/umap2d",
+    }
+    for key in here:
+        np.testing.assert_array_equal(here[key], workers[key], err_msg=str(key))
