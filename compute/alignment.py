@@ -7,6 +7,7 @@ in layer l+1 (the identity when every layer has the same words)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from itertools import pairwise
 
 import numba
@@ -118,7 +119,6 @@ def aligned_maps(
     starts and aligned layout), without what AlignedUMAP.fit also does and throws away: a complete UMAP fit
     per layer (layout included) just for its graph, and a spectral layout per layer per map."""
     from umap.aligned_umap import expand_relations, procrustes_align
-    from umap.layouts import optimize_layout_aligned_euclidean
     from umap.umap_ import find_ab_params, make_epochs_per_sample
 
     from compute import projections
@@ -163,21 +163,9 @@ def aligned_maps(
         embeddings.append(np.ascontiguousarray(emb, dtype=np.float32))
     a, b = find_ab_params(1.0, cfg.min_dist)
     rng = np.random.RandomState(cfg.seed)
-    maps = optimize_layout_aligned_euclidean(
-        embeddings,
-        embeddings,
-        heads,
-        tails,
-        n_epochs,
-        epochs_per_sample,
-        weights,
-        R,
-        rng.randint(np.iinfo(np.int32).min, np.iinfo(np.int32).max, 3).astype(np.int64),
-        a=float(a),
-        b=float(b),
-        lambda_=regularisation,
-        parallel=False,  # its epochs are one sequential loop
-        move_other=True,
+    seeds = rng.randint(np.iinfo(np.int32).min, np.iinfo(np.int32).max, 3).astype(np.int64)
+    maps = optimize_aligned(
+        embeddings, heads, tails, n_epochs, epochs_per_sample, weights, R, seeds, a, b, regularisation
     )
     out = []
     for m, g in zip(maps, graphs):
@@ -185,6 +173,33 @@ def aligned_maps(
         m[np.asarray(g.sum(axis=1)).ravel() == 0] = np.nan  # words without any neighbour edge
         out.append(m)
     return _fill_unplaced(out, relations)
+
+
+@cache
+def _aligned_epoch():
+    """umap-learn's aligned-layout epoch, compiled once and cached on disk: optimize_layout_aligned_euclidean
+    compiles it afresh on every call (about 20 s on these cores, per map and per worker process)."""
+    from umap.layouts import _optimize_layout_aligned_euclidean_single_epoch
+
+    return numba.njit(_optimize_layout_aligned_euclidean_single_epoch, fastmath=True, cache=True)
+
+
+def optimize_aligned(embeddings, heads, tails, n_epochs, epochs_per_sample, weights, R, seeds, a, b, lambda_):
+    """umap.layouts.optimize_layout_aligned_euclidean (move_other=True, sequential epochs, its default gamma,
+    learning rate and negative sampling rate) with the epoch function of _aligned_epoch; the same layouts."""
+    negative_sample_rate, alpha0 = 5.0, 1.0
+    per_negative = numba.typed.List([e.astype(np.float32) / negative_sample_rate for e in epochs_per_sample])
+    next_negative = numba.typed.List([e.copy() for e in per_negative])
+    next_sample = numba.typed.List([e.astype(np.float32) for e in epochs_per_sample])
+    epoch = _aligned_epoch()
+    dim, alpha = embeddings[0].shape[1], alpha0
+    for n in range(n_epochs):
+        epoch(
+            embeddings, embeddings, heads, tails, epochs_per_sample, float(a), float(b), weights, R, seeds, 1.0,
+            lambda_, dim, True, alpha, per_negative, next_negative, next_sample, n,
+        )  # fmt: skip
+        alpha = alpha0 * (1.0 - n / n_epochs)
+    return embeddings
 
 
 def _fill_unplaced(maps: list[np.ndarray], relations: list[dict[int, int]]) -> list[np.ndarray]:

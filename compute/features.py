@@ -149,10 +149,12 @@ def sae_output(
     seed: int = 0,
     progress=None,
     baseline: SAE | None = None,
+    feature_map=None,
 ) -> dict:
     """The `/sae` OUTPUT dict of a run (paths relative to the run root); see docs/store.md "SAE". `labs`: the
     run's labels (compute/labels.py); `baseline`: the frozen-random-decoder SAE of the same config, scored
-    beside it (QVEC, intrusion, FVU) when given."""
+    beside it (QVEC, intrusion, FVU) when given; `feature_map`: the decoder map as a pending piece
+    (compute.parallel), when one was started."""
     step = progress or (lambda stage, frac: None)
     X = np.asarray(X, dtype=np.float32)
     if len(words) != X.shape[0]:
@@ -175,7 +177,7 @@ def sae_output(
     report = interpretability.basis_report(acts, X, labs.weights, labs.names, seed, base_acts)
     step("features", 0.7)
     W_dec = sae.W_dec.detach().numpy().astype(np.float32)
-    fmap = feature_map(W_dec, seed)
+    fmap = feature_map.get() if feature_map is not None else globals()["feature_map"](W_dec, seed)
     step("features", 1.0)
 
     attrs = dict(

@@ -103,6 +103,10 @@ class Pieces:
     def run_here(fn, *args, **kwargs) -> Done:
         return Done(fn, args, kwargs)
 
+    def submit_for(self, n_words: int):
+        """`submit` for the pieces of a word set of n_words, or `run_here` when it is too small for workers."""
+        return self.submit if worth_workers(n_words) else self.run_here
+
     def __exit__(self, exc_type, *_):
         if self._pool is not None:
             if exc_type is None:

@@ -46,6 +46,8 @@ class LayerInput:
     sae_model: object | None = None  # the layer's SAE when it was trained before the token pass
     knn: tuple | None = None  # the word vectors' cosine k-NN graph (compute.projections.word_knn)
     baseline: object | None = None  # pending piece: the SAE's random-decoder baseline (submit_pieces)
+    sae_pending: object | None = None  # pending piece: the layer's SAE, trained by a worker
+    feature_map: object | None = None  # pending piece: the 2-D map of the SAE's decoder directions
     maps: list = field(default_factory=list)  # pending pieces whose results are {schema path: word map}
 
 
@@ -114,18 +116,22 @@ def compare_new_runs(store, ids: list[str], progress: Progress | None = None):
 
 
 class WordNet:
-    """WordNet for the labels of a plan's runs: opened on first use, once; when it is absent the one line of
-    compute/labels.py is logged once, and runs are labelled by their concept groups and top words."""
+    """WordNet for the labels of a plan's runs: when it is absent the one line of compute/labels.py is logged once,
+    and runs are labelled by their concept groups and top words. The labels of a run are a piece
+    (compute.parallel) that opens WordNet where it runs."""
 
     def __init__(self):
-        self._opened, self._reader = False, None
+        self._checked, self._present = False, False
 
-    def labels(self, vocab) -> labels.Labels:
-        if not self._opened:
-            self._reader, self._opened = labels.open_wordnet(), True
-            if self._reader is None:
+    def submit(self, vocab, pieces: parallel.Pieces):
+        if not self._checked:
+            self._checked, self._present = True, not labels.missing_files(labels.wordnet_dir())
+            if not self._present:
                 labels.log_wordnet_missing()
-        return labels.run_labels(vocab.words, vocab.groups, vocab.group_names, reader=self._reader)
+        absent = {} if self._present else {"reader": None}  # None: known absent, nothing more is logged
+        return pieces.submit_for(len(vocab.words))(
+            labels.run_labels, list(vocab.words), vocab.groups, list(vocab.group_names), **absent
+        )
 
 
 def _precompute_prepared(cfg: RunConfig, store, device, force, progress, wordnet: WordNet, sts_dir=None) -> list[str]:
@@ -165,18 +171,20 @@ def _precompute_prepared(cfg: RunConfig, store, device, force, progress, wordnet
                 vocab = vocab.subset(keep)
                 X = source.vectors[rows[keep]]
             inputs, n_layers = [LayerInput(0, X, sts.static_output(cfg, source) if cfg.sts else {})], 1
+            labs = wordnet.submit(vocab, pieces)
             aligned = submit_pieces(cfg, inputs, pieces, device)
             full_words, full_X = source.words, source.vectors
         else:
             inputs, n_layers, vocab, aligned = _contextual_inputs(
-                cfg, catalog, device, force, progress.child(name), pieces, sts_dir
+                cfg, catalog, device, force, progress.child(name), pieces, wordnet, sts_dir
             )
             if not inputs:
                 return [catalog.find_hash(cfg.config_hash(layer)) for layer in _requested_layers(cfg, n_layers)]
+            vocab, labs = vocab
             full_words = full_X = None
 
         with progress.child(name).stage("labels"):
-            labs = wordnet.labels(vocab)
+            labs = labs.get()
         config = cfg.model_dump(mode="json")
         family = family_of(cfg.model, config)
 
@@ -197,13 +205,15 @@ def _precompute_prepared(cfg: RunConfig, store, device, force, progress, wordnet
                     w.write_all(out)
             return run_id
 
-        across = across_layers(cfg, inputs, device, progress.child(name), aligned) if kind == "contextual" else {}
+        across = (
+            across_layers(cfg, inputs, device, progress.child(name), aligned, pieces) if kind == "contextual" else {}
+        )
         written, next_decoder, pending = [], None, None
         # Last layer first, so each layer's SAE features can be matched to those of the layer above. A layer
         # is written once the layer below it is analysed, so that its match into layer L-1 can go in too.
         for item in sorted(inputs, key=lambda i: -i.layer):
             p = progress.child(f"{name} L{item.layer}")
-            out, decoder = analyse_layer(cfg, item, vocab, labs, full_words, full_X, device, p, next_decoder)
+            out, decoder = analyse_layer(cfg, item, vocab, labs, full_words, full_X, device, p, next_decoder, pieces)
             out.update(across.get(item.layer, {}))
             next_decoder = decoder
             if pending is not None:
@@ -220,7 +230,7 @@ def _precompute_prepared(cfg: RunConfig, store, device, force, progress, wordnet
 
 
 def across_layers(
-    cfg: RunConfig, inputs: list[LayerInput], device, progress: Progress, aligned: list
+    cfg: RunConfig, inputs: list[LayerInput], device, progress: Progress, aligned: list, pieces: parallel.Pieces
 ) -> dict[int, dict]:
     """The cross-layer outputs of the layers of one call ({layer: {path: value}}; compute/layer_stack.py): the
     aligned word maps (`aligned`: the pending pieces submit_pieces started) and, with an SAE, the feature lineage.
@@ -232,7 +242,7 @@ def across_layers(
     layers = [i.layer for i in items]
     out: dict[int, dict] = {layer: {} for layer in layers}
     if cfg.sae is not None:
-        out = _lineage(cfg, items, device, progress)
+        out = _lineage(cfg, items, device, progress, pieces)
     with progress.stage("aligned maps"):
         for pending in aligned:
             for layer, o in pending.get().items():
@@ -251,7 +261,7 @@ def submit_pieces(cfg: RunConfig, inputs: list[LayerInput], pieces: parallel.Pie
         item.knn = projections.word_knn(item.X, p)
     items = sorted(inputs, key=lambda i: i.layer)
     layers, vectors, knns = [i.layer for i in items], [i.X for i in items], [i.knn for i in items]
-    submit = pieces.submit if parallel.worth_workers(max(len(X) for X in vectors)) else pieces.run_here
+    submit = pieces.submit_for(max(len(X) for X in vectors))
     aligned = []
     if p.aligned and len(items) > 1:
         for dim in projections.map_dims(p, min(len(X) for X in vectors)):
@@ -263,17 +273,34 @@ def submit_pieces(cfg: RunConfig, inputs: list[LayerInput], pieces: parallel.Pie
     return aligned
 
 
-def _lineage(cfg: RunConfig, items: list[LayerInput], device, progress: Progress) -> dict[int, dict]:
+def layer_sae(cfg: RunConfig, item: LayerInput, device, progress: Progress, pieces: parallel.Pieces):
+    """The layer's SAE (`item.sae_model`): trained by a worker (`item.sae_pending`) or here, on the token sample
+    (`item.train`) or the word vectors; then its decoder map is started as a piece (`item.feature_map`)."""
+    from compute import features, sae
+
+    if item.sae_model is None:
+        with progress.stage("sae") as update:
+            if item.sae_pending is not None:
+                item.sae_model, item.sae_pending = item.sae_pending.get(), None
+            else:
+                X = item.train if item.train is not None else item.X
+                item.sae_model = sae.fit(np.ascontiguousarray(X, np.float32), cfg.sae, device=device, progress=update)
+        item.train = None
+    if item.feature_map is None:
+        W_dec = item.sae_model.W_dec.detach().cpu().numpy().astype(np.float32)
+        item.feature_map = pieces.submit_for(len(item.X))(features.feature_map, W_dec, cfg.sae.seed)
+    return item.sae_model
+
+
+def _lineage(
+    cfg: RunConfig, items: list[LayerInput], device, progress: Progress, pieces: parallel.Pieces
+) -> dict[int, dict]:
     out: dict[int, dict] = {i.layer: {} for i in items}
     layers = [i.layer for i in items]
     from compute import sae
 
     for item in items:
-        if item.sae_model is None:
-            with progress.child(f"L{item.layer}").stage("sae") as update:
-                X = item.train if item.train is not None else item.X
-                item.sae_model = sae.fit(np.ascontiguousarray(X, np.float32), cfg.sae, device=device, progress=update)
-            item.train = None
+        layer_sae(cfg, item, device, progress.child(f"L{item.layer}"), pieces)
     with progress.stage("lineage") as update, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         decoders = [i.sae_model.W_dec.detach().cpu().numpy().astype(np.float32) for i in items]
@@ -303,7 +330,8 @@ def _requested_layers(cfg: RunConfig, n_layers: int) -> list[int]:
     return sorted(set(cfg.layers))
 
 
-def _contextual_inputs(cfg, catalog, device, force, progress, pieces, sts_dir=None):
+def _contextual_inputs(cfg, catalog, device, force, progress, pieces, wordnet, sts_dir=None):
+    """The layers' inputs, the (vocabulary, pending labels) and the pending aligned maps of a contextual run."""
     from compute import contexts, contextual, sae
 
     with progress.stage("load model"):
@@ -315,6 +343,7 @@ def _contextual_inputs(cfg, catalog, device, force, progress, pieces, sts_dir=No
         return [], n_layers, None, []
     with progress.stage("vocabulary"):
         vocab = vocabulary.build(cfg.vocabulary)
+        labs = wordnet.submit(vocab, pieces)  # computed by a worker during the extraction
         sentences = contextual.read_corpora(cfg.corpus, sts_dir=sts.folder_of(cfg.sts, sts_dir))
         corpus_key = write_corpus(catalog.root, sentences, corpus_sources(cfg.corpus))
     on_tokens = cfg.sae is not None and train_on(cfg) == "tokens"
@@ -351,14 +380,16 @@ def _contextual_inputs(cfg, catalog, device, force, progress, pieces, sts_dir=No
         train = ext.token_vectors[i] if on_tokens else None
         inputs.append(LayerInput(layer, ext.word_vectors[i], extra, ext.token_vectors[i][geo], train))
     del ext
+    if cfg.sae is not None and device == "cpu" and parallel.worth_workers(len(vocab.words)):
+        for item in inputs:  # first in the workers' queue: the token pass and the lineage wait for them
+            X = item.train if item.train is not None else item.X
+            item.sae_pending = pieces.submit(sae.fit, np.ascontiguousarray(X, np.float32), cfg.sae, device)
+            item.train = None
     aligned = submit_pieces(cfg, inputs, pieces, device)
     if cfg.sae is not None and cfg.contexts is not None:
         # SAEs first, then one more pass over the corpus streams every token through every layer's SAE.
         for item in inputs:
-            with progress.child(f"L{item.layer}").stage("sae") as update:
-                X = item.train if item.train is not None else item.X
-                item.sae_model = sae.fit(np.ascontiguousarray(X, np.float32), cfg.sae, device=device, progress=update)
-            item.train = None
+            layer_sae(cfg, item, device, progress.child(f"L{item.layer}"), pieces)
         with progress.stage("contexts") as update:
             outs = contexts.token_pass(
                 tokenizer,
@@ -375,11 +406,20 @@ def _contextual_inputs(cfg, catalog, device, force, progress, pieces, sts_dir=No
         for item in inputs:
             outs[item.layer][CONTEXTS.path]["corpus"] = corpus_key
             item.extra.update(outs[item.layer])
-    return inputs, n_layers, vocab, aligned
+    return inputs, n_layers, (vocab, labs), aligned
 
 
 def analyse_layer(
-    cfg: RunConfig, item: LayerInput, vocab, labs, full_words, full_X, device, progress, next_decoder=None
+    cfg: RunConfig,
+    item: LayerInput,
+    vocab,
+    labs,
+    full_words,
+    full_X,
+    device,
+    progress,
+    next_decoder=None,
+    pieces: parallel.Pieces | None = None,
 ) -> tuple[dict, np.ndarray | None]:
     """Every stage for one layer (`labs`: the words' labels, compute/labels.py); returns the run's output dict
     and its SAE decoder (or None)."""
@@ -413,12 +453,7 @@ def analyse_layer(
     if cfg.sae is not None:
         from compute import features, sae
 
-        if item.sae_model is not None:
-            model = item.sae_model
-        else:
-            with progress.stage("sae") as update:
-                X_train = item.train if item.train is not None else X
-                model = sae.fit(np.ascontiguousarray(X_train, np.float32), cfg.sae, device=device, progress=update)
+        model = layer_sae(cfg, item, device, progress, pieces or parallel.Pieces(1))
         baseline = None
         if cfg.sae.random_baseline:  # on the word vectors, where the scores it is the baseline of are measured
             with progress.stage("sae random-decoder baseline") as update:
@@ -429,7 +464,15 @@ def analyse_layer(
         with progress.stage("features") as update:
             out.update(
                 features.sae_output(
-                    model, X, vocab.words, labs, cfg.sae, model.history, seed=cfg.sae.seed, baseline=baseline
+                    model,
+                    X,
+                    vocab.words,
+                    labs,
+                    cfg.sae,
+                    model.history,
+                    seed=cfg.sae.seed,
+                    baseline=baseline,
+                    feature_map=item.feature_map,
                 )
             )
             out.update(features.sae_similarity_output(model, sim_words, sim_X))

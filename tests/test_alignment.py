@@ -133,3 +133,37 @@ def test_aligned_maps_reject_bad_input(drifting_layers):
         alignment.aligned_maps(drifting_layers[:1], 2, CFG)
     with pytest.raises(ValueError, match="share no word"):
         alignment.aligned_maps(drifting_layers[:2], 2, CFG, relations=[{}])
+
+
+def test_optimize_aligned_equals_umap_learn():
+    """The cached aligned-layout loop gives umap-learn's layouts exactly (3 layers, identity relations)."""
+    from umap.layouts import optimize_layout_aligned_euclidean
+    from umap.umap_ import make_epochs_per_sample
+
+    from compute import projections
+
+    layers = [np.random.default_rng(i).normal(size=(120, 8)).astype(np.float32) for i in range(3)]
+    R = expand_relations(alignment.identity_relations([120] * 3), 1)
+    graphs = [projections.umap_graph(X, *projections.knn_cosine(X, 10), 10) for X in layers]
+    heads, tails, eps = numba.typed.List(), numba.typed.List(), numba.typed.List()
+    for g in graphs:
+        coo = g.tocoo()
+        heads.append(coo.row.astype(np.int32))
+        tails.append(coo.col.astype(np.int32))
+        eps.append(make_epochs_per_sample(coo.data, 30))
+    weights = alignment._neighbourhood_similarities(*_typed(graphs), R)
+    starts = [np.random.default_rng(9 + i).uniform(-10, 10, (120, 2)).astype(np.float32) for i in range(3)]
+    seeds = np.array([1, 2, 3], np.int64)
+
+    def fresh():
+        return numba.typed.List([s.copy() for s in starts])
+
+    ours = alignment.optimize_aligned(fresh(), heads, tails, 30, eps, weights, R, seeds.copy(), 1.577, 0.895, 0.1)
+    shared = fresh()  # AlignedUMAP passes one list as both the heads' and the tails' layouts
+    theirs = optimize_layout_aligned_euclidean(
+        shared, shared, heads, tails, 30, eps, weights, R, seeds.copy(), a=1.577, b=0.895, lambda_=0.1,
+        parallel=False, move_other=True,
+    )  # fmt: skip
+    assert not np.allclose(ours[0], starts[0])
+    for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(a, b)
