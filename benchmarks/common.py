@@ -94,9 +94,17 @@ def interleaved(fns: dict, repeats: int, warmup: bool = True) -> dict:
 
 
 def rss_bytes() -> int:
+    """Resident memory of this process and its children (a run's worker processes, compute/parallel.py)."""
     import psutil
 
-    return psutil.Process().memory_info().rss
+    me = psutil.Process()
+    total = me.memory_info().rss
+    for child in me.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:  # ended between the listing and the reading
+            pass
+    return total
 
 
 def ru_maxrss_bytes() -> int:
@@ -104,7 +112,7 @@ def ru_maxrss_bytes() -> int:
 
 
 class PeakMemory:
-    """Samples this process's RSS every `interval` s in a thread; `peak` is the largest seen, `mark()`
+    """Samples the RSS of this process and its children every `interval` s in a thread; `peak` is the largest seen, `mark()`
     starts a new window whose peak `window_peak()` returns (per-stage peaks)."""
 
     def __init__(self, interval: float = 0.1):

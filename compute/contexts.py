@@ -36,31 +36,59 @@ def _priority(ids: np.ndarray, salt: int) -> np.ndarray:
 
 class RunningTop:
     """Per feature, the K candidates with the largest key seen so far (ties: smaller id first); numpy only.
-    A candidate is (feature, key, id, value); ids are global token ids."""
+    A candidate is (feature, key, id, value); ids are global token ids. Candidates are buffered and merged into
+    the (F, K) tables once the buffer holds about F x K of them: merging re-sorts the tables, which cost most of
+    the token pass when done for every batch. Reading `key`, `id` or `val` merges what is buffered."""
 
     def __init__(self, n_features: int, k: int):
         self.k = k
-        self.key = np.full((n_features, k), -np.inf)
-        self.id = np.full((n_features, k), -1, np.int64)
-        self.val = np.zeros((n_features, k), np.float32)
+        self._key = np.full((n_features, k), -np.inf)
+        self._id = np.full((n_features, k), -1, np.int64)
+        self._val = np.zeros((n_features, k), np.float32)
+        self._buffer: list[tuple] = []
+        self._buffered = 0
 
     def update(self, feat: np.ndarray, key: np.ndarray, ids: np.ndarray, val: np.ndarray) -> None:
-        beat = key > self.key[feat, -1]  # only candidates that beat a feature's current K-th can enter
+        beat = key > self._key[feat, -1]  # only candidates that beat a feature's current K-th can enter
         if not beat.any():
             return
-        feat, key, ids, val = feat[beat], key[beat], ids[beat], val[beat]
+        self._buffer.append((feat[beat], key[beat], ids[beat], val[beat]))
+        self._buffered += int(beat.sum())
+        if self._buffered >= self._key.size:
+            self._merge()
+
+    def _merge(self) -> None:
+        if not self._buffer:
+            return
+        feat, key, ids, val = (np.concatenate(parts) for parts in zip(*self._buffer))
+        self._buffer, self._buffered = [], 0
         touched = np.unique(feat)
         f = np.concatenate([np.repeat(touched, self.k), feat])
-        kk = np.concatenate([self.key[touched].ravel(), key])
-        ii = np.concatenate([self.id[touched].ravel(), ids])
-        vv = np.concatenate([self.val[touched].ravel(), val])
+        kk = np.concatenate([self._key[touched].ravel(), key])
+        ii = np.concatenate([self._id[touched].ravel(), ids])
+        vv = np.concatenate([self._val[touched].ravel(), val])
         order = np.lexsort((ii, -kk, f))
         f, kk, ii, vv = f[order], kk[order], ii[order], vv[order]
         rank = np.arange(len(f)) - np.searchsorted(f, f, side="left")
         keep = rank < self.k
-        self.key[f[keep], rank[keep]] = kk[keep]
-        self.id[f[keep], rank[keep]] = ii[keep]
-        self.val[f[keep], rank[keep]] = vv[keep]
+        self._key[f[keep], rank[keep]] = kk[keep]
+        self._id[f[keep], rank[keep]] = ii[keep]
+        self._val[f[keep], rank[keep]] = vv[keep]
+
+    @property
+    def key(self) -> np.ndarray:
+        self._merge()
+        return self._key
+
+    @property
+    def id(self) -> np.ndarray:
+        self._merge()
+        return self._id
+
+    @property
+    def val(self) -> np.ndarray:
+        self._merge()
+        return self._val
 
 
 @dataclass
