@@ -183,8 +183,6 @@ def _precompute_prepared(cfg: RunConfig, store, device, force, progress, wordnet
             vocab, labs = vocab
             full_words = full_X = None
 
-        with progress.child(name).stage("labels"):
-            labs = labs.get()
         config = cfg.model_dump(mode="json")
         family = family_of(cfg.model, config)
 
@@ -251,9 +249,10 @@ def across_layers(
 
 
 def submit_pieces(cfg: RunConfig, inputs: list[LayerInput], pieces: parallel.Pieces, device: str = "cpu") -> list:
-    """Starts the single-threaded pieces of every layer (compute.parallel), longest first: the aligned word maps
-    across the layers (returned, pending), each layer's own maps (`item.maps`), and on the CPU each layer's SAE
-    random-decoder baseline (`item.baseline`). Computes each layer's k-NN graph here, once, for its maps, its
+    """Starts the single-threaded pieces of every layer (compute.parallel), those needed first first: on the CPU
+    each layer's SAE (`item.sae_pending`), then the aligned word maps across the layers (returned, pending), each
+    layer's own maps (`item.maps`), and on the CPU each layer's SAE random-decoder baseline (`item.baseline`;
+    before the maps for a single layer). Computes each layer's k-NN graph here, once, for its maps, its
     aligned maps and its stored neighbours."""
     p = cfg.projections
     for item in inputs:
@@ -262,6 +261,25 @@ def submit_pieces(cfg: RunConfig, inputs: list[LayerInput], pieces: parallel.Pie
     items = sorted(inputs, key=lambda i: i.layer)
     layers, vectors, knns = [i.layer for i in items], [i.X for i in items], [i.knn for i in items]
     submit = pieces.submit_for(max(len(X) for X in vectors))
+
+    def baselines():
+        # On the word vectors, where the scores it is the baseline of are measured. Seeded, one thread: the same
+        # weights in a worker. On a GPU it trains in analyse_layer.
+        if cfg.sae is not None and cfg.sae.random_baseline and device == "cpu":
+            from compute import sae
+
+            for item in items:
+                item.baseline = submit(sae.fit, item.X, cfg.sae, device, None, True)
+
+    if cfg.sae is not None and device == "cpu":
+        from compute import sae
+
+        for item in items:  # first in the workers' queue: the token pass, the lineage and the features wait for them
+            X = item.train if item.train is not None else item.X
+            item.sae_pending = submit(sae.fit, np.ascontiguousarray(X, np.float32), cfg.sae, device)
+            item.train = None
+    if len(items) == 1:  # a static run: its baseline is needed before its maps
+        baselines()
     aligned = []
     if p.aligned and len(items) > 1:
         for dim in projections.map_dims(p, min(len(X) for X in vectors)):
@@ -270,6 +288,8 @@ def submit_pieces(cfg: RunConfig, inputs: list[LayerInput], pieces: parallel.Pie
         item.maps = [
             submit(projections.word_maps, item.X, item.knn, p, (d,)) for d in projections.map_dims(p, len(item.X))
         ]
+    if len(items) > 1:
+        baselines()
     return aligned
 
 
@@ -332,7 +352,7 @@ def _requested_layers(cfg: RunConfig, n_layers: int) -> list[int]:
 
 def _contextual_inputs(cfg, catalog, device, force, progress, pieces, wordnet, sts_dir=None):
     """The layers' inputs, the (vocabulary, pending labels) and the pending aligned maps of a contextual run."""
-    from compute import contexts, contextual, sae
+    from compute import contexts, contextual
 
     with progress.stage("load model"):
         tokenizer, model = contextual.load_transformer(cfg.model, device)
@@ -380,11 +400,6 @@ def _contextual_inputs(cfg, catalog, device, force, progress, pieces, wordnet, s
         train = ext.token_vectors[i] if on_tokens else None
         inputs.append(LayerInput(layer, ext.word_vectors[i], extra, ext.token_vectors[i][geo], train))
     del ext
-    if cfg.sae is not None and device == "cpu" and parallel.worth_workers(len(vocab.words)):
-        for item in inputs:  # first in the workers' queue: the token pass and the lineage wait for them
-            X = item.train if item.train is not None else item.X
-            item.sae_pending = pieces.submit(sae.fit, np.ascontiguousarray(X, np.float32), cfg.sae, device)
-            item.train = None
     aligned = submit_pieces(cfg, inputs, pieces, device)
     if cfg.sae is not None and cfg.contexts is not None:
         # SAEs first, then one more pass over the corpus streams every token through every layer's SAE.
@@ -421,11 +436,12 @@ def analyse_layer(
     next_decoder=None,
     pieces: parallel.Pieces | None = None,
 ) -> tuple[dict, np.ndarray | None]:
-    """Every stage for one layer (`labs`: the words' labels, compute/labels.py); returns the run's output dict
-    and its SAE decoder (or None)."""
+    """Every stage for one layer (`labs`: the words' labels, compute/labels.py, or a pending piece of them); returns
+    the run's output dict and its SAE decoder (or None). What workers compute (compute.parallel) is collected as
+    late as it can be, so that this process works meanwhile."""
     X = np.ascontiguousarray(item.X, dtype=np.float32)
     g = cfg.geometry
-    out = {**vocab.output(), **labels.labels_output(labs), EMBEDDINGS: X, **item.extra}
+    out = {**vocab.output(), EMBEDDINGS: X, **item.extra}
     with progress.stage("geometry"):
         out.update(geometry.analyse(X, g, vocab.zipf))
         if item.tokens is not None and len(item.tokens) > 1:
@@ -443,12 +459,6 @@ def analyse_layer(
         before = similarity.word_similarity(sim_words, sim_X)
         after = similarity.word_similarity(sim_words, sim_X, transform=enh.apply)
         out.update(similarity.similarity_output(before, after))
-    with progress.stage("projections"):  # the maps submit_pieces started
-        out.update(projections.neighbors_output(*item.knn, cfg.projections.neighbors))
-        for pending in item.maps:
-            out.update(pending.get())
-        if cfg.projections.pca2:  # the word-map PCA is the frequency-bias PCA the geometry stage computed
-            out[PROJECTIONS.pca2] = out[GEOMETRY.pca2]
     decoder = None
     if cfg.sae is not None:
         from compute import features, sae
@@ -461,6 +471,8 @@ def analyse_layer(
                     baseline = item.baseline.get()
                 else:
                     baseline = sae.fit(X, cfg.sae, device=device, progress=update, freeze_decoder=True)
+        with progress.stage("labels"):
+            labs = labs.get() if hasattr(labs, "get") else labs
         with progress.stage("features") as update:
             out.update(
                 features.sae_output(
@@ -481,4 +493,13 @@ def analyse_layer(
             if next_decoder is not None:
                 match, cos = features.match_features(decoder, next_decoder)
                 out[SAE.next_layer_match], out[SAE.next_layer_cos] = match, cos
+    with progress.stage("labels"):
+        labs = labs.get() if hasattr(labs, "get") else labs
+        out.update(labels.labels_output(labs))
+    with progress.stage("projections"):  # the maps submit_pieces started
+        out.update(projections.neighbors_output(*item.knn, cfg.projections.neighbors))
+        for pending in item.maps:
+            out.update(pending.get())
+        if cfg.projections.pca2:  # the word-map PCA is the frequency-bias PCA the geometry stage computed
+            out[PROJECTIONS.pca2] = out[GEOMETRY.pca2]
     return out, decoder
