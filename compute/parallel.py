@@ -52,6 +52,19 @@ class Done:
             raise self._error
         return self._value
 
+    def ready(self) -> bool:
+        return True
+
+
+def result(pending, tick=None, every: float = 1.0):
+    """The value of a pending piece; `tick()` is called every `every` seconds while it runs, so that a progress
+    callback can still stop the run (a cancelled job raises there, and leaving Pieces stops the workers)."""
+    while not pending.ready():
+        if tick is not None:
+            tick()
+        pending.wait(every)
+    return pending.get()
+
 
 def _worker_start(parent: int):
     """In each worker: one thread for every library (the pieces are sequential, and the cores are shared with

@@ -241,9 +241,9 @@ def across_layers(
     out: dict[int, dict] = {layer: {} for layer in layers}
     if cfg.sae is not None:
         out = _lineage(cfg, items, device, progress, pieces)
-    with progress.stage("aligned maps"):
+    with progress.stage("aligned maps") as update:
         for pending in aligned:
-            for layer, o in pending.get().items():
+            for layer, o in parallel.result(pending, lambda: update(0.0)).items():
                 out[layer].update(o)
     return out
 
@@ -301,7 +301,7 @@ def layer_sae(cfg: RunConfig, item: LayerInput, device, progress: Progress, piec
     if item.sae_model is None:
         with progress.stage("sae") as update:
             if item.sae_pending is not None:
-                item.sae_model, item.sae_pending = item.sae_pending.get(), None
+                item.sae_model, item.sae_pending = parallel.result(item.sae_pending, lambda: update(0.0)), None
             else:
                 X = item.train if item.train is not None else item.X
                 item.sae_model = sae.fit(np.ascontiguousarray(X, np.float32), cfg.sae, device=device, progress=update)
@@ -468,11 +468,11 @@ def analyse_layer(
         if cfg.sae.random_baseline:  # on the word vectors, where the scores it is the baseline of are measured
             with progress.stage("sae random-decoder baseline") as update:
                 if item.baseline is not None:
-                    baseline = item.baseline.get()
+                    baseline = parallel.result(item.baseline, lambda: update(0.0))
                 else:
                     baseline = sae.fit(X, cfg.sae, device=device, progress=update, freeze_decoder=True)
-        with progress.stage("labels"):
-            labs = labs.get() if hasattr(labs, "get") else labs
+        with progress.stage("labels") as update:
+            labs = parallel.result(labs, lambda: update(0.0)) if hasattr(labs, "get") else labs
         with progress.stage("features") as update:
             out.update(
                 features.sae_output(
@@ -493,13 +493,13 @@ def analyse_layer(
             if next_decoder is not None:
                 match, cos = features.match_features(decoder, next_decoder)
                 out[SAE.next_layer_match], out[SAE.next_layer_cos] = match, cos
-    with progress.stage("labels"):
-        labs = labs.get() if hasattr(labs, "get") else labs
+    with progress.stage("labels") as update:
+        labs = parallel.result(labs, lambda: update(0.0)) if hasattr(labs, "get") else labs
         out.update(labels.labels_output(labs))
-    with progress.stage("projections"):  # the maps submit_pieces started
+    with progress.stage("projections") as update:  # the maps submit_pieces started
         out.update(projections.neighbors_output(*item.knn, cfg.projections.neighbors))
         for pending in item.maps:
-            out.update(pending.get())
+            out.update(parallel.result(pending, lambda: update(0.0)))
         if cfg.projections.pca2:  # the word-map PCA is the frequency-bias PCA the geometry stage computed
             out[PROJECTIONS.pca2] = out[GEOMETRY.pca2]
     return out, decoder

@@ -116,3 +116,26 @@ def test_word_maps_from_workers_equal_the_in_process_maps(monkeypatch):
     }
     for key in here:
         np.testing.assert_array_equal(here[key], workers[key], err_msg=str(key))
+
+
+def test_a_cancel_while_a_piece_runs_stops_its_workers():
+    """parallel.result keeps calling the progress tick while it waits, so a cancelled job's callback raises there,
+    within about a second, and leaving Pieces ends the worker in the middle of its piece."""
+    from compute.progress import Cancelled
+
+    ticks = []
+
+    def tick():
+        ticks.append(time.monotonic())
+        if len(ticks) == 3:
+            raise Cancelled("job x was cancelled")
+
+    start = time.monotonic()
+    with pytest.raises(Cancelled), parallel.Pieces(2) as pieces:
+        pending = pieces.submit(_sleep, 120)
+        children = _workers()
+        parallel.result(pending, tick, every=0.5)
+    assert time.monotonic() - start < 30
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, "a worker outlived its cancelled run"
+    assert parallel.result(parallel.Pieces(1).submit(_sleep, 0), tick) == 0
