@@ -111,8 +111,9 @@ def correlated_features(acts_nF: sp.csr_matrix, m: int = CORRELATED):
     return idx, cos
 
 
-def decoder_neighbors(sae: SAE, X: np.ndarray, m: int = DECODER_NEIGHBORS, chunk: int = 512):
-    """The m words whose centred vectors (x - mu) are nearest each decoder direction by cosine."""
+def decoder_neighbors(sae: SAE, X: np.ndarray, m: int = DECODER_NEIGHBORS, chunk: int = 128):
+    """The m words whose centred vectors (x - mu) are nearest each decoder direction by cosine. Blocks of `chunk`
+    features: at 400k words a block of 512 held about 3 GB at once (scores, their negation, int64 positions)."""
     U_nD = unit_rows(np.asarray(X, np.float32) - sae.mu.numpy(), np.float32)
     W_FD = unit_rows(sae.W_dec.detach().numpy(), np.float32)
     F = len(W_FD)
