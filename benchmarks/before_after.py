@@ -26,7 +26,8 @@ def feature_map_before(W_dec, seed: int = 0):
 
 def decoder_neighbors_before(sae, X, m: int = 20, chunk: int = 512):
     """compute.features.decoder_neighbors before this change ((n, 512) blocks), kept for the before figures."""
-    from compute.features import _top_rows, _unit_rows
+    from compute.features import _top_rows
+    from compute.linalg import unit_rows as _unit_rows
 
     U_nD = _unit_rows(np.asarray(X, np.float32) - sae.mu.numpy())
     W_FD = _unit_rows(sae.W_dec.detach().numpy())
@@ -58,7 +59,7 @@ def decoder_neighbors_blocked(sae, X, m: int = 20, chunk: int = 128):
     words, instead of (n, 512) blocks whose negation and int64 argpartition are 3x the block again."""
     import torch
 
-    from compute.features import _unit_rows
+    from compute.linalg import unit_rows as _unit_rows
 
     U_nD = torch.from_numpy(_unit_rows(np.asarray(X, np.float32) - sae.mu.numpy()))
     W_FD = torch.from_numpy(_unit_rows(sae.W_dec.detach().numpy()))

@@ -98,44 +98,15 @@ def _is_stage_word(w: str) -> bool:
     return w in _STAGES
 
 
-# ---------------------------------------------------------------- before / after
-
-
-def _maps_from(init: str):
-    """compute.projections.projections_output with its UMAP start fixed to `init`, whatever the config says."""
-    from compute import projections
-
-    real = projections.projections_output
-
-    def projections_output(X, cfg, progress=None, init_=None, n_epochs=None, **_):
-        return real(X, cfg, progress, init=init, n_epochs=n_epochs)
-
-    return projections_output
+# ---------------------------------------------------------------- variants
 
 
 def variant_patches(name: str) -> dict:
-    """{(module, attribute): value} that make the code run as `name`: "before" = each UMAP map solving its own
-    spectral start (umap-learn's default) and the feature statistics as they were; "after" = the maps' shared
-    PCA start and the proposed compute.features changes (feature map from an exact k-NN, decoder neighbours
-    in blocks), for as long as those live here and not in compute/features.py."""
-    from benchmarks import before_after as ba
-    from compute import features, projections
-
+    """{(module, attribute): value} that make the code run as `name`; "current" = the code as it is. (The map
+    start variants of an earlier change no longer apply: the pipeline's maps are pieces of compute/parallel.py.)"""
     if name == "current":
         return {}
-    if name == "before":
-        return {
-            (projections, "projections_output"): _maps_from("spectral"),
-            (features, "feature_map"): ba.feature_map_before,
-            (features, "decoder_neighbors"): ba.decoder_neighbors_before,
-        }
-    if name == "after":
-        return {
-            (projections, "projections_output"): _maps_from("shared-pca"),
-            (features, "feature_map"): ba.feature_map_proposed,
-            (features, "decoder_neighbors"): ba.decoder_neighbors_blocked,
-        }
-    raise ValueError(f"variant '{name}': expected before or after")
+    raise ValueError(f"variant '{name}': expected current")
 
 
 @contextlib.contextmanager
@@ -273,7 +244,7 @@ def result_file(quick: bool) -> Path:
     return work_dir() / f"plan-profile{'-quick' if quick else ''}.json"
 
 
-def run(quick: bool = False, variants=("before", "after")) -> dict:
+def run(quick: bool = False, variants=("current",)) -> dict:
     out = result_file(quick)
     out.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "benchmarks.plan_profile", "--worker", "--out", str(out), "--variants", *variants]
@@ -298,9 +269,8 @@ def run(quick: bool = False, variants=("before", "after")) -> dict:
             "each variant runs the whole plan once from a clean store, one after the other in one "
             "process, after numba has compiled umap-learn's functions (a fresh process pays that "
             "once, a few seconds); repeats = 1",
-            "before: each UMAP map solves its own spectral start; compute.features as it was. after: "
-            "the maps' shared PCA start (compute.projections) and the proposed compute.features "
-            "changes (SAE feature map from an exact k-NN; decoder neighbours in blocks)",
+            "current: the code as it is, with LEXISCOPE_PROCESSES worker processes (default: the usable "
+            "cores); a stage's time in the main process includes waiting for the pieces it needs",
             "CPU s = process CPU time, steadier than wall time on this shared machine; the ratio is before / after",
             f"torch and BLAS threads = {bench_threads() or 'library defaults'}; numba threads: "
             f"{os.environ.get('NUMBA_NUM_THREADS', 'numba default')} (NUMBA_NUM_THREADS)",
@@ -361,7 +331,7 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--cprofile", action="store_true")
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--variants", nargs="+", default=["before", "after"], choices=["before", "after", "current"])
+    ap.add_argument("--variants", nargs="+", default=["current"], choices=["current"])
     args = ap.parse_args()
     if args.worker:
         worker(args.quick, args.out or result_file(args.quick), args.cprofile, args.variants)
