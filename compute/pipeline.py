@@ -424,6 +424,14 @@ def _contextual_inputs(cfg, catalog, device, force, progress, pieces, wordnet, s
     return inputs, n_layers, (vocab, labs), aligned
 
 
+def _labels(labs, progress: Progress):
+    """The run's labels, waiting (stage "labels") while a worker still computes them."""
+    if not hasattr(labs, "get"):
+        return labs
+    with progress.stage("labels") as update:
+        return parallel.result(labs, lambda: update(0.0))
+
+
 def analyse_layer(
     cfg: RunConfig,
     item: LayerInput,
@@ -471,8 +479,7 @@ def analyse_layer(
                     baseline = parallel.result(item.baseline, lambda: update(0.0))
                 else:
                     baseline = sae.fit(X, cfg.sae, device=device, progress=update, freeze_decoder=True)
-        with progress.stage("labels") as update:
-            labs = parallel.result(labs, lambda: update(0.0)) if hasattr(labs, "get") else labs
+        labs = _labels(labs, progress)
         with progress.stage("features") as update:
             out.update(
                 features.sae_output(
@@ -493,9 +500,7 @@ def analyse_layer(
             if next_decoder is not None:
                 match, cos = features.match_features(decoder, next_decoder)
                 out[SAE.next_layer_match], out[SAE.next_layer_cos] = match, cos
-    with progress.stage("labels") as update:
-        labs = parallel.result(labs, lambda: update(0.0)) if hasattr(labs, "get") else labs
-        out.update(labels.labels_output(labs))
+    out.update(labels.labels_output(_labels(labs, progress)))
     with progress.stage("projections") as update:  # the maps submit_pieces started
         out.update(projections.neighbors_output(*item.knn, cfg.projections.neighbors))
         for pending in item.maps:
