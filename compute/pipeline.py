@@ -285,9 +285,9 @@ def submit_pieces(cfg: RunConfig, inputs: list[LayerInput], pieces: parallel.Pie
         for dim in projections.map_dims(p, min(len(X) for X in vectors)):
             aligned.append(submit(layer_stack.aligned_word_maps, cfg, layers, vectors, None, knns, (dim,)))
     for item in items:
-        item.maps = [
-            submit(projections.word_maps, item.X, item.knn, p, (d,)) for d in projections.map_dims(p, len(item.X))
-        ]
+        dims = projections.map_dims(p, len(item.X))
+        start = projections.map_start(item.X, *item.knn, p, dims) if dims else None  # shared by the dims' pieces
+        item.maps = [submit(projections.word_maps, item.X, item.knn, p, (d,), start) for d in dims]
     if len(items) > 1:
         baselines()
     return aligned

@@ -143,35 +143,42 @@ def umap_embed(
         return reducer.fit_transform(X).astype(np.float32)
 
 
+def map_start(X, idx, dist, cfg: ProjectionConfig, dims=(3, 2), init: str | None = None):
+    """How the maps of `dims` start: for "shared-<how>" (MAP_INIT) one `initial_layout` with max(dims) columns,
+    whose first d columns start the d-D map; a plain umap-learn init string is returned as it is (each map then
+    computes its own; umap-learn's default: "spectral")."""
+    init = init or MAP_INIT
+    if not init.startswith("shared-"):
+        return init
+    how = init.removeprefix("shared-")
+    n_neighbors = min(cfg.n_neighbors, idx.shape[1], len(X) - 1)
+    graph = umap_graph(X, idx, dist, n_neighbors, cfg.seed) if how != "pca" else None
+    return initial_layout(X, graph, max(dims), how, cfg.seed)
+
+
 def umap_maps(
     X,
     idx,
     dist,
     cfg: ProjectionConfig,
     dims=(3, 2),
-    init: str | None = None,
+    init=None,
     n_epochs: int | None = None,
     progress=None,
 ) -> dict:
-    """{d: UMAP map (n, d)} for each d in `dims`, all from the one precomputed k-NN graph. `init`
-    "shared-<how>" starts every map from one `initial_layout` (computed once, its first d columns for a d-D
-    map); a plain umap-learn init string makes each map compute its own (umap-learn's default: "spectral")."""
+    """{d: UMAP map (n, d)} for each d in `dims`, all from the one precomputed k-NN graph, started as `map_start`
+    says (`init` may also be a start it computed)."""
     if not dims:
         return {}
-    init = init or MAP_INIT
-    start = init
-    if init.startswith("shared-"):
+    if init is None or isinstance(init, str):
         if progress:
             progress("umap init", 0.0)
-        how = init.removeprefix("shared-")
-        n_neighbors = min(cfg.n_neighbors, idx.shape[1], len(X) - 1)
-        graph = umap_graph(X, idx, dist, n_neighbors, cfg.seed) if how != "pca" else None
-        start = initial_layout(X, graph, max(dims), how, cfg.seed)
+        init = map_start(X, idx, dist, cfg, dims, init)
     maps = {}
     for d in dims:
         if progress:
             progress(f"umap {d}d", 0.0)
-        maps[d] = umap_embed(X, idx, dist, d, cfg, init=start, n_epochs=n_epochs)
+        maps[d] = umap_embed(X, idx, dist, d, cfg, init=init, n_epochs=n_epochs)
     return maps
 
 
@@ -187,9 +194,11 @@ def map_dims(cfg: ProjectionConfig, n: int) -> list[int]:
     return [d for d, on in ((3, cfg.umap3d), (2, cfg.umap2d)) if on]
 
 
-def word_maps(X, knn, cfg: ProjectionConfig, dims, init: str | None = None, n_epochs=None, progress=None) -> dict:
-    """{schema path: UMAP map} for `dims`, from the word set's k-NN graph `knn` (word_knn). A module-level
-    function of plain arrays, so that compute.parallel can run it in a worker."""
+def word_maps(X, knn, cfg: ProjectionConfig, dims, init=None, n_epochs=None, progress=None) -> dict:
+    """{schema path: UMAP map} for `dims`, from the word set's k-NN graph `knn` (word_knn); `init` as for
+    umap_maps. A module-level function of plain arrays, so that compute.parallel can run it in a worker: a map
+    computed alone from the start `map_start` made for all the dims equals the one umap_maps makes with the
+    others."""
     idx, dist = knn
     maps = umap_maps(X, idx, dist, cfg, list(dims), init, n_epochs, progress=progress)
     return {{3: PROJECTIONS.umap3d, 2: PROJECTIONS.umap2d}[d]: emb for d, emb in maps.items()}

@@ -10,7 +10,7 @@ import numpy as np
 import psutil
 import pytest
 
-from compute import parallel, pipeline
+from compute import parallel, pipeline, projections
 from compute.config import ProjectionConfig, RunConfig, VocabularyConfig
 from compute.pipeline import LayerInput
 
@@ -116,6 +116,12 @@ def test_word_maps_from_workers_equal_the_in_process_maps(monkeypatch):
     }
     for key in here:
         np.testing.assert_array_equal(here[key], workers[key], err_msg=str(key))
+    # ... and each layer's own maps equal those compute.projections makes in one call for all the dims
+    cfg = ProjectionConfig(n_neighbors=10, umap_epochs=20)
+    for layer, X in enumerate(_layers()):
+        ref = projections.projections_output(X, cfg)
+        for path in ("projections/umap3d", "projections/umap2d"):
+            np.testing.assert_array_equal(workers[(layer, path)], ref[path], err_msg=f"{layer} {path}")
 
 
 def test_a_cancel_while_a_piece_runs_stops_its_workers():
