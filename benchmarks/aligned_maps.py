@@ -9,7 +9,7 @@ Per map: wall and CPU time, steadiness (mean Procrustes displacement between nei
 steadier) and trustworthiness (k = 15, sklearn's definition, on a seeded 20k sample) averaged over the layers,
 beside the same two measures of the independent per-layer maps the store holds (the baseline).
 
-    python -m benchmarks.aligned_maps --store STORE [--dims 2 3] [--words N] --out FILE.json
+    python -m benchmarks.aligned_maps --store STORE [--dims 2 3] [--words N] [--fewer-epochs 50 30] --out FILE.json
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def quality(layers, maps) -> dict:
     )
 
 
-def run(store: Path, dims=(2, 3), words: int | None = None) -> dict:
+def run(store: Path, dims=(2, 3), words: int | None = None, fewer_epochs=()) -> dict:
     from compute.config import load_plan
 
     cfg = next(r for r in load_plan().runs if r.model == "minilm-l6").projections
@@ -103,6 +103,15 @@ def run(store: Path, dims=(2, 3), words: int | None = None) -> dict:
             res[name].update(quality(layers, maps))
             print(f"[aligned_maps] {dim}-D {name}: {res[name]}", flush=True)
         res["cpu_ratio_before_over_after"] = round(res["before"]["cpu_s"] / res["after"]["cpu_s"], 2)
+        for e in fewer_epochs:  # what cutting the epochs would cost the maps
+            c = cfg.model_copy(update={"umap_epochs": e})
+            t0, c0 = time.perf_counter(), time.process_time()
+            maps = after(layers, dim, c)
+            res[f"after, {e} epochs"] = dict(
+                s=round(time.perf_counter() - t0, 1), cpu_s=round(time.process_time() - c0, 1)
+            )
+            res[f"after, {e} epochs"].update(quality(layers, maps))
+            print(f"[aligned_maps] {dim}-D after, {e} epochs: {res[f'after, {e} epochs']}", flush=True)
         out["maps"][f"{dim}d"] = res
     return out
 
@@ -112,9 +121,10 @@ def main():
     ap.add_argument("--store", type=Path, required=True, help="a store holding the default plan's MiniLM layers")
     ap.add_argument("--dims", type=int, nargs="+", default=[2, 3])
     ap.add_argument("--words", type=int, default=None, help="only the first N words of each layer")
+    ap.add_argument("--fewer-epochs", type=int, nargs="*", default=[], help="also the new maps with these epochs")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    res = run(args.store, tuple(args.dims), args.words)
+    res = run(args.store, tuple(args.dims), args.words, tuple(args.fewer_epochs))
     text = json.dumps(res, indent=1)
     if args.out:
         args.out.write_text(text)
