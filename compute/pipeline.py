@@ -175,12 +175,11 @@ def _precompute_prepared(cfg: RunConfig, store, device, force, progress, wordnet
             aligned = submit_pieces(cfg, inputs, pieces, device)
             full_words, full_X = source.words, source.vectors
         else:
-            inputs, n_layers, vocab, aligned = _contextual_inputs(
+            inputs, n_layers, vocab, labs, aligned = _contextual_inputs(
                 cfg, catalog, device, force, progress.child(name), pieces, wordnet, sts_dir
             )
             if not inputs:
                 return [catalog.find_hash(cfg.config_hash(layer)) for layer in _requested_layers(cfg, n_layers)]
-            vocab, labs = vocab
             full_words = full_X = None
 
         config = cfg.model_dump(mode="json")
@@ -261,19 +260,16 @@ def submit_pieces(cfg: RunConfig, inputs: list[LayerInput], pieces: parallel.Pie
     items = sorted(inputs, key=lambda i: i.layer)
     layers, vectors, knns = [i.layer for i in items], [i.X for i in items], [i.knn for i in items]
     submit = pieces.submit_for(max(len(X) for X in vectors))
+    from compute import sae
 
     def baselines():
         # On the word vectors, where the scores it is the baseline of are measured. Seeded, one thread: the same
         # weights in a worker. On a GPU it trains in analyse_layer.
         if cfg.sae is not None and cfg.sae.random_baseline and device == "cpu":
-            from compute import sae
-
             for item in items:
                 item.baseline = submit(sae.fit, item.X, cfg.sae, device, None, True)
 
     if cfg.sae is not None and device == "cpu":
-        from compute import sae
-
         for item in items:  # first in the workers' queue: the token pass, the lineage and the features wait for them
             X = item.train if item.train is not None else item.X
             item.sae_pending = submit(sae.fit, np.ascontiguousarray(X, np.float32), cfg.sae, device)
@@ -351,7 +347,7 @@ def _requested_layers(cfg: RunConfig, n_layers: int) -> list[int]:
 
 
 def _contextual_inputs(cfg, catalog, device, force, progress, pieces, wordnet, sts_dir=None):
-    """The layers' inputs, the (vocabulary, pending labels) and the pending aligned maps of a contextual run."""
+    """The layers' inputs, the vocabulary, its pending labels and the pending aligned maps of a contextual run."""
     from compute import contexts, contextual
 
     with progress.stage("load model"):
@@ -360,7 +356,7 @@ def _contextual_inputs(cfg, catalog, device, force, progress, pieces, wordnet, s
     layers = _requested_layers(cfg, n_layers)
     todo = [layer for layer in layers if force or not catalog.find_hash(cfg.config_hash(layer))]
     if not todo:
-        return [], n_layers, None, []
+        return [], n_layers, None, None, []
     with progress.stage("vocabulary"):
         vocab = vocabulary.build(cfg.vocabulary)
         labs = wordnet.submit(vocab, pieces)  # computed by a worker during the extraction
@@ -421,7 +417,7 @@ def _contextual_inputs(cfg, catalog, device, force, progress, pieces, wordnet, s
         for item in inputs:
             outs[item.layer][CONTEXTS.path]["corpus"] = corpus_key
             item.extra.update(outs[item.layer])
-    return inputs, n_layers, (vocab, labs), aligned
+    return inputs, n_layers, vocab, labs, aligned
 
 
 def _labels(labs, progress: Progress):
@@ -441,8 +437,8 @@ def analyse_layer(
     full_X,
     device,
     progress,
-    next_decoder=None,
-    pieces: parallel.Pieces | None = None,
+    next_decoder,
+    pieces: parallel.Pieces,
 ) -> tuple[dict, np.ndarray | None]:
     """Every stage for one layer (`labs`: the words' labels, compute/labels.py, or a pending piece of them); returns
     the run's output dict and its SAE decoder (or None). What workers compute (compute.parallel) is collected as
@@ -471,7 +467,7 @@ def analyse_layer(
     if cfg.sae is not None:
         from compute import features, sae
 
-        model = layer_sae(cfg, item, device, progress, pieces or parallel.Pieces(1))
+        model = layer_sae(cfg, item, device, progress, pieces)
         baseline = None
         if cfg.sae.random_baseline:  # on the word vectors, where the scores it is the baseline of are measured
             with progress.stage("sae random-decoder baseline") as update:
