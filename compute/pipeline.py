@@ -362,6 +362,9 @@ def _contextual_inputs(cfg, catalog, device, force, progress, pieces, wordnet, s
         labs = wordnet.submit(vocab, pieces)  # computed by a worker during the extraction
         sentences = contextual.read_corpora(cfg.corpus, sts_dir=sts.folder_of(cfg.sts, sts_dir))
         corpus_key = write_corpus(catalog.root, sentences, corpus_sources(cfg.corpus))
+    sts_pending = None
+    if cfg.sts is not None and device == "cpu":  # a worker scores STS during the extraction
+        sts_pending = pieces.submit_for(len(vocab.words))(sts.contextual_piece, cfg, todo, device)
     on_tokens = cfg.sae is not None and train_on(cfg) == "tokens"
     n_sample = max(cfg.geometry.token_sample, cfg.sae.train_tokens if on_tokens else 0)
     with progress.stage("extract") as update:
@@ -380,7 +383,10 @@ def _contextual_inputs(cfg, catalog, device, force, progress, pieces, wordnet, s
     sts_out = {}
     if cfg.sts is not None:
         with progress.stage("sts") as update:
-            sts_out = sts.contextual_outputs(tokenizer, model, cfg, ext.layers, device, progress=update)
+            if sts_pending is not None:
+                sts_out = parallel.result(sts_pending, lambda: update(0.0))
+            else:
+                sts_out = sts.contextual_outputs(tokenizer, model, cfg, ext.layers, device, progress=update)
     # The geometry's token sample: a seeded subset when more tokens were drawn for SAE training.
     geo = np.arange(len(ext.token_positions))
     if len(geo) > cfg.geometry.token_sample:

@@ -396,6 +396,15 @@ def contextual_outputs(tokenizer, model, cfg, layers, device: str = "cpu", progr
     return outputs
 
 
+def contextual_piece(cfg, layers, device: str = "cpu") -> dict[int, dict]:
+    """contextual_outputs as a piece (compute.parallel) that loads the run's transformer where it runs, so that
+    a worker scores STS while the run's process extracts the word vectors."""
+    from compute import contextual
+
+    tokenizer, model = contextual.load_transformer(cfg.model, device)
+    return contextual_outputs(tokenizer, model, cfg, layers, device)
+
+
 def static_output(cfg, vectors) -> dict:
     """STS stage output for a static-vector run (layer 0): sentence vector = mean of its word vectors."""
     data = load_data(cfg.sts)

@@ -145,3 +145,31 @@ def test_a_cancel_while_a_piece_runs_stops_its_workers():
     _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, "a worker outlived its cancelled run"
     assert parallel.result(parallel.Pieces(1).submit(_sleep, 0), tick) == 0
+
+
+def test_sts_scored_by_a_worker_equals_the_in_process_scores(sts_dir, tmp_path):
+    """A contextual run's STS is a piece that loads the model in the worker (during the extraction): the same
+    stored scores as in the run's own process."""
+    import csv
+
+    from compute import contextual, sts
+    from compute.config import STSConfig
+
+    with open(sts_dir / "stsb-en-test.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))[:40]
+    with open(tmp_path / "stsb-en-test.csv", "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(rows)
+    cfg = RunConfig(model="minilm-l6", sts=STSConfig(path=str(tmp_path), languages=["en"], split="test"))
+    with parallel.Pieces(2) as pieces:
+        pending = pieces.submit(sts.contextual_piece, cfg, [0, 6])
+        tokenizer, model = contextual.load_transformer(cfg.model, "cpu")
+        here = sts.contextual_outputs(tokenizer, model, cfg, [0, 6])
+        worker = pending.get()
+    assert set(here) == set(worker) == {0, 6}
+    for layer in here:
+        assert set(here[layer]) == set(worker[layer])
+        for key, value in here[layer].items():
+            if isinstance(value, np.ndarray):
+                np.testing.assert_allclose(worker[layer][key], value, rtol=1e-5, err_msg=key)
+            else:
+                assert worker[layer][key] == value, key
