@@ -48,6 +48,7 @@ class LayerInput:
     baseline: object | None = None  # pending piece: the SAE's random-decoder baseline (submit_pieces)
     sae_pending: object | None = None  # pending piece: the layer's SAE, trained by a worker
     feature_map: object | None = None  # pending piece: the 2-D map of the SAE's decoder directions
+    analysis: object | None = None  # pending piece: the layer's word_analysis (several layers only)
     maps: list = field(default_factory=list)  # pending pieces whose results are {schema path: word map}
 
 
@@ -247,11 +248,14 @@ def across_layers(
     return out
 
 
-def submit_pieces(cfg: RunConfig, inputs: list[LayerInput], pieces: parallel.Pieces, device: str = "cpu") -> list:
+def submit_pieces(
+    cfg: RunConfig, inputs: list[LayerInput], pieces: parallel.Pieces, device: str = "cpu", vocab=None
+) -> list:
     """Starts the single-threaded pieces of every layer (compute.parallel), those needed first first: on the CPU
     each layer's SAE (`item.sae_pending`), then the aligned word maps across the layers (returned, pending), each
     layer's own maps (`item.maps`), and on the CPU each layer's SAE random-decoder baseline (`item.baseline`;
-    before the maps for a single layer). Computes each layer's k-NN graph here, once, for its maps, its
+    before the maps for a single layer), then, with `vocab` and several layers, each layer's word_analysis
+    (`item.analysis`). Computes each layer's k-NN graph here, once, for its maps, its
     aligned maps and its stored neighbours."""
     p = cfg.projections
     for item in inputs:
@@ -286,6 +290,8 @@ def submit_pieces(cfg: RunConfig, inputs: list[LayerInput], pieces: parallel.Pie
         item.maps = [submit(projections.word_maps, item.X, item.knn, p, (d,), start) for d in dims]
     if len(items) > 1:
         baselines()
+        for item in items if vocab is not None else []:  # last: the run's process has the token pass meanwhile
+            item.analysis = submit(word_analysis, cfg, item.X, item.tokens, vocab.zipf, vocab.langs, vocab.words)
     return aligned
 
 
@@ -402,7 +408,7 @@ def _contextual_inputs(cfg, catalog, device, force, progress, pieces, wordnet, s
         train = ext.token_vectors[i] if on_tokens else None
         inputs.append(LayerInput(layer, ext.word_vectors[i], extra, ext.token_vectors[i][geo], train))
     del ext
-    aligned = submit_pieces(cfg, inputs, pieces, device)
+    aligned = submit_pieces(cfg, inputs, pieces, device, vocab)
     if cfg.sae is not None and cfg.contexts is not None:
         # SAEs first, then one more pass over the corpus streams every token through every layer's SAE.
         for item in inputs:
@@ -424,6 +430,27 @@ def _contextual_inputs(cfg, catalog, device, force, progress, pieces, wordnet, s
             outs[item.layer][CONTEXTS.path]["corpus"] = corpus_key
             item.extra.update(outs[item.layer])
     return inputs, n_layers, vocab, labs, aligned
+
+
+def word_analysis(cfg: RunConfig, X, tokens, zipf, langs, sim_words, sim_X=None, progress=None) -> dict:
+    """The stages of a layer that need only its vectors: geometry (of the words, of the token sample and per
+    language), the isotropy enhancement and the neighbours after it, and word similarity before and after it,
+    on `sim_words` and their vectors `sim_X` (default: X). A piece (compute.parallel) for runs of several layers."""
+    X, g = np.ascontiguousarray(X, dtype=np.float32), cfg.geometry
+    out = geometry.analyse(X, g, zipf)
+    if tokens is not None and len(tokens) > 1:
+        out.update(geometry.analyse(tokens, g, None, group=GEOMETRY_TOKENS))
+    if len(set(langs)) > 1:
+        out.update(geometry.per_language(X, np.asarray(langs), g))
+    enh = geometry.fit_enhancement(X, g.clusters, g.removed(X.shape[1]), g.seed)
+    out.update(geometry.enhancement_output(X, enh, g))
+    idx, dist = projections.knn_cosine(enh.apply(X), cfg.projections.neighbors, g.seed, progress=progress)
+    out.update(projections.neighbors_output(idx, dist, cfg.projections.neighbors, group=ENHANCED.neighbors))
+    sim_X = X if sim_X is None else sim_X
+    before = similarity.word_similarity(sim_words, sim_X)
+    after = similarity.word_similarity(sim_words, sim_X, transform=enh.apply)
+    out.update(similarity.similarity_output(before, after))
+    return out
 
 
 def _labels(labs, progress: Progress):
@@ -450,25 +477,13 @@ def analyse_layer(
     the run's output dict and its SAE decoder (or None). What workers compute (compute.parallel) is collected as
     late as it can be, so that this process works meanwhile."""
     X = np.ascontiguousarray(item.X, dtype=np.float32)
-    g = cfg.geometry
     out = {**vocab.output(), EMBEDDINGS: X, **item.extra}
-    with progress.stage("geometry"):
-        out.update(geometry.analyse(X, g, vocab.zipf))
-        if item.tokens is not None and len(item.tokens) > 1:
-            out.update(geometry.analyse(item.tokens, g, None, group=GEOMETRY_TOKENS))
-        if len(set(vocab.langs)) > 1:
-            out.update(geometry.per_language(X, np.asarray(vocab.langs), g))
-    with progress.stage("enhancement") as update:
-        enh = geometry.fit_enhancement(X, g.clusters, g.removed(X.shape[1]), g.seed)
-        X_enh = enh.apply(X)
-        out.update(geometry.enhancement_output(X, enh, g))
-        idx, dist = projections.knn_cosine(X_enh, cfg.projections.neighbors, g.seed, progress=update)
-        out.update(projections.neighbors_output(idx, dist, cfg.projections.neighbors, group=ENHANCED.neighbors))
-    with progress.stage("word similarity"):
-        sim_words, sim_X = (full_words, full_X) if full_words is not None else (vocab.words, X)
-        before = similarity.word_similarity(sim_words, sim_X)
-        after = similarity.word_similarity(sim_words, sim_X, transform=enh.apply)
-        out.update(similarity.similarity_output(before, after))
+    sim_words, sim_X = (full_words, full_X) if full_words is not None else (vocab.words, X)
+    with progress.stage("geometry, enhancement, word similarity") as update:
+        if item.analysis is not None:
+            out.update(parallel.result(item.analysis, lambda: update(0.0)))
+        else:
+            out.update(word_analysis(cfg, X, item.tokens, vocab.zipf, vocab.langs, sim_words, sim_X, update))
     decoder = None
     if cfg.sae is not None:
         from compute import features, sae

@@ -1,10 +1,12 @@
 """compute/parallel.py: a run's pieces in worker processes give the same store as in-process, errors come back,
 and no worker outlives its run (an error, a cancelled job, a killed parent)."""
 
+import json
 import subprocess
 import sys
 import textwrap
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import psutil
@@ -13,6 +15,7 @@ import pytest
 from compute import parallel, pipeline, projections
 from compute.config import ProjectionConfig, RunConfig, VocabularyConfig
 from compute.pipeline import LayerInput
+from store.schema import ENHANCED, GEOMETRY
 
 
 def _fail(message):
@@ -89,12 +92,14 @@ def _maps(processes: int, monkeypatch) -> dict:
         sae=None,
     )
     inputs = [LayerInput(layer, X) for layer, X in enumerate(_layers())]
+    n = len(inputs[0].X)
+    vocab = SimpleNamespace(words=[f"w{i}" for i in range(n)], zipf=np.linspace(7, 2, n), langs=["en"] * n)
     out = {}
     with parallel.Pieces() as pieces:
         assert pieces.processes == processes
-        aligned = pipeline.submit_pieces(cfg, inputs, pieces)
+        aligned = pipeline.submit_pieces(cfg, inputs, pieces, vocab=vocab)
         for item in inputs:
-            for pending in item.maps:
+            for pending in item.maps + [item.analysis]:
                 out.update({(item.layer, k): v for k, v in pending.get().items()})
         for pending in aligned:
             for layer, maps in pending.get().items():
@@ -104,18 +109,40 @@ def _maps(processes: int, monkeypatch) -> dict:
     return out
 
 
+def _close(a, b) -> bool:
+    """Attribute values (nested dicts, lists, JSON strings, numbers) equal up to float rounding."""
+    if isinstance(a, str) and a[:1] in "[{":
+        a, b = json.loads(a), json.loads(b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple, np.ndarray)):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+    if isinstance(a, float):
+        return b == pytest.approx(a, rel=1e-5, abs=1e-6, nan_ok=True)
+    return a == b
+
+
 def test_word_maps_from_workers_equal_the_in_process_maps(monkeypatch):
-    """Every per-layer and aligned map of a 3-layer run, computed in 2 workers and in-process: bit for bit."""
+    """Every per-layer and aligned map and every layer's geometry, enhancement and word-similarity output of a
+    3-layer run, computed in 2 workers and in-process: the same (the maps bit for bit)."""
     here, workers = _maps(1, monkeypatch), _maps(2, monkeypatch)
     assert set(here) == set(workers)
-    assert {k for _, k in here} == {
+    assert {
         "projections/umap3d",
         "projections/umap2d",
         "projections/aligned/umap3d",
         "projections/aligned/umap2d",
-    }
+        GEOMETRY.mean,
+        ENHANCED.neighbors.indices,
+    } <= {k for _, k in here}
     for key in here:
-        np.testing.assert_array_equal(here[key], workers[key], err_msg=str(key))
+        a, b = here[key], workers[key]
+        if key[1].startswith("projections/") or (isinstance(a, np.ndarray) and a.dtype.kind in "iub"):
+            np.testing.assert_array_equal(a, b, err_msg=str(key))
+        elif isinstance(a, np.ndarray):  # k-means' sums differ in the last bits with the thread count
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=str(key))
+        else:
+            assert _close(a, b), key
     # ... and each layer's own maps equal those compute.projections makes in one call for all the dims
     cfg = ProjectionConfig(n_neighbors=10, umap_epochs=20)
     for layer, X in enumerate(_layers()):
