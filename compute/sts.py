@@ -209,7 +209,9 @@ def encode_sentences(
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     out = np.zeros((len(layers), len(sentences), model.config.hidden_size), dtype=np.float32)
     with torch.inference_mode():
-        for bi, idx in enumerate(tqdm(batches, desc="STS sentences", leave=False, disable=len(batches) < 2)):
+        for bi, idx in enumerate(
+            tqdm(batches, desc="STS sentences", leave=False, disable=len(batches) < 2 or progress is not None)
+        ):
             enc = tokenizer(
                 [sentences[i] for i in idx],
                 padding=True,
@@ -402,7 +404,7 @@ def contextual_piece(cfg, layers, device: str = "cpu") -> dict[int, dict]:
     from compute import contextual
 
     tokenizer, model = contextual.load_transformer(cfg.model, device)
-    return contextual_outputs(tokenizer, model, cfg, layers, device)
+    return contextual_outputs(tokenizer, model, cfg, layers, device, progress=lambda *_: None)  # no bar there
 
 
 def static_output(cfg, vectors) -> dict:
