@@ -258,12 +258,10 @@ def submit_pieces(
     (`item.analysis`). Computes each layer's k-NN graph here, once, for its maps, its
     aligned maps and its stored neighbours."""
     p = cfg.projections
-    for item in inputs:
-        item.X = np.ascontiguousarray(item.X, dtype=np.float32)
-        item.knn = projections.word_knn(item.X, p)
     items = sorted(inputs, key=lambda i: i.layer)
-    layers, vectors, knns = [i.layer for i in items], [i.X for i in items], [i.knn for i in items]
-    submit = pieces.submit_for(max(len(X) for X in vectors))
+    for item in items:
+        item.X = np.ascontiguousarray(item.X, dtype=np.float32)
+    submit = pieces.submit_for(max(len(i.X) for i in items))
     from compute import sae
 
     def baselines():
@@ -280,6 +278,9 @@ def submit_pieces(
             item.train = None
     if len(items) == 1:  # a static run: its baseline is needed before its maps
         baselines()
+    for item in items:  # while the workers train the SAEs
+        item.knn = projections.word_knn(item.X, p)
+    layers, vectors, knns = [i.layer for i in items], [i.X for i in items], [i.knn for i in items]
     aligned = []
     if p.aligned and len(items) > 1:
         for dim in projections.map_dims(p, min(len(X) for X in vectors)):

@@ -1,8 +1,10 @@
 """Word maps and neighbours: one cosine k-NN graph feeds both the stored neighbours and UMAP."""
 
+import importlib
 import os
 import sys
 import warnings
+from functools import cache
 
 import numpy as np
 from sklearn.decomposition import PCA
@@ -28,6 +30,31 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
         sys.modules["numba"].config.THREADING_LAYER = "workqueue"
 
 
+# umap-learn and pynndescent compile most of their numba functions without an on-disk cache, so every new
+# process (each worker of each run) compiled them again: ~4 s of CPU before a 20k-word map's first epoch.
+COMPILED_MODULES = (
+    "umap.umap_", "umap.layouts", "umap.spectral", "umap.utils", "umap.distances", "umap.sparse",
+    "pynndescent.pynndescent_", "pynndescent.utils", "pynndescent.distances", "pynndescent.rp_trees",
+    "pynndescent.sparse",
+)  # fmt: skip
+
+
+@cache
+def cache_compiled_umap() -> int:
+    """Turns on numba's on-disk cache for the not yet compiled functions of COMPILED_MODULES (in the packages'
+    __pycache__, else numba's user cache folder), so that a process loads what an earlier one compiled.
+    Returns how many functions it turned on."""
+    from numba.core.dispatcher import Dispatcher
+
+    n = 0
+    for name in COMPILED_MODULES:
+        for obj in vars(importlib.import_module(name)).values():
+            if isinstance(obj, Dispatcher) and not obj.signatures:
+                obj.enable_caching()
+                n += 1
+    return n
+
+
 def knn_cosine(X, k: int, seed: int = 0, progress=None) -> tuple[np.ndarray, np.ndarray]:
     """k nearest neighbours by cosine, self first: (indices (n, k+1) int32, cosine distance (n, k+1)).
 
@@ -37,6 +64,8 @@ def knn_cosine(X, k: int, seed: int = 0, progress=None) -> tuple[np.ndarray, np.
     U = unit_rows(X, np.float32)
     if n > EXACT_KNN_MAX:
         from pynndescent import NNDescent
+
+        cache_compiled_umap()
 
         index = NNDescent(U, metric="cosine", n_neighbors=max(k1, 16), random_state=seed, low_memory=True)
         idx, dist = index.neighbor_graph
@@ -83,6 +112,7 @@ UMAP_INITS = ("spectral", "pca", "tswspectral", "random")
 
 def umap_graph(X, idx, dist, n_neighbors: int, seed: int = 0):
     """UMAP's fuzzy neighbour graph (sparse, symmetric) from the precomputed cosine k-NN."""
+    cache_compiled_umap()
     from umap.umap_ import fuzzy_simplicial_set
 
     graph, _, _ = fuzzy_simplicial_set(
@@ -122,6 +152,7 @@ def umap_embed(
 ) -> np.ndarray:
     """One UMAP map from the precomputed k-NN graph. `init`: a string umap-learn accepts, or an (n, >=
     n_components) array (its first columns are used); `n_epochs` overrides the config's."""
+    cache_compiled_umap()
     import umap
 
     n_neighbors = min(cfg.n_neighbors, idx.shape[1], len(X) - 1)

@@ -2,6 +2,8 @@
 against sklearn.manifold.trustworthiness, and the UMAP maps (finite, seeded, better than PCA, as trustworthy
 as umap-learn's own spectral start)."""
 
+import os
+
 import numpy as np
 import pytest
 from sklearn.decomposition import PCA
@@ -145,3 +147,29 @@ def test_unknown_init_is_one_line_error(glove, graph):
     idx, dist = graph
     with pytest.raises(ValueError, match="init 'tsne'"):
         projections.umap_maps(glove, idx, dist, CFG, (2,), init="shared-tsne")
+
+
+def test_a_new_process_loads_umaps_compiled_functions_from_disk(tmp_path):
+    """umap-learn's numba functions are compiled once and cached on disk: a second process (a run's worker)
+    loads them instead of compiling them again."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import numpy as np
+        from compute import projections
+        from compute.config import ProjectionConfig
+        from umap.umap_ import smooth_knn_dist
+        X = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
+        cfg = ProjectionConfig(n_neighbors=10, umap_epochs=10)
+        projections.word_maps(X, projections.word_knn(X, cfg), cfg, (2,))
+        print(sum(smooth_knn_dist.stats.cache_hits.values()), sum(smooth_knn_dist.stats.cache_misses.values()))
+        """
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}  # a fresh cache for this test
+    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env) for _ in "ab"]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
+    (hits_1, misses_1), (hits_2, misses_2) = (map(int, r.stdout.split()) for r in runs)
+    assert misses_1 >= 1 and hits_2 >= 1 and misses_2 == 0, (hits_1, misses_1, hits_2, misses_2)
