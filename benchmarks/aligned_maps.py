@@ -3,7 +3,8 @@ layers read from a store, or any stack of runs of one family):
 
 - before: umap-learn's `AlignedUMAP.fit` as compute/alignment.py called it (the plan's settings, the faster
   neighbourhood-similarity kernel patched in, an approximate k-NN, a UMAP fit and a spectral layout per layer);
-- after: compute.alignment.aligned_maps (the exact k-NN graph, PCA starts, the cached epoch).
+- after: compute.alignment.aligned_maps (the exact k-NN graph, each layer's spectral start, the same epochs on
+  one flat array, compiled once).
 
 Per map: wall and CPU time, steadiness (mean Procrustes displacement between neighbouring layers; lower is
 steadier) and trustworthiness (k = 15, sklearn's definition, on a seeded 20k sample) averaged over the layers,
