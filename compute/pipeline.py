@@ -253,10 +253,10 @@ def submit_pieces(
 ) -> list:
     """Starts the single-threaded pieces of every layer (compute.parallel), those needed first first: on the CPU
     each layer's SAE (`item.sae_pending`), then the aligned word maps across the layers (returned, pending), each
-    layer's own maps (`item.maps`), and on the CPU each layer's SAE random-decoder baseline (`item.baseline`;
-    before the maps for a single layer), then, with `vocab` and several layers, each layer's word_analysis
-    (`item.analysis`). Computes each layer's k-NN graph here, once, for its maps, its
-    aligned maps and its stored neighbours."""
+    layer's own maps (`item.maps`), then, last layer first as analyse_layer takes them, on the CPU each layer's
+    SAE random-decoder baseline (`item.baseline`; before the maps for a single layer) and, with `vocab` and
+    several layers, its word_analysis (`item.analysis`). Computes each layer's k-NN graph here, once, for its
+    maps, its aligned maps and its stored neighbours."""
     p = cfg.projections
     items = sorted(inputs, key=lambda i: i.layer)
     for item in items:
@@ -264,20 +264,19 @@ def submit_pieces(
     submit = pieces.submit_for(max(len(i.X) for i in items))
     from compute import sae
 
-    def baselines():
+    def baseline(item):
         # On the word vectors, where the scores it is the baseline of are measured. Seeded, one thread: the same
         # weights in a worker. On a GPU it trains in analyse_layer.
         if cfg.sae is not None and cfg.sae.random_baseline and device == "cpu":
-            for item in items:
-                item.baseline = submit(sae.fit, item.X, cfg.sae, device, None, True)
+            item.baseline = submit(sae.fit, item.X, cfg.sae, device, None, True)
 
     if cfg.sae is not None and device == "cpu":
-        for item in items:  # first in the workers' queue: the token pass, the lineage and the features wait for them
+        for item in items[::-1]:  # first in the queue: the token pass, the lineage and the features wait for them
             X = item.train if item.train is not None else item.X
             item.sae_pending = submit(sae.fit, np.ascontiguousarray(X, np.float32), cfg.sae, device)
             item.train = None
     if len(items) == 1:  # a static run: its baseline is needed before its maps
-        baselines()
+        baseline(items[0])
     for item in items:  # while the workers train the SAEs
         item.knn = projections.word_knn(item.X, p)
     layers, vectors, knns = [i.layer for i in items], [i.X for i in items], [i.knn for i in items]
@@ -290,9 +289,10 @@ def submit_pieces(
         start = projections.map_start(item.X, *item.knn, p, dims) if dims else None  # shared by the dims' pieces
         item.maps = [submit(projections.word_maps, item.X, item.knn, p, (d,), start) for d in dims]
     if len(items) > 1:
-        baselines()
-        for item in items if vocab is not None else []:  # last: the run's process has the token pass meanwhile
-            item.analysis = submit(word_analysis, cfg, item.X, item.tokens, vocab.zipf, vocab.langs, vocab.words)
+        for item in items[::-1]:
+            baseline(item)
+            if vocab is not None:
+                item.analysis = submit(word_analysis, cfg, item.X, item.tokens, vocab.zipf, vocab.langs, vocab.words)
     return aligned
 
 
@@ -322,7 +322,7 @@ def _lineage(
     layers = [i.layer for i in items]
     from compute import sae
 
-    for item in items:
+    for item in items[::-1]:  # their decoder maps queued last layer first
         layer_sae(cfg, item, device, progress.child(f"L{item.layer}"), pieces)
     with progress.stage("lineage") as update, warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -412,7 +412,7 @@ def _contextual_inputs(cfg, catalog, device, force, progress, pieces, wordnet, s
     aligned = submit_pieces(cfg, inputs, pieces, device, vocab)
     if cfg.sae is not None and cfg.contexts is not None:
         # SAEs first, then one more pass over the corpus streams every token through every layer's SAE.
-        for item in inputs:
+        for item in sorted(inputs, key=lambda i: -i.layer):  # their decoder maps queued last layer first
             layer_sae(cfg, item, device, progress.child(f"L{item.layer}"), pieces)
         with progress.stage("contexts") as update:
             outs = contexts.token_pass(
