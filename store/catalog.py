@@ -46,6 +46,7 @@ class Catalog:
         self._stamp: dict[str, float] = {}
         self._rows: dict[str, dict] = {}
         self.errors: dict[str, str] = {}
+        self._table = None  # (the run files' stamps, the table of them)
 
     def _scan(self):
         d = runs_dir(self.root)
@@ -93,14 +94,15 @@ class Catalog:
         """One row per readable run, newest first."""
         self._scan()
         with self._lock:
-            rows = list(self._rows.values())
-        df = pd.DataFrame(rows)
-        if df.empty:
-            return df
-        # Runs of one family (one plan entry) sit together, in layer order.
-        return df.sort_values(["model", "family", "layer", "created"], ascending=[True, True, True, False]).reset_index(
-            drop=True
-        )
+            key = tuple(sorted(self._stamp.items()))
+            if self._table is None or self._table[0] != key:  # built again only when a run file changed
+                df = pd.DataFrame(list(self._rows.values()))
+                if not df.empty:  # runs of one family (one plan entry) sit together, in layer order
+                    df = df.sort_values(
+                        ["model", "family", "layer", "created"], ascending=[True, True, True, False]
+                    ).reset_index(drop=True)
+                self._table = (key, df)
+            return self._table[1].copy()
 
     def run_ids(self) -> list[str]:
         t = self.table()

@@ -142,6 +142,11 @@ def test_catalog_sees_runs_that_land_later(tmp_path):
     assert cat.find_hash("hash2") == "second"
     os.remove(run_path(tmp_path, "first"))
     assert cat.run_ids() == ["second"]
+    table = cat.table()  # the dashboard's copy: changing it leaves the catalog's table as it was
+    table.loc[0, "run_id"] = "changed"
+    assert cat.run_ids() == ["second"]
+    write_run(tmp_path, "second", n=60, seed=3)  # rewritten in place: its row is read again
+    assert cat.table().loc[0, "n_words"] == 60
 
 
 def _child_reads(run, q):
