@@ -32,6 +32,9 @@ from store.settings import settings
 log = logging.getLogger("lexiscope.compute")
 
 
+# The stage of analyse_layer that waits for (or computes) a layer's word_analysis.
+WORD_STAGE = "geometry, enhancement, word similarity"
+
 # What a contextual run's SAE trains on when the plan leaves `sae.train_on` unset (benchmarks/contexts.py).
 DEFAULT_TRAIN_ON = "tokens"
 
@@ -480,7 +483,7 @@ def analyse_layer(
     X = np.ascontiguousarray(item.X, dtype=np.float32)
     out = {**vocab.output(), EMBEDDINGS: X, **item.extra}
     sim_words, sim_X = (full_words, full_X) if full_words is not None else (vocab.words, X)
-    with progress.stage("geometry, enhancement, word similarity") as update:
+    with progress.stage(WORD_STAGE) as update:
         if item.analysis is not None:
             out.update(parallel.result(item.analysis, lambda: update(0.0)))
         else:

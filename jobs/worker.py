@@ -46,9 +46,7 @@ class GPUOutOfMemory(RuntimeError):
 # layers (start, width), then each layer's stages in the order the pipeline runs them.
 _SETUP_STAGES = {"load model": (0.0, 0.05), "vocabulary": (0.05, 0.05), "extract": (0.1, 0.2)}
 _LAYER_STAGES = {
-    "geometry": 0.05,
-    "enhancement": 0.15,
-    "word similarity": 0.1,
+    pipeline.WORD_STAGE: 0.3,
     "projections": 0.3,
     "sae": 0.3,
     "features": 0.05,

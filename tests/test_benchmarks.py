@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from compute import pipeline
+
 REPO = Path(__file__).resolve().parents[1]
 # The harness check runs these in quick mode (their figures are cross-checked below); every other registered
 # benchmark is checked to import and to take `quick`, so the suite stays short.
@@ -102,7 +104,7 @@ def test_ratios_follow_from_the_figures(quick_run):
     assert e2e["n_rows"] >= e2e["n_requested"] * 0.9
     assert e2e["peak_rss_gib"] > 0 and e2e["store_mib"] > 0
     assert sum(e2e["stages"].values()) <= e2e["total_s"] * 1.05 + 1
-    assert {"geometry", "projections", "sae", "write"} <= set(e2e["stages"])
+    assert {pipeline.WORD_STAGE, "projections", "sae", "write"} <= set(e2e["stages"])
 
     sc = res["benchmarks"]["scaling"]["figures"]
     assert len(sc["n_rows"]) == 2 and sc["n_rows"][-1] == e2e["n_rows"]
