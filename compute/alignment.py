@@ -181,6 +181,25 @@ def aligned_maps(
 # bit for bit (tests/test_alignment.py), 4.2x faster, since every typed-list access in its inner loop cost more
 # than the arithmetic around it. (umap-learn's is also compiled afresh on every call, ~20 s per map and worker.)
 @numba.njit(fastmath=True, cache=True)
+def _pulled(grad, value, emb, off, relations, weights, m, row, d, lambda_):
+    """`grad` less the pull of coordinate d of row `row` of layer m (at `value`) towards the same word in the
+    layers within the window below it: umap-learn's regularisation term, in its order."""
+    n_embeddings = off.shape[0] - 1
+    window_size = (relations.shape[1] - 1) // 2
+    for offset in range(-window_size, window_size):
+        neighbor_m = m + offset
+        if n_embeddings > neighbor_m >= 0 != offset:
+            identified_index = relations[m, offset + window_size, row]
+            if identified_index >= 0:
+                grad -= clip(
+                    (lambda_ * np.exp(-(np.abs(offset) - 1)))
+                    * weights[m, offset + window_size, row]
+                    * (value - emb[off[neighbor_m] + identified_index, d])
+                )
+    return grad
+
+
+@numba.njit(fastmath=True, cache=True)
 def _aligned_epoch(
     emb,
     off,
@@ -203,7 +222,6 @@ def _aligned_epoch(
     n,
 ):
     n_embeddings = heads.shape[0]
-    window_size = (relations.shape[1] - 1) // 2
     max_n_edges = 0
     for m in range(n_embeddings):
         if n_edges[m] >= max_n_edges:
@@ -227,28 +245,10 @@ def _aligned_epoch(
                     grad_coeff = 0.0
                 for d in range(dim):
                     grad_d = clip(grad_coeff * (current[d] - other[d]))
-                    for offset in range(-window_size, window_size):
-                        neighbor_m = m + offset
-                        if n_embeddings > neighbor_m >= 0 != offset:
-                            identified_index = relations[m, offset + window_size, j]
-                            if identified_index >= 0:
-                                grad_d -= clip(
-                                    (lambda_ * np.exp(-(np.abs(offset) - 1)))
-                                    * weights[m, offset + window_size, j]
-                                    * (current[d] - emb[off[neighbor_m] + identified_index, d])
-                                )
+                    grad_d = _pulled(grad_d, current[d], emb, off, relations, weights, m, j, d, lambda_)
                     current[d] += clip(grad_d) * alpha
                     other_grad_d = clip(grad_coeff * (other[d] - current[d]))
-                    for offset in range(-window_size, window_size):
-                        neighbor_m = m + offset
-                        if n_embeddings > neighbor_m >= 0 != offset:
-                            identified_index = relations[m, offset + window_size, k]
-                            if identified_index >= 0:
-                                other_grad_d -= clip(
-                                    (lambda_ * np.exp(-(np.abs(offset) - 1)))
-                                    * weights[m, offset + window_size, k]
-                                    * (other[d] - emb[off[neighbor_m] + identified_index, d])
-                                )
+                    other_grad_d = _pulled(other_grad_d, other[d], emb, off, relations, weights, m, k, d, lambda_)
                     other[d] += clip(other_grad_d) * alpha
                 next_s[m, i] += eps[m, i]
                 if per_neg[m, i] > 0:
@@ -272,16 +272,7 @@ def _aligned_epoch(
                             grad_d = clip(grad_coeff * (current[d] - other[d]))
                         else:
                             grad_d = 0.0
-                        for offset in range(-window_size, window_size):
-                            neighbor_m = m + offset
-                            if n_embeddings > neighbor_m >= 0 != offset:
-                                identified_index = relations[m, offset + window_size, j]
-                                if identified_index >= 0:
-                                    grad_d -= clip(
-                                        (lambda_ * np.exp(-(np.abs(offset) - 1)))
-                                        * weights[m, offset + window_size, j]
-                                        * (current[d] - emb[off[neighbor_m] + identified_index, d])
-                                    )
+                        grad_d = _pulled(grad_d, current[d], emb, off, relations, weights, m, j, d, lambda_)
                         current[d] += clip(grad_d) * alpha
                 next_neg[m, i] += n_neg_samples * per_neg[m, i]
 
