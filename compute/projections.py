@@ -50,7 +50,10 @@ def cache_compiled_umap() -> int:
     for name in COMPILED_MODULES:
         for obj in vars(importlib.import_module(name)).values():
             if isinstance(obj, Dispatcher) and not obj.signatures:
-                obj.enable_caching()
+                try:
+                    obj.enable_caching()
+                except RuntimeError:  # no writable cache folder (numba says so here): compile as before
+                    continue
                 n += 1
     return n
 
