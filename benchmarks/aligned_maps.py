@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import save_results
+
 
 def _layers(store: Path, family_prefix: str = "minilm-l6"):
     from store import Run
@@ -128,10 +130,9 @@ def main():
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     res = run(args.store, tuple(args.dims), args.words, tuple(args.fewer_epochs), args.only_after)
-    text = json.dumps(res, indent=1)
     if args.out:
-        args.out.write_text(text)
-    print(text)
+        save_results(args.out, res)
+    print(json.dumps(res, indent=1))
 
 
 if __name__ == "__main__":

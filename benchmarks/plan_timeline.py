@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.common import save_results
+
 _LOG = "BENCH_TIMELINE_LOG"  # the JSON-lines file the workers append their pieces to
 
 
@@ -92,7 +94,7 @@ def main():
         print(f"{r['start_s']:7.1f} {r['end_s']:7.1f}  cpu {r['cpu_s']:6.1f}  {r['where']:<14} {r['what']}")
     print(json.dumps(res["cpu_s"]), "total", res["cpu_total_s"], "wall", res["wall_s"])
     if args.out:
-        args.out.write_text(json.dumps(res, indent=1))
+        save_results(args.out, res)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.common import save_results
+
 
 def _one(run_name: str, words: int | None, out: Path):
     from compute.config import load_plan
@@ -79,10 +81,9 @@ def main():
         _one(args.run, args.words, args.worker)
         return
     res = run(args.run, args.words, args.repeats)
-    text = json.dumps(res, indent=1)
     if args.out:
-        args.out.write_text(text)
-    print(text)
+        save_results(args.out, res)
+    print(json.dumps(res, indent=1))
 
 
 if __name__ == "__main__":

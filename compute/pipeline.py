@@ -313,9 +313,13 @@ def layer_sae(cfg: RunConfig, item: LayerInput, device, progress: Progress, piec
                 item.sae_model = sae.fit(np.ascontiguousarray(X, np.float32), cfg.sae, device=device, progress=update)
         item.train = None
     if item.feature_map is None:
-        W_dec = item.sae_model.W_dec.detach().cpu().numpy().astype(np.float32)
-        item.feature_map = pieces.submit_for(len(item.X))(features.feature_map, W_dec, cfg.sae.seed)
+        item.feature_map = pieces.submit_for(len(item.X))(features.feature_map, _decoder(item.sae_model), cfg.sae.seed)
     return item.sae_model
+
+
+def _decoder(model) -> np.ndarray:
+    """An SAE's decoder directions as a (d_sae, d) float32 array."""
+    return model.W_dec.detach().cpu().numpy().astype(np.float32)
 
 
 def _lineage(
@@ -329,7 +333,7 @@ def _lineage(
         layer_sae(cfg, item, device, progress.child(f"L{item.layer}"), pieces)
     with progress.stage("lineage") as update, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        decoders = [i.sae_model.W_dec.detach().cpu().numpy().astype(np.float32) for i in items]
+        decoders = [_decoder(i.sae_model) for i in items]
         acts = [sae.encode_numpy(i.sae_model, np.ascontiguousarray(i.X, np.float32)) for i in items]
         for layer, o in layer_stack.feature_lineage(cfg, layers, decoders, acts, update).items():
             out[layer].update(o)
@@ -488,6 +492,7 @@ def analyse_layer(
             out.update(parallel.result(item.analysis, lambda: update(0.0)))
         else:
             out.update(word_analysis(cfg, X, item.tokens, vocab.zipf, vocab.langs, sim_words, sim_X, update))
+    labs = _labels(labs, progress)
     decoder = None
     if cfg.sae is not None:
         from compute import features, sae
@@ -500,7 +505,6 @@ def analyse_layer(
                     baseline = parallel.result(item.baseline, lambda: update(0.0))
                 else:
                     baseline = sae.fit(X, cfg.sae, device=device, progress=update, freeze_decoder=True)
-        labs = _labels(labs, progress)
         with progress.stage("features") as update:
             out.update(
                 features.sae_output(
@@ -521,7 +525,7 @@ def analyse_layer(
             if next_decoder is not None:
                 match, cos = features.match_features(decoder, next_decoder)
                 out[SAE.next_layer_match], out[SAE.next_layer_cos] = match, cos
-    out.update(labels.labels_output(_labels(labs, progress)))
+    out.update(labels.labels_output(labs))
     with progress.stage("projections") as update:  # the maps submit_pieces started
         out.update(projections.neighbors_output(*item.knn, cfg.projections.neighbors))
         for pending in item.maps:
