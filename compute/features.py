@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from compute import concepts, interpretability
+from compute import concepts, interpretability, parallel
 from compute.labels import Labels
 from compute.linalg import unit_rows
 from compute.sae import SAE, encode_numpy
@@ -150,12 +150,12 @@ def sae_output(
     seed: int = 0,
     progress=None,
     baseline: SAE | None = None,
-    feature_map=None,
+    pending_map=None,
 ) -> dict:
     """The `/sae` OUTPUT dict of a run (paths relative to the run root); see docs/store.md "SAE". `labs`: the
     run's labels (compute/labels.py); `baseline`: the frozen-random-decoder SAE of the same config, scored
-    beside it (QVEC, intrusion, FVU) when given; `feature_map`: the decoder map as a pending piece
-    (compute.parallel), when one was started."""
+    beside it (QVEC, intrusion, FVU) when given; `pending_map`: the decoder map (feature_map) as a pending
+    piece (compute.parallel), when one was started; waiting for it keeps calling `progress`."""
     step = progress or (lambda stage, frac: None)
     X = np.asarray(X, dtype=np.float32)
     if len(words) != X.shape[0]:
@@ -178,7 +178,10 @@ def sae_output(
     report = interpretability.basis_report(acts, X, labs.weights, labs.names, seed, base_acts)
     step("features", 0.7)
     W_dec = sae.W_dec.detach().numpy().astype(np.float32)
-    fmap = feature_map.get() if feature_map is not None else globals()["feature_map"](W_dec, seed)
+    if pending_map is not None:
+        fmap = parallel.result(pending_map, lambda: step("features", 0.7))
+    else:
+        fmap = feature_map(W_dec, seed)
     step("features", 1.0)
 
     attrs = dict(

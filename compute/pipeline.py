@@ -516,7 +516,8 @@ def analyse_layer(
                     model.history,
                     seed=cfg.sae.seed,
                     baseline=baseline,
-                    feature_map=item.feature_map,
+                    progress=update,
+                    pending_map=item.feature_map,
                 )
             )
             out.update(features.sae_similarity_output(model, sim_words, sim_X))
