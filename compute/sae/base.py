@@ -87,13 +87,6 @@ class SAE(nn.Module):
     def pre_acts(self, xn_BD: torch.Tensor) -> torch.Tensor:
         return torch.relu((xn_BD - self.b_dec) @ self.W_enc + self.b_enc)
 
-    def pre_acts_at(self, x_DN: torch.Tensor, feat_N: torch.Tensor) -> torch.Tensor:
-        """Differentiable pre-activations of chosen (row, feature) pairs only, given the pairs' centred rows as
-        columns x_DN: N*D work, and the backward pass touches only those encoder columns (Gao et al. 2024 §5
-        use sparse kernels likewise)."""
-        W_DN = self.W_enc.index_select(1, feat_N)
-        return ((x_DN * W_DN).sum(0) + self.b_enc[feat_N]).relu()
-
     def encode_norm(self, xn_BD: torch.Tensor) -> torch.Tensor:
         """Dense activations (B, F) of normalised rows."""
         raise NotImplementedError

@@ -21,6 +21,7 @@ import math
 from typing import ClassVar
 
 import torch
+from torch import nn
 
 from compute.sae.base import SAE
 from compute.sae.topk import TopKSAE
@@ -53,8 +54,9 @@ class BatchTopKSAE(TopKSAE):
 
     encode_csr = SAE.encode_csr  # from the dense codes: rows have no fixed count of features
 
-    def selection_pre_acts(self, xc_BD: torch.Tensor) -> torch.Tensor:
-        return super().selection_pre_acts(self.encoder_input(xc_BD)[0])
+    def selection_pre_acts(self, xn_BD: torch.Tensor) -> torch.Tensor:
+        # the row norms depend on b_dec: the centred rows are the input
+        return torch.addmm(self.b_enc, self.encoder_input(xn_BD - self.b_dec)[0], self.W_enc).relu()
 
     def select(self, pre_BF: torch.Tensor) -> torch.Tensor:
         """Flat indices of the k*B largest entries of pre_BF. Exact; a top-k over the entries above a bound
@@ -69,13 +71,15 @@ class BatchTopKSAE(TopKSAE):
 
     def sparse_forward(self, xc_BD: torch.Tensor, pre_BF: torch.Tensor):
         B, F = pre_BF.shape
-        flat_N = self.select(pre_BF)
+        with torch.no_grad():
+            flat_N = self.select(pre_BF).sort().values  # sorted: each row's features in one run, for the bags
         row_N, feat_N = flat_N // F, flat_N % F
-        uc_BD, r_B1 = self.encoder_input(xc_BD)
-        vals_N = self.pre_acts_at(uc_BD.t().index_select(1, row_N), feat_N)
-        codes_N = vals_N * r_B1[row_N, 0]
-        # Gathered decoder rows, summed per row: N*D work as in TopK's decode_sparse.
-        x_hat_BD = torch.zeros_like(xc_BD).index_add(0, row_N, codes_N.unsqueeze(1) * self.W_dec[feat_N])
+        vals_N = pre_BF.flatten()[flat_N]
+        codes_N = vals_N * self.encoder_input(xc_BD)[1][row_N, 0]
+        # Each row's bag of decoder rows, weighted and summed: N*D work as in TopK's decode_sparse.
+        counts_B = torch.bincount(row_N, minlength=B)
+        offsets_B = counts_B.cumsum(0) - counts_B
+        x_hat_BD = nn.functional.embedding_bag(feat_N, self.W_dec, offsets_B, mode="sum", per_sample_weights=codes_N)
         x_hat_BD = x_hat_BD + self.b_dec
         with torch.no_grad():
             active_N = vals_N > 0

@@ -17,6 +17,7 @@ from compute.sae.base import HISTORY_COLUMNS, SAE, StepContext
 MAX_EPOCHS = 150
 COMPUTE_BUDGET = 2e11  # encoder multiply-adds per run when steps/epochs are not set
 DECAY_FRAC = 0.2
+FUSED_ADAM = ("cpu", "cuda")  # the devices torch has a fused Adam for
 
 
 def default_steps(n: int, d: int, d_sae: int, cfg) -> int:
@@ -90,7 +91,13 @@ def _fit(sae_cls: type[SAE], X: np.ndarray, cfg, device: str, progress, freeze_d
 
     steps = default_steps(n, d, d_sae, cfg)
     batch = min(cfg.batch_size, n)
-    opt = torch.optim.Adam([p for p in sae.parameters() if p.requires_grad], lr=cfg.lr, betas=(0.9, 0.999))
+    # fused: one kernel over all parameters, 3.5x faster steps of the optimiser on the CPU (benchmarks/sae_step.py)
+    opt = torch.optim.Adam(
+        [p for p in sae.parameters() if p.requires_grad],
+        lr=cfg.lr,
+        betas=(0.9, 0.999),
+        fused=torch.device(device).type in FUSED_ADAM,
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, steps))
     since_fired_F = torch.zeros(d_sae, dtype=torch.long, device=device)
 
