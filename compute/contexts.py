@@ -1,7 +1,8 @@
 """Features in context: every corpus token streamed through each layer's SAE, batch by batch.
 
-One forward pass per batch gives every layer's hidden states; each layer's SAE encodes that batch's tokens and
-the batch is dropped, so at most one batch of hidden states per layer is held. Kept per feature: its top
+One forward pass per batch gives every layer's hidden states (or they are read from those the extraction kept,
+when they fit its budget: compute/contextual.py, STATES_BUDGET); each layer's SAE encodes that batch's tokens and
+the batch is dropped, so at most one batch of hidden states per layer is added. Kept per feature: its top
 contexts (a running top-k), a uniform sample of the tokens it fires on (bottom-k of a hash priority, so the
 sample does not depend on batch order) cut into activation intervals as sae_vis does, its token density, and
 the token-level FVU / L0 / dead share. Kept per word type: up to `per_word` of its corpus occurrences (chosen
@@ -192,8 +193,10 @@ def token_pass(
     seed: int = 0,
     progress=None,
     on_batch=None,
+    states: dict | None = None,
 ) -> dict[int, dict]:
     """{layer: `/contexts` output} for every layer in `saes` ({layer: SAE}); `cfg` is a ContextsConfig.
+    `states`: the hidden states the extraction kept (`Extraction.states`), read instead of a second forward pass.
     `on_batch(layer, n_rows)` is told the rows of each batch of hidden states a layer holds (for tests)."""
     layers = sorted(saes)
     key = word_normalizer(tokenizer)
@@ -202,6 +205,8 @@ def token_pass(
     max_length = _max_length(tokenizer, model)
     tokens = _tokenize(tokenizer, sentences, max_length)
     lengths, sent_start = np.diff(tokens.start), tokens.start
+    if states is not None and any(len(states[layer]) != len(tokens.ids) for layer in layers):
+        raise ValueError("token_pass: the kept hidden states are not of this corpus's tokens")
     occ, tok_occ = _occurrences(tokens, sentences, key, type_of)
     chosen = _choose_contexts(occ, cfg.per_word, seed)
     slot_of = np.full(len(occ), -1, np.int64)
@@ -211,10 +216,10 @@ def token_pass(
     ctx_act = {layer: np.zeros((len(chosen), J), np.float32) for layer in layers}
 
     d = model.config.hidden_size
-    states = {}
+    running = {}
     for layer in layers:
         F = saes[layer].d_sae
-        states[layer] = _LayerState(
+        running[layer] = _LayerState(
             RunningTop(F, cfg.top_k), RunningTop(F, cfg.sample_size), np.zeros(F, np.int64), sum_x=np.zeros(d)
         )
         saes[layer].to(device).eval()
@@ -224,8 +229,11 @@ def token_pass(
     total = max(1, int(lengths.sum()))
     with torch.inference_mode():
         for idx in _batches(lengths, batch_size):
-            inputs, T = _pad([tokens.ids[tokens.of(i)] for i in idx], pad_id, with_types, device)
-            h_LND = _forward(model, inputs, layers, device).reshape(len(layers), len(idx) * T, d)
+            if states is None:
+                inputs, T = _pad([tokens.ids[tokens.of(i)] for i in idx], pad_id, with_types, device)
+                h_LND = _forward(model, inputs, layers, device).reshape(len(layers), len(idx) * T, d)
+            else:
+                h_LND, T = _kept(states, layers, tokens, idx, device)
             rows, gids, occ_rows = [], [], []
             for r, i in enumerate(idx):
                 special = tokens.special[tokens.of(i)]
@@ -243,7 +251,7 @@ def token_pass(
                 x_ND = h_LND[li].index_select(0, rows_t)
                 if on_batch is not None:
                     on_batch(layer, int(h_LND.shape[1]))
-                _encode_batch(saes[layer], x_ND, gid, states[layer], seed)
+                _encode_batch(saes[layer], x_ND, gid, running[layer], seed)
                 del x_ND  # a loop variable would keep the batch's last layer alive through the next forward pass
                 if len(occ_rt):
                     _encode_contexts(saes[layer], h_LND[li], occ_rt, slot_of, ctx_feat[layer], ctx_act[layer], J)
@@ -275,7 +283,7 @@ def token_pass(
 
     outputs = {}
     for layer in layers:
-        st = states[layer]
+        st = running[layer]
         top_s, top_t, top_span = locate(st.top.id)
         q_ids, q_act = _quantile_groups(st.sample, st.top)
         q_s, q_t, q_span = locate(q_ids)
@@ -311,16 +319,27 @@ def token_pass(
     return outputs
 
 
+def _kept(states: dict, layers, tokens: _Tokens, idx, device) -> tuple[torch.Tensor, int]:
+    """The kept hidden states of a batch of sentences, laid out as _forward's (len(layers), B * T, d), padded with
+    zeros (padding rows are never read)."""
+    T = int(max(tokens.start[i + 1] - tokens.start[i] for i in idx))
+    d = states[layers[0]].shape[1]
+    h = np.zeros((len(layers), len(idx) * T, d), np.float32)
+    for r, i in enumerate(idx):
+        a, b = tokens.start[i], tokens.start[i + 1]
+        for li, layer in enumerate(layers):
+            h[li, r * T : r * T + b - a] = states[layer][a:b]
+    return torch.from_numpy(h).to(device), T
+
+
 def _encode_batch(sae, x_ND: torch.Tensor, gid: np.ndarray, st: _LayerState, seed: int) -> None:
     """One layer's tokens of one batch: update the running tops, sample, density and reconstruction sums."""
-    acts_NF = sae.encode(x_ND)
-    err = (sae.decode(acts_NF) - x_ND).pow(2).sum()
-    st.err += float(err)
+    n_idx, f_idx, val, x_hat_ND = sae.active_codes(x_ND)
+    st.err += float((x_hat_ND - x_ND).pow(2).sum())
     x64 = x_ND.double()
     st.sum_x += x64.sum(0).cpu().numpy()
     st.sum_sq += float(x64.pow(2).sum())
-    n_idx, f_idx = torch.nonzero(acts_NF > 0, as_tuple=True)
-    val = acts_NF[n_idx, f_idx].float().cpu().numpy()
+    val = val.float().cpu().numpy()
     n_idx, f_idx = n_idx.cpu().numpy(), f_idx.cpu().numpy()
     st.nnz += len(val)
     st.fired += np.bincount(f_idx, minlength=len(st.fired))

@@ -197,6 +197,14 @@ class Extraction:
     token_text: np.ndarray  # (m,) str, the tokenizer's piece ("##fire")
     token_positions: np.ndarray  # (m, 2) int32: (sentence index, token index incl. special tokens)
     stats: dict = field(default_factory=dict)
+    # {layer: (n_tokens, d) float32}: every corpus token's hidden state, sentence after sentence (special tokens
+    # included), when extract(keep_states=True) and they fit STATES_BUDGET; the token pass then reads them
+    states: dict[int, np.ndarray] | None = None
+
+
+# The most memory the kept hidden states may take (the default plan's MiniLM corpus: 2.9 GB); a bigger
+# corpus gets a second forward pass in the token pass instead.
+STATES_BUDGET = 4 * 2**30
 
 
 def word_normalizer(tokenizer):
@@ -357,8 +365,10 @@ def extract(
     batch_size: int = 64,
     device: str = "cpu",
     progress=None,
+    keep_states: bool = False,
 ) -> Extraction:
-    """Word-type vectors for `words` and a token sample, at every layer in `layers` (None = all)."""
+    """Word-type vectors for `words` and a token sample, at every layer in `layers` (None = all); with
+    `keep_states`, every token's hidden states too when they fit STATES_BUDGET (`Extraction.states`)."""
     n_layers = int(model.config.num_hidden_layers) + 1
     layers = _resolve_layers(layers, n_layers)
     for w in words:
@@ -404,6 +414,10 @@ def extract(
     pad_id = tokenizer.pad_token_id or 0
     batches = _batches(lengths, batch_size)
     n_tokens = int(lengths.sum())
+    sent_start = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    states = None
+    if keep_states and L * n_tokens * d * 4 <= STATES_BUDGET:
+        states = np.empty((L, n_tokens, d), np.float32)
     # Words absent from the corpus are known before the pass (alignment is precomputed).
     missing = np.flatnonzero(occ_count == 0)
     iso_enc = (
@@ -422,6 +436,10 @@ def extract(
         for idx in batches:
             inputs, T = _pad([enc["input_ids"][i] for i in idx], pad_id, with_types, device)
             h = _forward(model, inputs, layers, device).reshape(L, len(idx) * T, d)
+            if states is not None:
+                h_cpu = h.cpu().numpy()
+                for r, i in enumerate(idx):
+                    states[:, sent_start[i] : sent_start[i + 1]] = h_cpu[:, r * T : r * T + lengths[i]]
             # Word occurrences: weighted scatter-add of the batch's matched tokens into their types.
             flat_i, flat_t, flat_w = [], [], []
             for r, i in enumerate(idx):
@@ -467,4 +485,5 @@ def extract(
             n_isolated_types=int(len(missing)),
             truncated=int((lengths >= max_length).sum()),
         ),
+        states=None if states is None else dict(zip(layers, states)),
     )

@@ -393,7 +393,9 @@ def _contextual_inputs(cfg, catalog, device, force, progress, pieces, wordnet, s
             batch_size=cfg.batch_size,
             device=device,
             progress=update,
+            keep_states=cfg.sae is not None and cfg.contexts is not None,  # for the token pass
         )
+    states, ext.states = ext.states, None
     sts_out = {}
     if cfg.sts is not None:
         with progress.stage("sts") as update:
@@ -433,7 +435,9 @@ def _contextual_inputs(cfg, catalog, device, force, progress, pieces, wordnet, s
                 device=device,
                 seed=cfg.sae.seed,
                 progress=update,
+                states=states,
             )
+        del states
         for item in inputs:
             outs[item.layer][CONTEXTS.path]["corpus"] = corpus_key
             item.extra.update(outs[item.layer])

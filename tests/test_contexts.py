@@ -172,6 +172,41 @@ def test_token_pass_holds_one_batch_of_hidden_states(monkeypatch, minilm_corpus,
     assert max(batch_rows) <= 8 * 128
 
 
+def test_kept_hidden_states_give_the_second_forward_pass_outputs(monkeypatch, minilm_corpus, direct_model):
+    # the extraction keeps every token's states for the token pass, which then gives what its own forward
+    # pass gives, bit for bit; above the budget nothing is kept
+    from compute import sae as sae_pkg
+
+    sentences, _ = minilm_corpus
+    sentences = sentences[:48]
+    tok, model = direct_model
+    rng = np.random.default_rng(1)
+    saes = {
+        layer: sae_pkg.fit(
+            rng.standard_normal((300, 384)).astype(np.float32),
+            parse_run({"model": "x", "sae": {"d_sae": 32, "k": 3, "steps": 5}}).sae,
+        )
+        for layer in (1, 4)
+    }
+    ext = contextual.extract(tok, model, sentences, ["the", "bank"], [1, 4], batch_size=8, keep_states=True)
+    n_tokens = sum(len(x) for x in tok(sentences, truncation=True, max_length=512)["input_ids"])
+    assert {k: v.shape for k, v in ext.states.items()} == {1: (n_tokens, 384), 4: (n_tokens, 384)}
+    words, cfg = ["the", "bank", "of"], ContextsConfig()
+    direct = contexts.token_pass(tok, model, sentences, words, saes, cfg, batch_size=8)
+    kept = contexts.token_pass(tok, model, sentences, words, saes, cfg, batch_size=8, states=ext.states)
+    for layer in saes:
+        assert direct[layer].keys() == kept[layer].keys()
+        for key, value in direct[layer].items():
+            if isinstance(value, dict):
+                assert value == kept[layer][key]
+            else:
+                np.testing.assert_array_equal(value, kept[layer][key], err_msg=f"L{layer} {key}")
+    with pytest.raises(ValueError, match="not of this corpus"):
+        contexts.token_pass(tok, model, sentences[:40], words, saes, cfg, batch_size=8, states=ext.states)
+    monkeypatch.setattr(contextual, "STATES_BUDGET", 2 * 384 * 4 * n_tokens - 1)
+    assert contextual.extract(tok, model, sentences, ["the"], [1, 4], batch_size=8, keep_states=True).states is None
+
+
 def test_two_planted_senses_split_by_dominant_feature(direct_model):
     """'bank' by a river and 'bank' with money: an SAE whose two features are the two senses' directions
     (found here, from a direct forward pass) puts each context's dominant feature on its own sense."""

@@ -382,6 +382,24 @@ def test_store_round_trip_of_every_architecture(arch, tmp_path):
     assert (encode_numpy(back, X) != encode_numpy(sae, X)).nnz == 0
 
 
+@pytest.mark.parametrize("arch", SAE_ARCHS)
+def test_active_codes_are_the_dense_codes_pairs_and_reconstruction(arch):
+    # what the token pass streams every token through: against the dense encode, nonzero and decode
+    X, _ = _planted(n=600, d=8, atoms=8, k=2, seed=5)
+    cfg = dict(zip(SAE_ARCHS, SAE_CONFIGS))[arch](d_sae=16, steps=40, batch_size=128, seed=1)
+    sae = fit(X, cfg)
+    x = torch.from_numpy(X)
+    with torch.no_grad():
+        row, feat, val, x_hat = sae.active_codes(x)
+        dense = sae.encode(x).numpy()
+        recon = sae.decode(sae.encode(x)).numpy()
+    got = np.zeros_like(dense)
+    got[row.numpy(), feat.numpy()] = val.numpy()
+    np.testing.assert_array_equal(got, dense)  # the same activations, bit for bit, and no pair twice or missing
+    assert len(row) == int((dense > 0).sum()) and (np.diff(row.numpy()) >= 0).all()
+    np.testing.assert_allclose(x_hat.numpy(), recon, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_stored_glove_run_loads_back_through_the_round_trip(glove_run):
     # the SAE loaded from the store reproduces the activations the pipeline stored, bit for bit

@@ -105,6 +105,13 @@ class SAE(nn.Module):
     def forward(self, x_BD: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x_BD))
 
+    def active_codes(self, x_BD: torch.Tensor):
+        """Raw rows -> (row_N, feat_N, val_N, x_hat_BD): their active (row, feature) pairs in row order,
+        the pairs' activations and the rows' reconstructions."""
+        acts_BF = self.encode(x_BD)
+        row_N, feat_N = torch.nonzero(acts_BF > 0, as_tuple=True)
+        return row_N, feat_N, acts_BF[row_N, feat_N], self.decode(acts_BF)
+
     # --- the round trip through the store ---
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Everything `from_arrays` needs besides the config: float32 arrays named as in ARRAYS (scalars as

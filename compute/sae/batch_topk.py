@@ -53,6 +53,7 @@ class BatchTopKSAE(TopKSAE):
         return pre_BF * (pre_BF > self.threshold) * r_B1
 
     encode_csr = SAE.encode_csr  # from the dense codes: rows have no fixed count of features
+    active_codes = SAE.active_codes
 
     def selection_pre_acts(self, xn_BD: torch.Tensor) -> torch.Tensor:
         # the row norms depend on b_dec: the centred rows are the input

@@ -34,6 +34,16 @@ class TopKSAE(SAE):
         B, K = vals.shape
         return sp.csr_matrix((vals.ravel(), idx.ravel(), np.arange(0, B * K + 1, K)), shape=(B, self.d_sae))
 
+    def active_codes(self, x_BD: torch.Tensor):
+        """As SAE.active_codes, from the k pairs per row: no dense (B, F) codes, nonzero or decode. The ReLU after
+        the top-k (B*K values), as in training; the same activations as `encode`, bit for bit."""
+        pre_BF = (self.normalise(x_BD) - self.b_dec) @ self.W_enc + self.b_enc
+        vals_BK, idx_BK = pre_BF.topk(self.cfg.k, dim=-1, sorted=False)
+        vals_BK = vals_BK.relu_()
+        x_hat_BD = self.denormalise(self.decode_sparse(vals_BK, idx_BK))
+        row_N, k_N = torch.nonzero(vals_BK > 0, as_tuple=True)
+        return row_N, idx_BK[row_N, k_N], vals_BK[row_N, k_N], x_hat_BD
+
     def decode_sparse(self, vals_BK: torch.Tensor, idx_BK: torch.Tensor) -> torch.Tensor:
         """Sum the K decoder rows of each row, weighted (B*K*D work, not B*F*D as a dense decode would).
         embedding_bag does the gather and the sum in one kernel, forward and backward: on the CPU a
