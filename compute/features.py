@@ -129,6 +129,9 @@ def feature_map(W_dec: np.ndarray, seed: int = 0) -> np.ndarray:
     """2-D UMAP of the decoder directions (cosine metric, seeded)."""
     import umap
 
+    from compute.projections import cache_compiled_umap
+
+    cache_compiled_umap()  # a worker that drew no word map before loads umap's compiled functions
     F = len(W_dec)
     if F < 4:
         return np.zeros((F, 2), dtype=np.float32)
