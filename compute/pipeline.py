@@ -48,7 +48,7 @@ class LayerInput:
     train: np.ndarray | None = None  # (t, d) token vectors the SAE trains on (sae.train_on: tokens)
     sae_model: object | None = None  # the layer's SAE when it was trained before the token pass
     knn: tuple | None = None  # the word vectors' cosine k-NN graph (compute.projections.word_knn)
-    baseline: object | None = None  # pending piece: the SAE's random-decoder baseline (submit_pieces)
+    baseline: object | None = None  # pending piece: the SAE's random-decoder baseline (_submit_baseline)
     sae_pending: object | None = None  # pending piece: the layer's SAE, trained by a worker
     feature_map: object | None = None  # pending piece: the 2-D map of the SAE's decoder directions
     analysis: object | None = None  # pending piece: the layer's word_analysis (several layers only)
@@ -251,15 +251,12 @@ def across_layers(
     return out
 
 
-def submit_pieces(
-    cfg: RunConfig, inputs: list[LayerInput], pieces: parallel.Pieces, device: str = "cpu", vocab=None
-) -> list:
+def submit_pieces(cfg: RunConfig, inputs: list[LayerInput], pieces: parallel.Pieces, device: str = "cpu") -> list:
     """Starts the single-threaded pieces of every layer (compute.parallel), those needed first first: on the CPU
     each layer's SAE (`item.sae_pending`), then the aligned word maps across the layers (returned, pending), each
-    layer's own maps (`item.maps`), then, last layer first as analyse_layer takes them, on the CPU each layer's
-    SAE random-decoder baseline (`item.baseline`; before the maps for a single layer) and, with `vocab` and
-    several layers, its word_analysis (`item.analysis`). Computes each layer's k-NN graph here, once, for its
-    maps, its aligned maps and its stored neighbours."""
+    layer's own maps (`item.maps`) and, for a single layer, its SAE random-decoder baseline before them (see
+    submit_analyses for several layers). Computes each layer's k-NN graph here, once, for its maps, its aligned
+    maps and its stored neighbours."""
     p = cfg.projections
     items = sorted(inputs, key=lambda i: i.layer)
     for item in items:
@@ -267,19 +264,13 @@ def submit_pieces(
     submit = pieces.submit_for(max(len(i.X) for i in items))
     from compute import sae
 
-    def baseline(item):
-        # On the word vectors, where the scores it is the baseline of are measured. Seeded, one thread: the same
-        # weights in a worker. On a GPU it trains in analyse_layer.
-        if cfg.sae is not None and cfg.sae.random_baseline and device == "cpu":
-            item.baseline = submit(sae.fit, item.X, cfg.sae, device, None, True)
-
     if cfg.sae is not None and device == "cpu":
         for item in items[::-1]:  # first in the queue: the token pass, the lineage and the features wait for them
             X = item.train if item.train is not None else item.X
             item.sae_pending = submit(sae.fit, np.ascontiguousarray(X, np.float32), cfg.sae, device)
             item.train = None
     if len(items) == 1:  # a static run: its baseline is needed before its maps
-        baseline(items[0])
+        _submit_baseline(cfg, items[0], submit, device)
     for item in items:  # while the workers train the SAEs
         item.knn = projections.word_knn(item.X, p)
     layers, vectors, knns = [i.layer for i in items], [i.X for i in items], [i.knn for i in items]
@@ -291,12 +282,29 @@ def submit_pieces(
         dims = projections.map_dims(p, len(item.X))
         start = projections.map_start(item.X, *item.knn, p, dims) if dims else None  # shared by the dims' pieces
         item.maps = [submit(projections.word_maps, item.X, item.knn, p, (d,), start) for d in dims]
-    if len(items) > 1:
-        for item in items[::-1]:
-            baseline(item)
-            if vocab is not None:
-                item.analysis = submit(word_analysis, cfg, item.X, item.tokens, vocab.zipf, vocab.langs, vocab.words)
     return aligned
+
+
+def submit_analyses(cfg: RunConfig, inputs: list[LayerInput], pieces: parallel.Pieces, device: str, vocab) -> None:
+    """For several layers, after submit_pieces and after the decoder maps layer_sae starts when it can (analyse_layer
+    waits for a layer's decoder map, its baseline and its analysis together): last layer first, as analyse_layer
+    takes them, each layer's SAE random-decoder baseline (`item.baseline`, on the CPU) and word_analysis
+    (`item.analysis`)."""
+    if len(inputs) < 2:
+        return
+    submit = pieces.submit_for(max(len(i.X) for i in inputs))
+    for item in sorted(inputs, key=lambda i: -i.layer):
+        _submit_baseline(cfg, item, submit, device)
+        item.analysis = submit(word_analysis, cfg, item.X, item.tokens, vocab.zipf, vocab.langs, vocab.words)
+
+
+def _submit_baseline(cfg: RunConfig, item: LayerInput, submit, device: str) -> None:
+    # On the word vectors, where the scores it is the baseline of are measured. Seeded, one thread: the same
+    # weights in a worker. On a GPU it trains in analyse_layer.
+    if cfg.sae is not None and cfg.sae.random_baseline and device == "cpu":
+        from compute import sae
+
+        item.baseline = submit(sae.fit, item.X, cfg.sae, device, None, True)
 
 
 def layer_sae(cfg: RunConfig, item: LayerInput, device, progress: Progress, pieces: parallel.Pieces):
@@ -418,11 +426,13 @@ def _contextual_inputs(cfg, catalog, device, force, progress, pieces, wordnet, s
         train = ext.token_vectors[i] if on_tokens else None
         inputs.append(LayerInput(layer, ext.word_vectors[i], extra, ext.token_vectors[i][geo], train))
     del ext
-    aligned = submit_pieces(cfg, inputs, pieces, device, vocab)
+    aligned = submit_pieces(cfg, inputs, pieces, device)
     if cfg.sae is not None and cfg.contexts is not None:
         # SAEs first, then one more pass over the corpus streams every token through every layer's SAE.
         for item in sorted(inputs, key=lambda i: -i.layer):  # their decoder maps queued last layer first
             layer_sae(cfg, item, device, progress.child(f"L{item.layer}"), pieces)
+    submit_analyses(cfg, inputs, pieces, device, vocab)
+    if cfg.sae is not None and cfg.contexts is not None:
         with progress.stage("contexts") as update:
             outs = contexts.token_pass(
                 tokenizer,

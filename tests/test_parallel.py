@@ -97,7 +97,8 @@ def _maps(processes: int, monkeypatch) -> dict:
     out = {}
     with parallel.Pieces() as pieces:
         assert pieces.processes == processes
-        aligned = pipeline.submit_pieces(cfg, inputs, pieces, vocab=vocab)
+        aligned = pipeline.submit_pieces(cfg, inputs, pieces)
+        pipeline.submit_analyses(cfg, inputs, pieces, "cpu", vocab)
         for item in inputs:
             for pending in item.maps + [item.analysis]:
                 out.update({(item.layer, k): v for k, v in pending.get().items()})
