@@ -366,9 +366,11 @@ def extract(
     device: str = "cpu",
     progress=None,
     keep_states: bool = False,
+    between_batches=None,
 ) -> Extraction:
     """Word-type vectors for `words` and a token sample, at every layer in `layers` (None = all); with
-    `keep_states`, every token's hidden states too when they fit STATES_BUDGET (`Extraction.states`)."""
+    `keep_states`, every token's hidden states too when they fit STATES_BUDGET (`Extraction.states`).
+    `between_batches()` is called after each batch of the corpus."""
     n_layers = int(model.config.num_hidden_layers) + 1
     layers = _resolve_layers(layers, n_layers)
     for w in words:
@@ -462,6 +464,8 @@ def extract(
             if rows:
                 token_vectors[:, torch.as_tensor(rows)] = h.index_select(1, torch.as_tensor(pos, device=h.device)).cpu()
             meter.advance(int(lengths[idx].sum()))
+            if between_batches is not None:
+                between_batches()
 
         type_vectors = sums.div_(torch.as_tensor(np.maximum(occ_count, 1), dtype=torch.float32)[None, :, None])
         if len(missing):

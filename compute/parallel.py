@@ -112,6 +112,27 @@ class Pieces:
         self._restore = (torch.get_num_threads(), threadpool_limits(limits=1))
         torch.set_num_threads(1)
 
+    def widen_when_done(self, pending: list):
+        """A callable for between the batches of this process's own work: once every piece of `pending` is done
+        (the workers then idle until this work ends), it gives this process one torch thread per worker process
+        instead of one. Call `narrow()` when the work ends."""
+
+        def widen():
+            if self._restore is not None and all(p is None or p.ready() for p in pending):
+                import torch
+
+                if torch.get_num_threads() != self.processes:
+                    torch.set_num_threads(self.processes)
+
+        return widen
+
+    def narrow(self):
+        """Back to one torch thread in this process while the workers share the cores (after widen_when_done)."""
+        if self._restore is not None:
+            import torch
+
+            torch.set_num_threads(1)
+
     @staticmethod
     def run_here(fn, *args, **kwargs) -> Done:
         return Done(fn, args, kwargs)

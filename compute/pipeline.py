@@ -402,7 +402,10 @@ def _contextual_inputs(cfg, catalog, device, force, progress, pieces, wordnet, s
             device=device,
             progress=update,
             keep_states=cfg.sae is not None and cfg.contexts is not None,  # for the token pass
+            # the workers idle once the labels and STS are done: the rest of the corpus gets every core
+            between_batches=pieces.widen_when_done([labs, sts_pending]) if device == "cpu" else None,
         )
+    pieces.narrow()
     states, ext.states = ext.states, None
     sts_out = {}
     if cfg.sts is not None:

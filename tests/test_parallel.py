@@ -48,6 +48,28 @@ def test_a_piece_error_comes_back_and_the_workers_stop():
         assert here.submit(_sleep, 0).get() == 0
 
 
+def test_this_process_takes_the_idle_cores_only_once_its_pieces_are_done():
+    import torch
+
+    threads = torch.get_num_threads()
+    with parallel.Pieces(2) as pieces:
+        slow, quick = pieces.submit(_sleep, 1.5), pieces.submit(_sleep, 0)
+        widen = pieces.widen_when_done([slow, None])
+        widen()
+        assert torch.get_num_threads() == 1  # a worker still runs a piece: one thread here
+        slow.get()
+        widen()
+        assert torch.get_num_threads() == 2  # both workers idle: as many threads as workers
+        pieces.narrow()
+        assert torch.get_num_threads() == 1
+        assert quick.get() == 0
+    assert torch.get_num_threads() == threads  # restored when the workers stop
+    with parallel.Pieces(1) as here:  # no workers: nothing to widen or narrow
+        here.widen_when_done([here.submit(_sleep, 0)])()
+        here.narrow()
+        assert torch.get_num_threads() == threads
+
+
 def test_workers_exit_when_their_parent_is_killed(tmp_path):
     script = textwrap.dedent(
         """
