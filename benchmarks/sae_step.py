@@ -24,32 +24,26 @@ from benchmarks.common import interleaved, save_results, stats
 
 
 class GatherTopK:
-    """The pre-issue-17 step of TopKSAE, as a mixin over it."""
+    """The pre-issue-17 selection and reconstruction of TopKSAE, as a mixin over it (its loss and AuxK are
+    TopKSAE's own)."""
 
-    def training_loss(self, xn_BD, ctx):
-        from compute.sae.base import StepOutput, batch_fvu
+    def selection_pre_acts(self, xn_BD):
+        with torch.no_grad():  # the features chosen with one dense matmul, no graph
+            return torch.addmm(self.b_enc, xn_BD - self.b_dec, self.W_enc).relu_()
 
-        xc_BD = xn_BD - self.b_dec
-        with torch.no_grad():
-            pre_BF = torch.addmm(self.b_enc, xc_BD, self.W_enc).relu_()
+    def sparse_forward(self, xc_BD, pre_BF):
+        # the chosen values recomputed from gathered encoder columns, the decoder rows gathered and multiplied
         idx_BK = pre_BF.topk(self.cfg.k, dim=-1, sorted=False).indices
         B, K = idx_BK.shape
         feat_N = idx_BK.reshape(-1)
         x_DN = xc_BD.t().repeat_interleave(K, dim=1)
         vals_BK = ((x_DN * self.W_enc.index_select(1, feat_N)).sum(0) + self.b_enc[feat_N]).relu().view(B, K)
         x_hat_BD = torch.bmm(vals_BK.unsqueeze(1), self.W_dec[idx_BK]).squeeze(1) + self.b_dec
-        fired_F = torch.zeros(self.d_sae, dtype=torch.bool)
-        fired_F[idx_BK[vals_BK.detach() > 0]] = True
-        err_BD = xn_BD - x_hat_BD
-        fvu = batch_fvu(xn_BD, err_BD)
-        loss = fvu
-        n_dead = int(ctx.dead_F.sum())
-        if n_dead > 0 and self.cfg.aux_coef > 0:
-            aux_k = self.cfg.aux_k or max(1, self.d // 2)
-            loss = loss + self.cfg.aux_coef * min(n_dead / aux_k, 1.0) * self.aux_loss(
-                xc_BD, err_BD, ctx.dead_F, min(aux_k, n_dead)
-            )
-        return StepOutput(loss, fvu, (vals_BK > 0).sum(-1).float().mean(), fired_F)
+        with torch.no_grad():
+            active_BK = vals_BK > 0
+            fired_F = torch.zeros(self.d_sae, dtype=torch.bool, device=xc_BD.device)
+            fired_F[idx_BK[active_BK]] = True
+        return x_hat_BD, active_BK.sum(-1).float().mean(), fired_F
 
 
 @contextmanager
