@@ -84,8 +84,12 @@ class SAE(nn.Module):
     def denormalise(self, xn_BD: torch.Tensor) -> torch.Tensor:
         return xn_BD / self.scale + self.mu
 
+    def affine_pre_acts(self, xn_BD: torch.Tensor) -> torch.Tensor:
+        """Pre-activations (B, F) of normalised rows before the ReLU."""
+        return (xn_BD - self.b_dec) @ self.W_enc + self.b_enc
+
     def pre_acts(self, xn_BD: torch.Tensor) -> torch.Tensor:
-        return torch.relu((xn_BD - self.b_dec) @ self.W_enc + self.b_enc)
+        return torch.relu(self.affine_pre_acts(xn_BD))
 
     def encode_norm(self, xn_BD: torch.Tensor) -> torch.Tensor:
         """Dense activations (B, F) of normalised rows."""

@@ -37,8 +37,7 @@ class TopKSAE(SAE):
     def active_codes(self, x_BD: torch.Tensor):
         """As SAE.active_codes, from the k pairs per row: no dense (B, F) codes, nonzero or decode. The ReLU after
         the top-k (B*K values), as in training; the same activations as `encode`, bit for bit."""
-        pre_BF = (self.normalise(x_BD) - self.b_dec) @ self.W_enc + self.b_enc
-        vals_BK, idx_BK = pre_BF.topk(self.cfg.k, dim=-1, sorted=False)
+        vals_BK, idx_BK = self.affine_pre_acts(self.normalise(x_BD)).topk(self.cfg.k, dim=-1, sorted=False)
         vals_BK = vals_BK.relu_()
         x_hat_BD = self.denormalise(self.decode_sparse(vals_BK, idx_BK))
         row_N, k_N = torch.nonzero(vals_BK > 0, as_tuple=True)
